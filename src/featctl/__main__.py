@@ -1,0 +1,3 @@
+from featctl.cli.main import main
+
+main()

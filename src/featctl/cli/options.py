@@ -1,0 +1,38 @@
+"""Options shared by every command, written once as Annotated types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Repo = Annotated[
+    Path | None,
+    typer.Option("--repo", help="Feast feature repository to deploy or query [default: ./feature_repo; env FEATCTL_REPO]", show_default=False),
+]
+Workspace = Annotated[
+    Path | None,
+    typer.Option("--workspace", help="Directory for featctl's state: Terraform state, keys, pinned host keys [default: ./.featctl; env FEATCTL_WORKSPACE]", show_default=False),
+]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings file [default: ./featctl.toml; env FEATCTL_CONFIG]", show_default=False),
+]
+Output = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="table, json or csv [default: table on a terminal, else json]", show_default=False),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every step's detail on stderr.")]
+Drivers = Annotated[
+    list[str] | None,
+    typer.Option("--driver", "-d", help="Driver id; repeat or separate with commas.", show_default=False),
+]
+Features = Annotated[
+    list[str] | None,
+    typer.Option("--features", "-f", help="Feature reference VIEW:FEATURE; repeat or separate with commas.", show_default=False),
+]
+FeatureService = Annotated[
+    str | None,
+    typer.Option("--feature-service", help="Feature service to read instead of --features.", show_default=False),
+]

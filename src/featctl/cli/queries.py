@@ -1,0 +1,121 @@
+"""online, score, historical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from featctl.cli import options as o
+from featctl.cli.app import ENV, make_session, output_format
+from featctl.query.table import Table
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Example: featctl online --driver 1001 --driver 1002 --features driver_hourly_stats:conv_rate")(online)
+    app.command(epilog="Example: featctl score --weights conv_rate=0.7,acc_rate=0.3 --driver 1001 --driver 1002")(score)
+    app.command(epilog="Example: featctl historical --entities entities.csv --feature-service driver_activity_rates_linear_combination --out result.parquet")(historical)
+
+
+def _show(table: Table, fmt: str) -> None:
+    from featctl.cli.render import render
+
+    for note in table.notes:
+        ENV.stderr.write(f"featctl: {note}\n")
+    render(table, fmt, ENV.stdout)
+
+
+def online(
+    drivers: o.Drivers = None,
+    features: o.Features = None,
+    feature_service: o.FeatureService = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Read online features for drivers from the deployed feature server (HTTP through an SSH tunnel).
+
+    Without --features or --feature-service every feature of every feature view is read.
+    """
+    from featctl.query.service import online as run
+    from featctl.query.weights import parse_drivers, parse_feature_refs
+
+    fmt = output_format(output)
+    ids = parse_drivers(drivers or [])
+    refs = parse_feature_refs(features or [])
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        table = run(session, ids, features=refs, feature_service=feature_service)
+    finally:
+        session.close()
+    _show(table, fmt)
+
+
+def score(
+    weights: Annotated[list[str] | None, typer.Option("--weights", "-w", help="Weights as NAME=VALUE[,NAME=VALUE]; a feature not given weighs 0.", show_default=False)] = None,
+    drivers: o.Drivers = None,
+    at: Annotated[str | None, typer.Option("--at", help="Score as of this time (ISO 8601, UTC when no zone) from the offline store.", show_default=False)] = None,
+    entities: Annotated[Path | None, typer.Option("--entities", help="CSV/Parquet with driver_id, event_timestamp and per-row <feature>_coef weights (offline).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the rows to this .csv or .parquet file.", show_default=False)] = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Weighted driver-quality score: linear_combination = sum(weight * feature), computed by the on-demand view.
+
+    Online from the feature server by default; point-in-time from the offline store with --at or --entities.
+    """
+    from featctl.query.weights import parse_drivers, parse_timestamp
+
+    fmt = output_format(output)
+    specs = list(weights or [])
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        if at is not None or entities is not None:
+            from featctl.query.service import score_at
+
+            when = parse_timestamp(at, option="--at") if at is not None else None
+            ids = parse_drivers(drivers) if drivers else []
+            table = score_at(session, drivers=ids, weight_specs=specs, at=when, entities_file=entities, out=out)
+        else:
+            from featctl.query.service import score as run
+
+            ids = parse_drivers(drivers or [])
+            table = run(session, ids, specs)
+            if out is not None:
+                from featctl.errors import UsageError
+
+                raise UsageError("--out is for --at/--entities scores; use --output csv > FILE for online scores")
+    finally:
+        session.close()
+    _show(table, fmt)
+
+
+def historical(
+    entities: Annotated[Path, typer.Option("--entities", help="CSV or Parquet with the join key (driver_id), event_timestamp and any request data columns.")],
+    features: o.Features = None,
+    feature_service: o.FeatureService = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the result to this .csv or .parquet file instead of printing it.", show_default=False)] = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Point-in-time correct features from the offline store on the host: one row per entity row, in order."""
+    from featctl.query.service import historical as run
+    from featctl.query.weights import parse_feature_refs
+
+    fmt = output_format(output)
+    refs = parse_feature_refs(features or [])
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        table = run(session, entities, features=refs, feature_service=feature_service, out=out)
+    finally:
+        session.close()
+    if out is not None:
+        ENV.stderr.write(f"featctl: wrote {len(table.rows)} rows to {out}\n")
+    else:
+        _show(table, fmt)

@@ -1,0 +1,172 @@
+"""Settings from one place, with visible precedence.
+
+A value comes from the command-line flag, else the ``FEATCTL_*`` environment
+variable, else ``featctl.toml`` (in the current directory, or the file named by
+``--config`` / ``FEATCTL_CONFIG``), else the default. ``Settings.sources``
+records where each value came from, so ``featctl status`` can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import ConfigError
+
+TARGETS = ("local", "yandex")
+DEFAULT_CONFIG_FILE = "featctl.toml"
+
+# name -> (default, parser). Every key here may be set in featctl.toml, as
+# FEATCTL_<NAME> in the environment, or by the matching flag.
+_DEFAULTS: dict[str, Any] = {
+    "repo": "feature_repo",
+    "workspace": ".featctl",
+    "target": "local",
+    "name": "featctl",
+    "server_port": 6566,
+    "server_workers": 1,
+    "ssh_wait_seconds": 120.0,
+    "command_timeout": 1800.0,
+}
+
+
+def _parse_int(name: str, raw: Any) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    return value
+
+
+def _parse_float(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _parse_target(_name: str, raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in TARGETS:
+        raise ConfigError(f"unknown target {raw!r}: choose one of {', '.join(TARGETS)}")
+    return value
+
+
+def _parse_name(_name: str, raw: Any) -> str:
+    import re
+
+    value = str(raw)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", value):
+        raise ConfigError(
+            f"deployment name {raw!r} is invalid: use a-z, 0-9 and '-', starting with a letter"
+        )
+    return value
+
+
+_PARSERS = {
+    "repo": lambda n, v: str(v),
+    "workspace": lambda n, v: str(v),
+    "target": _parse_target,
+    "name": _parse_name,
+    "server_port": lambda n, v: _check_port(n, _parse_int(n, v)),
+    "server_workers": lambda n, v: max(1, _parse_int(n, v)),
+    "ssh_wait_seconds": _parse_float,
+    "command_timeout": _parse_float,
+}
+
+
+def _check_port(name: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo: Path
+    workspace: Path
+    target: str
+    name: str
+    server_port: int
+    server_workers: int
+    ssh_wait_seconds: float
+    command_timeout: float
+    #: Per-target tables of featctl.toml, e.g. ``[yandex]``: passed to the
+    #: target's Terraform stack as variables.
+    target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve settings: flag > FEATCTL_* variable > featctl.toml > default."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+
+    explicit = config_path or (Path(environ["FEATCTL_CONFIG"]) if environ.get("FEATCTL_CONFIG") else None)
+    path = explicit or cwd / DEFAULT_CONFIG_FILE
+    if explicit is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    data = read_config_file(path)
+    table = data.get("featctl", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [featctl] must be a table")
+    unknown = sorted(k for k, v in table.items() if k not in _DEFAULTS and not isinstance(v, dict))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_DEFAULTS)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, default in _DEFAULTS.items():
+        env_key = f"FEATCTL_{key.upper()}"
+        if key in flags:
+            raw, source = flags[key], "flag"
+        elif environ.get(env_key):
+            raw, source = environ[env_key], env_key
+        elif key in table:
+            raw, source = table[key], str(path.name)
+        else:
+            raw, source = default, "default"
+        values[key] = _PARSERS[key](key, raw)
+        sources[key] = source
+
+    target_vars = {t: dict(data[t]) for t in TARGETS if isinstance(data.get(t), dict)}
+    return Settings(
+        repo=(cwd / values["repo"]).resolve(),
+        workspace=(cwd / values["workspace"]).resolve(),
+        target=values["target"],
+        name=values["name"],
+        server_port=values["server_port"],
+        server_workers=values["server_workers"],
+        ssh_wait_seconds=values["ssh_wait_seconds"],
+        command_timeout=values["command_timeout"],
+        target_vars=target_vars,
+        sources=sources,
+        config_file=path if path.is_file() else None,
+    )

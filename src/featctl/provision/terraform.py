@@ -1,0 +1,192 @@
+"""The Terraform adapter: every call to the ``terraform`` binary goes through here.
+
+It wraps python-terraform and keeps that library's surprises in one place:
+
+* ``destroy`` passes ``-force`` by default, which Terraform 1.x rejects: we pass
+  ``force=IsNotFlagged`` and ``-auto-approve`` instead.
+* ``apply`` only auto-approves with ``skip_plan=True``.
+* a ``var`` dict becomes a temporary ``.tfvars.json`` in the system temp dir
+  with default permissions: we write our own 0600 var file in the workspace.
+* ``plan -detailed-exitcode`` exits 2 when there are changes; that is not a
+  failure.
+
+The stack is copied into the workspace and run there, so its state lives with
+the deployment's other secrets (0600) and never in the source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import TerraformError, UsageError
+from featctl.workspace import secure_tree, write_private
+
+VAR_FILE = "featctl.auto.tfvars.json"
+
+
+def stack_source(target: str) -> Path:
+    """The directory holding the Terraform stack for ``target``."""
+    packaged = resources.files("featctl") / "_stacks" / target
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[3] / "terraform" / target
+    if checkout.is_dir():
+        return checkout
+    raise UsageError(f"no Terraform stack for target {target!r}")
+
+
+def build_args(command: str, *, var_file: str | None = None, replace: Sequence[str] = (),
+               detailed_exitcode: bool = False) -> tuple[list[str], dict[str, Any]]:
+    """Positional args and python-terraform options for ``command``.
+
+    A pure function, so the flags featctl gives Terraform are table-tested
+    without the binary.
+    """
+    from python_terraform import IsFlagged, IsNotFlagged
+
+    opts: dict[str, Any] = {"no_color": IsFlagged, "input": False, "var": None}
+    if command in ("apply", "destroy", "plan"):
+        opts["var_file"] = var_file
+        opts["lock_timeout"] = "0s"
+    if command == "apply":
+        opts["skip_plan"] = True  # python-terraform's name for -auto-approve
+        opts["replace"] = list(replace) or None
+    elif command == "destroy":
+        opts["force"] = IsNotFlagged  # python-terraform would pass -force
+        opts["auto_approve"] = IsFlagged
+    elif command == "plan":
+        opts["detailed_exitcode"] = IsFlagged if detailed_exitcode else IsNotFlagged
+        opts["replace"] = list(replace) or None
+    elif command == "init":
+        opts = {"no_color": IsFlagged, "input": False, "backend": True, "reconfigure": IsNotFlagged}
+    return [], opts
+
+
+_ERROR_RE = re.compile(r"^[│\s]*Error:\s*(.+)$")
+
+
+def summarize_error(stderr: str) -> str:
+    """The first ``Error:`` of Terraform's output, with its first detail line."""
+    lines = [ln.strip("│ ").rstrip() for ln in stderr.splitlines()]
+    for i, line in enumerate(lines):
+        m = _ERROR_RE.match(line)
+        if m:
+            detail = next((ln.strip() for ln in lines[i + 1 : i + 8] if ln.strip() and not ln.strip().startswith("on ") and not ln.strip().startswith("with ")), "")
+            return f"{m.group(1)}: {detail}" if detail else m.group(1)
+    tail = [ln for ln in lines if ln.strip() and "CLI configuration" not in ln]
+    return tail[-1] if tail else "terraform failed"
+
+
+@dataclass
+class Stack:
+    """One target's Terraform stack, run inside the workspace."""
+
+    target: str
+    workdir: Path
+
+    def prepare(self) -> None:
+        """Copy (or refresh) the stack's files into the working directory."""
+        src = stack_source(self.target)
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for item in src.iterdir():
+            if item.name.startswith((".terraform", "terraform.tfstate")) or item.name == "README.md":
+                continue
+            dest = self.workdir / item.name
+            if item.is_dir():
+                shutil.copytree(item, dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(item, dest)
+
+    def _tf(self) -> Any:
+        from python_terraform import Terraform
+
+        return Terraform(working_dir=str(self.workdir), terraform_bin_path=terraform_binary())
+
+    def _run(self, command: str, opts: Mapping[str, Any], *, ok: Sequence[int] = (0,)) -> tuple[int, str, str]:
+        tf = self._tf()
+        old = os.umask(0o077)  # state, backups and var files are created 0600
+        try:
+            if command == "apply":
+                code, out, err = tf.apply(**opts)
+            elif command == "destroy":
+                code, out, err = tf.destroy(**opts)
+            elif command == "plan":
+                code, out, err = tf.plan(**opts)
+            elif command == "init":
+                code, out, err = tf.init(**opts)
+            else:
+                code, out, err = tf.cmd(command, **opts)
+        except FileNotFoundError:
+            raise TerraformError("the terraform binary was not found", hint="install Terraform >= 1.5 and put it on PATH") from None
+        finally:
+            os.umask(old)
+            secure_tree(self.workdir)
+        if code not in ok:
+            raise TerraformError(f"terraform {command} failed: {summarize_error(err or out or '')}")
+        return code, out or "", err or ""
+
+    def write_vars(self, variables: Mapping[str, Any]) -> str:
+        path = self.workdir / VAR_FILE
+        write_private(path, json.dumps(dict(variables), indent=2, sort_keys=True))
+        return VAR_FILE
+
+    def init(self) -> None:
+        """``terraform init`` once per working directory (built-in-only stacks need no download)."""
+        marker = self.workdir / ".featctl-initialised"
+        if marker.exists():
+            return
+        _, opts = build_args("init")
+        self._run("init", opts)
+        marker.touch(mode=0o600)
+
+    def apply(self, variables: Mapping[str, Any], *, replace: Sequence[str] = ()) -> None:
+        _, opts = build_args("apply", var_file=self.write_vars(variables), replace=replace)
+        self._run("apply", opts)
+
+    def plan_has_changes(self, variables: Mapping[str, Any]) -> bool:
+        _, opts = build_args("plan", var_file=self.write_vars(variables), detailed_exitcode=True)
+        code, _, _ = self._run("plan", opts, ok=(0, 2))
+        return code == 2
+
+    def destroy(self, variables: Mapping[str, Any]) -> None:
+        _, opts = build_args("destroy", var_file=self.write_vars(variables))
+        self._run("destroy", opts)
+
+    def outputs(self) -> dict[str, Any]:
+        code, out, err = self._run("output", {"json": _flag(), "no_color": _flag()})
+        try:
+            raw = json.loads(out or "{}")
+        except ValueError:
+            raise TerraformError("terraform output returned invalid JSON") from None
+        return {k: v.get("value") for k, v in raw.items() if not v.get("sensitive")}
+
+    @property
+    def has_state(self) -> bool:
+        state = self.workdir / "terraform.tfstate"
+        if not state.exists():
+            return False
+        try:
+            return bool(json.loads(state.read_text()).get("resources"))
+        except ValueError:
+            return True
+
+
+def _flag() -> Any:
+    from python_terraform import IsFlagged
+
+    return IsFlagged
+
+
+def terraform_binary() -> str:
+    found = shutil.which(os.environ.get("FEATCTL_TERRAFORM", "terraform"))
+    if not found:
+        raise TerraformError("the terraform binary was not found", hint="install Terraform >= 1.5 and put it on PATH")
+    return found

@@ -1,0 +1,164 @@
+"""The adapter for the Feast feature server's HTTP API.
+
+Requests travel inside the SSH connection (a direct-tcpip channel per HTTP
+connection), so the server stays bound to 127.0.0.1 on the host and its port
+is never opened to the network. Only stdlib ``http.client`` and ``json``:
+this path must never import Feast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from featctl.errors import FeatureServerError, UsageError
+
+if TYPE_CHECKING:
+    from featctl.remote.ssh import Connection
+
+
+class _ChannelHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection whose socket is an SSH channel to the server."""
+
+    def __init__(self, conn: Connection, port: int, timeout: float) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._ssh = conn
+        self._remote_port = port
+
+    def connect(self) -> None:
+        chan = self._ssh.open_channel("127.0.0.1", self._remote_port)
+        chan.settimeout(self.timeout)
+        self.sock = chan  # type: ignore[assignment]
+
+
+class FeatureServer:
+    """A keep-alive HTTP client for one feature server behind an SSH connection."""
+
+    def __init__(self, conn: Connection, port: int, *, timeout: float = 60.0) -> None:
+        self._http = _ChannelHTTPConnection(conn, port, timeout)
+        self.port = port
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> tuple[int, bytes]:
+        payload = None if body is None else json.dumps(body, allow_nan=False).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        if timeout is not None:
+            self._http.timeout = timeout
+            if self._http.sock is not None:
+                self._http.sock.settimeout(timeout)
+        for attempt in (1, 2):
+            try:
+                self._http.request(method, path, body=payload, headers=headers)
+                resp = self._http.getresponse()
+                return resp.status, resp.read()
+            except (http.client.HTTPException, OSError, EOFError) as exc:
+                self._http.close()
+                if attempt == 2:
+                    raise FeatureServerError(
+                        f"the feature server on the host (port {self.port}) did not answer: {exc or type(exc).__name__}"
+                    ) from None
+            except Exception as exc:  # paramiko's channel errors
+                self._http.close()
+                if attempt == 2 or "ChannelException" not in type(exc).__name__:
+                    raise FeatureServerError(
+                        f"the feature server on the host (port {self.port}) is not reachable: {exc}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def healthy(self) -> bool:
+        try:
+            status, _ = self.request("GET", "/health", timeout=10)
+        except FeatureServerError:
+            return False
+        except Exception:
+            return False
+        return status == 200
+
+    def post_json(self, path: str, body: Any, *, timeout: float | None = None) -> Any:
+        status, raw = self.request("POST", path, body, timeout=timeout)
+        if status != 200:
+            raise _server_error(path, status, raw)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise FeatureServerError(f"the feature server sent invalid JSON for {path}") from None
+
+    # Feast endpoints ----------------------------------------------------
+    def online_features(
+        self,
+        entities: Mapping[str, Sequence[Any]],
+        *,
+        features: Sequence[str] = (),
+        feature_service: str | None = None,
+        full_feature_names: bool = False,
+    ) -> dict[str, list[Any]]:
+        body: dict[str, Any] = {
+            "entities": {k: list(v) for k, v in entities.items()},
+            "full_feature_names": full_feature_names,
+        }
+        if feature_service:
+            body["feature_service"] = feature_service
+        else:
+            body["features"] = list(features)
+        return parse_online_response(self.post_json("/get-online-features", body))
+
+    def materialize(self, start: str, end: str, views: Sequence[str] | None, *, timeout: float) -> None:
+        body: dict[str, Any] = {"start_ts": start, "end_ts": end}
+        if views:
+            body["feature_views"] = list(views)
+        self.post_json("/materialize", body, timeout=timeout)
+
+    def materialize_incremental(self, end: str, views: Sequence[str] | None, *, timeout: float) -> None:
+        body: dict[str, Any] = {"end_ts": end}
+        if views:
+            body["feature_views"] = list(views)
+        self.post_json("/materialize-incremental", body, timeout=timeout)
+
+
+def _server_error(path: str, status: int, raw: bytes) -> Exception:
+    detail = raw.decode(errors="replace").strip()
+    try:
+        data = json.loads(raw)
+        if isinstance(data, dict):
+            detail = str(data.get("detail") or data.get("error") or data.get("message") or detail)
+    except ValueError:
+        pass
+    detail = " ".join(detail.split())[:300] or f"HTTP {status}"
+    if status in (400, 404, 422):
+        return UsageError(f"the feature server rejected the request: {detail}")
+    return FeatureServerError(f"the feature server failed on {path} (HTTP {status}): {detail}")
+
+
+def parse_online_response(data: Any) -> dict[str, list[Any]]:
+    """Columns from Feast's ``/get-online-features`` JSON.
+
+    Feast answers ``{"metadata": {"feature_names": [...]}, "results": [{"values":
+    [...], "statuses": [...]}, ...]}``. A value whose status is not PRESENT
+    becomes None, and so does a NaN, so the result is always strict JSON.
+    """
+    try:
+        names = list(data["metadata"]["feature_names"])
+        results = list(data["results"])
+    except (KeyError, TypeError):
+        raise FeatureServerError("unexpected answer from the feature server (no metadata/results)") from None
+    if len(names) != len(results):
+        raise FeatureServerError("unexpected answer from the feature server (names and results differ)")
+    columns: dict[str, list[Any]] = {}
+    for name, result in zip(names, results):
+        values = list(result.get("values", []))
+        statuses = list(result.get("statuses", []))
+        clean = []
+        for i, value in enumerate(values):
+            status = statuses[i] if i < len(statuses) else "PRESENT"
+            if status not in ("PRESENT", None) or (isinstance(value, float) and not math.isfinite(value)):
+                value = None
+            clean.append(value)
+        columns[name] = clean
+    return columns

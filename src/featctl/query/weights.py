@@ -1,0 +1,107 @@
+"""Parsing ``--weights conv_rate=0.7,acc_rate=0.3`` and timestamps (pure, no I/O)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from featctl.errors import UsageError
+
+COEF_SUFFIX = "_coef"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_weights(specs: Sequence[str], allowed: Iterable[str]) -> dict[str, float]:
+    """Parse one or more ``name=value[,name=value...]`` specs.
+
+    Every allowed name gets a weight; a name not given weighs 0. Empty items,
+    missing values, duplicates, unknown names and non-finite numbers are
+    refused with one line that names the culprit.
+    """
+    allowed = list(allowed)
+    given: dict[str, float] = {}
+    if not specs:
+        raise UsageError("--weights is required, e.g. --weights conv_rate=0.7,acc_rate=0.3")
+    for spec in specs:
+        if not spec.strip():
+            raise UsageError("--weights is empty; expected name=value pairs, e.g. conv_rate=0.7,acc_rate=0.3")
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                raise UsageError(f"--weights {spec!r} has an empty item (two commas in a row, or a trailing comma)")
+            name, sep, raw = item.partition("=")
+            name, raw = name.strip(), raw.strip()
+            if not sep:
+                raise UsageError(f"weight {item!r} is not name=value")
+            if not name or not _NAME.fullmatch(name):
+                raise UsageError(f"weight {item!r} has no valid feature name before '='")
+            if not raw:
+                raise UsageError(f"weight {name!r} has no value after '='")
+            if name not in allowed:
+                raise UsageError(f"unknown feature {name!r} in --weights; the score weighs: {', '.join(allowed)}")
+            if name in given:
+                raise UsageError(f"feature {name!r} is weighted twice in --weights")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise UsageError(f"weight {name}={raw!r} is not a number") from None
+            if not math.isfinite(value):
+                raise UsageError(f"weight {name}={raw} is not a finite number")
+            given[name] = value
+    return {name: given.get(name, 0.0) for name in allowed}
+
+
+def weight_names(request_fields: Iterable[str]) -> list[str]:
+    """Feature names that can be weighted: request fields named ``<feature>_coef``."""
+    return [f[: -len(COEF_SUFFIX)] for f in request_fields if f.endswith(COEF_SUFFIX)]
+
+
+def parse_timestamp(raw: str, *, option: str = "timestamp") -> datetime:
+    """ISO 8601 to an aware UTC datetime; a timestamp without a zone is UTC."""
+    text = raw.strip()
+    if not text:
+        raise UsageError(f"{option} is empty; expected ISO 8601, e.g. 2026-11-26T12:00:00Z")
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {raw!r} is not an ISO 8601 timestamp (e.g. 2026-11-26T12:00:00Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_drivers(values: Sequence[str]) -> list[int]:
+    out = []
+    for raw in values:
+        for item in str(raw).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                out.append(int(item))
+            except ValueError:
+                raise UsageError(f"--driver {item!r} is not an integer driver id") from None
+    if not out:
+        raise UsageError("give at least one --driver ID")
+    return out
+
+
+def parse_feature_refs(values: Sequence[str]) -> list[str]:
+    """``--features`` values, repeatable or comma-separated, as ``view:feature`` refs."""
+    refs: list[str] = []
+    for raw in values:
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            view, sep, feat = item.partition(":")
+            if not sep or not view or not feat or ":" in feat:
+                raise UsageError(f"feature reference {item!r} is not view:feature (e.g. driver_hourly_stats:conv_rate)")
+            if item in refs:
+                raise UsageError(f"feature reference {item!r} is given twice")
+            refs.append(item)
+    return refs

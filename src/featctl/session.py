@@ -1,0 +1,100 @@
+"""The state one featctl command works with: settings, workspace, the
+deployment record and (lazily) the SSH connection to its host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from featctl.config import Settings
+from featctl.errors import NotDeployedError
+from featctl.workspace import Deployment, Workspace
+
+if TYPE_CHECKING:
+    from featctl.query.server import FeatureServer
+    from featctl.remote.host import Layout
+    from featctl.remote.ssh import Connection, Endpoint
+
+
+class Reporter(Protocol):
+    """How the core tells the user what it is doing (the CLI draws it)."""
+
+    def step(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def detail(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def step(self, message: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+    def detail(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class Session:
+    settings: Settings
+    reporter: Reporter = field(default_factory=SilentReporter)
+    _conn: Connection | None = None
+    _server: FeatureServer | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.settings.workspace)
+
+    def deployment(self) -> Deployment:
+        record = self.workspace.require()
+        if not record.host:
+            raise NotDeployedError(
+                f"the deployment in {self.workspace.root} has no host yet",
+                hint="run `featctl deploy`",
+            )
+        return record
+
+    def endpoint(self, record: Deployment) -> Endpoint:
+        from featctl.remote.ssh import Endpoint
+
+        ws = self.workspace
+        return Endpoint(record.host, int(record.port), record.user, ws.client_key, ws.known_hosts)
+
+    def layout(self, record: Deployment) -> Layout:
+        from featctl.remote.host import Layout
+
+        return Layout(record.remote_base_dir)
+
+    def connection(self, record: Deployment | None = None) -> Connection:
+        if self._conn is None:
+            from featctl.remote.ssh import connect
+
+            self._conn = connect(self.endpoint(record or self.deployment()))
+        return self._conn
+
+    def adopt(self, conn: Connection) -> None:
+        self.close()
+        self._conn = conn
+
+    def server(self, record: Deployment | None = None) -> FeatureServer:
+        if self._server is None:
+            from featctl.query.server import FeatureServer
+
+            record = record or self.deployment()
+            self._server = FeatureServer(self.connection(record), int(record.server_port))
+        return self._server
+
+    def close_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def close(self) -> None:
+        self.close_server()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,184 @@
+"""featctl's own state for one deployment, kept in the workspace directory.
+
+Layout (all secrets 0600, directories 0700)::
+
+    .featctl/
+      deployment.json        the deployment record (target, host, outputs, ...)
+      known_hosts            the pinned host key
+      keys/client_ed25519    key featctl logs in with (+ .pub)
+      keys/host_ed25519      host key featctl generated for the host (+ .pub)
+      terraform/<target>/    copy of the target's stack, with its state
+      local/                 the local target's sshd state and host root
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import FeatctlError, UsageError
+
+RECORD_VERSION = 1
+
+
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def secure_tree(root: Path) -> None:
+    """Make every file under ``root`` 0600 and every directory 0700."""
+    if not root.exists():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o700)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o600 if not os.access(p, os.X_OK) else 0o700)
+
+
+@dataclass
+class Deployment:
+    """What featctl knows about a deployment; saved as deployment.json."""
+
+    target: str
+    name: str
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    remote_base_dir: str = ""
+    host_public_key: str = ""
+    server_port: int = 6566
+    feast_version: str = ""
+    repo: str = ""
+    deployed_at: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    registry: dict[str, Any] = field(default_factory=dict)
+    stack_vars: dict[str, Any] = field(default_factory=dict)
+    last_materialized: str | None = None
+    stage: str = "new"
+    version: int = RECORD_VERSION
+
+    @property
+    def ready(self) -> bool:
+        return self.stage == "deployed"
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # paths -------------------------------------------------------------
+    @property
+    def record_path(self) -> Path:
+        return self.root / "deployment.json"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def client_key(self) -> Path:
+        return self.keys_dir / "client_ed25519"
+
+    @property
+    def host_key(self) -> Path:
+        return self.keys_dir / "host_ed25519"
+
+    def terraform_dir(self, target: str) -> Path:
+        return self.root / "terraform" / target
+
+    @property
+    def local_dir(self) -> Path:
+        return self.root / "local"
+
+    # lifecycle ---------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the workspace (0700) with a .gitignore that keeps it out of git."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# featctl state: keys and Terraform state. Never commit.\n*\n")
+
+    def load(self) -> Deployment | None:
+        try:
+            raw = self.record_path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise FeatctlError(f"cannot read {self.record_path}: {exc.strerror}") from None
+        try:
+            data = json.loads(raw)
+            known = {f for f in Deployment.__dataclass_fields__}
+            return Deployment(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError) as exc:
+            raise FeatctlError(
+                f"{self.record_path} is damaged ({exc}); move it away and run `featctl deploy` again"
+            ) from None
+
+    def save(self, deployment: Deployment) -> None:
+        self.ensure()
+        write_private(self.record_path, json.dumps(asdict(deployment), indent=2, sort_keys=True) + "\n")
+
+    def require(self) -> Deployment:
+        record = self.load()
+        if record is None:
+            from featctl.errors import NotDeployedError
+
+            raise NotDeployedError(
+                f"no deployment in {self.root}", hint="run `featctl deploy` first, or pass --workspace"
+            )
+        return record
+
+    def forget(self, target: str) -> None:
+        """Remove the deployment's secrets, pins and record (after destroy)."""
+        for p in (self.record_path, self.known_hosts):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        for d in (self.keys_dir, self.local_dir, self.terraform_dir(target)):
+            shutil.rmtree(d, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the workspace's exclusive lock, or refuse at once."""
+        import fcntl
+
+        self.ensure()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(
+                    f"another featctl command is changing the deployment in {self.root}",
+                    hint="wait for it to finish",
+                ) from None
+            yield
+        finally:
+            os.close(fd)

@@ -1,0 +1,51 @@
+# The local "VM": an OpenSSH sshd on a loopback address, with its own host key,
+# its own authorized key and its own directory. Destroying it stops sshd and
+# every process the deployment started under remote_base_dir.
+
+locals {
+  scripts = abspath("${path.module}/scripts")
+}
+
+resource "terraform_data" "host" {
+  # Anything that changes the host's identity or address replaces it.
+  triggers_replace = [
+    var.listen_address,
+    var.port,
+    var.host_public_key,
+    var.ssh_public_key,
+    var.ssh_user,
+    var.state_dir,
+    var.remote_base_dir,
+  ]
+
+  # Destroy-time provisioners may only read `self`, so everything the stop
+  # script needs travels in `input`.
+  input = {
+    scripts         = local.scripts
+    state_dir       = var.state_dir
+    remote_base_dir = var.remote_base_dir
+  }
+
+  provisioner "local-exec" {
+    command = "${local.scripts}/start-sshd.sh"
+    environment = {
+      STATE_DIR       = var.state_dir
+      LISTEN_ADDRESS  = var.listen_address
+      PORT            = tostring(var.port)
+      HOST_KEY        = var.host_private_key_path
+      AUTHORIZED_KEY  = var.ssh_public_key
+      SSH_USER        = var.ssh_user
+      REMOTE_BASE_DIR = var.remote_base_dir
+      SSHD            = var.sshd_path
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "${self.input.scripts}/stop-sshd.sh"
+    environment = {
+      STATE_DIR       = self.input.state_dir
+      REMOTE_BASE_DIR = self.input.remote_base_dir
+    }
+  }
+}

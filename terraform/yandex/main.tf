@@ -1,0 +1,96 @@
+locals {
+  labels = {
+    managed-by = "featctl"
+    deployment = var.name
+  }
+}
+
+data "yandex_compute_image" "os" {
+  family    = var.image_family
+  folder_id = "standard-images"
+}
+
+resource "yandex_vpc_network" "this" {
+  name   = "${var.name}-net"
+  labels = local.labels
+}
+
+resource "yandex_vpc_subnet" "this" {
+  name           = "${var.name}-subnet"
+  zone           = var.zone
+  network_id     = yandex_vpc_network.this.id
+  v4_cidr_blocks = [var.subnet_cidr]
+  labels         = local.labels
+}
+
+resource "yandex_vpc_security_group" "this" {
+  name        = "${var.name}-sg"
+  description = "featctl ${var.name}: SSH in from allowed CIDRs only, all egress"
+  network_id  = yandex_vpc_network.this.id
+  labels      = local.labels
+
+  ingress {
+    description    = "SSH"
+    protocol       = "TCP"
+    port           = 22
+    v4_cidr_blocks = var.ssh_allowed_cidrs
+  }
+
+  egress {
+    description    = "All outbound traffic"
+    protocol       = "ANY"
+    from_port      = 0
+    to_port        = 65535
+    v4_cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
+resource "yandex_compute_instance" "this" {
+  name                      = "${var.name}-vm"
+  hostname                  = "${var.name}-vm"
+  platform_id               = var.platform_id
+  zone                      = var.zone
+  labels                    = local.labels
+  allow_stopping_for_update = true
+
+  resources {
+    cores         = var.cores
+    memory        = var.memory
+    core_fraction = var.core_fraction
+  }
+
+  boot_disk {
+    initialize_params {
+      image_id = data.yandex_compute_image.os.id
+      size     = var.disk_size
+      type     = var.disk_type
+    }
+  }
+
+  network_interface {
+    subnet_id          = yandex_vpc_subnet.this.id
+    nat                = true
+    security_group_ids = [yandex_vpc_security_group.this.id]
+  }
+
+  scheduling_policy {
+    preemptible = var.preemptible
+  }
+
+  metadata = {
+    # Contains the host PRIVATE key: keep it out of plan output. Note that it is
+    # still stored in the Terraform state and in the instance metadata.
+    user-data = sensitive(templatefile("${path.module}/cloud-init.yaml.tftpl", {
+      ssh_user         = var.ssh_user
+      ssh_public_key   = trimspace(var.ssh_public_key)
+      host_private_key = file(var.host_private_key_path)
+      host_public_key  = trimspace(var.host_public_key)
+      remote_base_dir  = var.remote_base_dir
+    }))
+  }
+
+  lifecycle {
+    # A newer image in the family must not force re-creation of the VM.
+    ignore_changes = [boot_disk[0].initialize_params[0].image_id]
+  }
+}
