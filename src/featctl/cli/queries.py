@@ -68,22 +68,23 @@ def score(
 
     Online from the feature server by default; point-in-time from the offline store with --at or --entities.
     """
-    from featctl.query.weights import parse_drivers, parse_timestamp
+    from featctl.query.weights import parse_drivers, parse_timestamp, parse_weights
 
     fmt = output_format(output)
     specs = list(weights or [])
+    if specs or entities is None:
+        parse_weights(specs, None)  # syntax first: bad input never reaches the host
+    when = parse_timestamp(at, option="--at") if at is not None else None
+    ids = parse_drivers(drivers) if drivers or entities is None else []
     session, rep = make_session(repo=repo, workspace=workspace, config=config)
     try:
         if at is not None or entities is not None:
             from featctl.query.service import score_at
 
-            when = parse_timestamp(at, option="--at") if at is not None else None
-            ids = parse_drivers(drivers) if drivers else []
             table = score_at(session, drivers=ids, weight_specs=specs, at=when, entities_file=entities, out=out)
         else:
             from featctl.query.service import score as run
 
-            ids = parse_drivers(drivers or [])
             table = run(session, ids, specs)
             if out is not None:
                 from featctl.errors import UsageError

@@ -124,12 +124,17 @@ class FeatureServer:
 
 def _server_error(path: str, status: int, raw: bytes) -> Exception:
     detail = raw.decode(errors="replace").strip()
-    try:
-        data = json.loads(raw)
-        if isinstance(data, dict):
-            detail = str(data.get("detail") or data.get("error") or data.get("message") or detail)
-    except ValueError:
-        pass
+    data: Any = raw
+    # Feast nests its error as JSON text inside FastAPI's {"detail": ...}.
+    for _ in range(3):
+        try:
+            data = json.loads(data)
+        except (ValueError, TypeError):
+            break
+        if not isinstance(data, dict):
+            break
+        data = data.get("detail") or data.get("message") or data.get("error") or detail
+        detail = str(data)
     detail = " ".join(detail.split())[:300] or f"HTTP {status}"
     if status in (400, 404, 422):
         return UsageError(f"the feature server rejected the request: {detail}")

@@ -230,22 +230,16 @@ def read_entities(path: Path, *, required: Sequence[str]) -> Any:
 
 
 def _utc_column(col: Any, path: Path) -> Any:
+    """ISO 8601 strings or datetimes to UTC; a value without a zone is UTC."""
     import pandas as pd
 
     try:
         if pd.api.types.is_datetime64_any_dtype(col):
-            parsed = col
-        else:
-            parsed = pd.to_datetime(col.astype(str).str.replace(r"[zZ]$", "+00:00", regex=True), utc=False, format="ISO8601")
+            return col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        # utc=True treats naive values as UTC and converts the rest, mixed zones included.
+        return pd.to_datetime(col.astype(str), utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
         raise UsageError(f"entity file {path}: event_timestamp is not ISO 8601 ({str(exc).splitlines()[0]})") from None
-    if getattr(parsed.dt, "tz", None) is None:
-        try:
-            return parsed.dt.tz_localize("UTC")
-        except (TypeError, ValueError, AttributeError):
-            # Mixed offsets parse to objects: normalise through UTC.
-            return pd.to_datetime(col.astype(str), utc=True, format="ISO8601")
-    return parsed.dt.tz_convert("UTC")
 
 
 def _numeric_column(frame: Any, column: str, path: Path) -> Any:
@@ -261,12 +255,14 @@ def _numeric_column(frame: Any, column: str, path: Path) -> Any:
 
 def historical(session: Session, entities_file: Path, *, features: Sequence[str] = (),
                feature_service: str | None = None, out: Path | None = None) -> Table:
-    record = session.deployment()
-    cat = catalog(record)
     if not features and not feature_service:
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
+    frame = read_entities(entities_file, required=["event_timestamp"])  # bad input fails before any SSH
+    record = session.deployment()
+    cat = catalog(record)
     refs, service = _select(cat, features, feature_service)
-    frame = read_entities(entities_file, required=[cat.join_key(), "event_timestamp"])
+    if cat.join_key() not in frame.columns:
+        raise UsageError(f"entity file {entities_file} lacks column {cat.join_key()}; it has {', '.join(map(str, frame.columns))}")
     result = _historical_frame(session, record, frame, [] if service else refs, service)
     if out is not None:
         write_frame(result, out)

@@ -13,14 +13,15 @@ COEF_SUFFIX = "_coef"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def parse_weights(specs: Sequence[str], allowed: Iterable[str]) -> dict[str, float]:
+def parse_weights(specs: Sequence[str], allowed: Iterable[str] | None) -> dict[str, float]:
     """Parse one or more ``name=value[,name=value...]`` specs.
 
     Every allowed name gets a weight; a name not given weighs 0. Empty items,
     missing values, duplicates, unknown names and non-finite numbers are
-    refused with one line that names the culprit.
+    refused with one line that names the culprit. With ``allowed=None`` only
+    the syntax is checked and the given weights are returned.
     """
-    allowed = list(allowed)
+    allowed = list(allowed) if allowed is not None else None
     given: dict[str, float] = {}
     if not specs:
         raise UsageError("--weights is required, e.g. --weights conv_rate=0.7,acc_rate=0.3")
@@ -39,7 +40,7 @@ def parse_weights(specs: Sequence[str], allowed: Iterable[str]) -> dict[str, flo
                 raise UsageError(f"weight {item!r} has no valid feature name before '='")
             if not raw:
                 raise UsageError(f"weight {name!r} has no value after '='")
-            if name not in allowed:
+            if allowed is not None and name not in allowed:
                 raise UsageError(f"unknown feature {name!r} in --weights; the score weighs: {', '.join(allowed)}")
             if name in given:
                 raise UsageError(f"feature {name!r} is weighted twice in --weights")
@@ -50,6 +51,8 @@ def parse_weights(specs: Sequence[str], allowed: Iterable[str]) -> dict[str, flo
             if not math.isfinite(value):
                 raise UsageError(f"weight {name}={raw} is not a finite number")
             given[name] = value
+    if allowed is None:
+        return given
     return {name: given.get(name, 0.0) for name in allowed}
 
 

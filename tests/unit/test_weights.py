@@ -1,0 +1,101 @@
+"""Parsing of --weights, timestamps, driver ids and feature references."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from featctl.errors import ExitCode, UsageError
+from featctl.query.weights import parse_drivers, parse_feature_refs, parse_timestamp, parse_weights, weight_names
+
+ALLOWED = ["conv_rate", "acc_rate"]
+
+
+@pytest.mark.parametrize(
+    ("specs", "expected"),
+    [
+        (["conv_rate=0.7,acc_rate=0.3"], {"conv_rate": 0.7, "acc_rate": 0.3}),
+        (["conv_rate=1"], {"conv_rate": 1.0, "acc_rate": 0.0}),
+        (["acc_rate=-2.5e-1"], {"conv_rate": 0.0, "acc_rate": -0.25}),
+        (["conv_rate=0.7", "acc_rate=0.3"], {"conv_rate": 0.7, "acc_rate": 0.3}),
+        ([" conv_rate = 0.5 , acc_rate=0 "], {"conv_rate": 0.5, "acc_rate": 0.0}),
+    ],
+)
+def test_valid_weights(specs, expected):
+    assert parse_weights(specs, ALLOWED) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("conv_rate=", "has no value"),
+        ("conv_rate=1,,acc_rate=2", "empty item"),
+        ("conv_rate=1,", "empty item"),
+        ("conv_rate=1,conv_rate=2", "weighted twice"),
+        ("speed=1", "unknown feature 'speed'"),
+        ("conv_rate=nan", "not a finite number"),
+        ("conv_rate=inf", "not a finite number"),
+        ("conv_rate=-Infinity", "not a finite number"),
+        ("conv_rate=abc", "not a number"),
+        ("conv_rate", "not name=value"),
+        ("=1", "no valid feature name"),
+        ("", "empty"),
+    ],
+)
+def test_bad_weights_are_usage_errors(spec, message):
+    with pytest.raises(UsageError) as info:
+        parse_weights([spec], ALLOWED)
+    assert message in str(info.value)
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "\n" not in str(info.value)
+
+
+def test_weights_required():
+    with pytest.raises(UsageError, match="--weights is required"):
+        parse_weights([], ALLOWED)
+
+
+def test_duplicates_across_repeated_flags():
+    with pytest.raises(UsageError, match="twice"):
+        parse_weights(["conv_rate=1", "conv_rate=2"], ALLOWED)
+
+
+def test_weight_names_come_from_coef_fields():
+    assert weight_names(["conv_rate_coef", "acc_rate_coef", "other"]) == ["conv_rate", "acc_rate"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-25T10:30:00", datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)),
+        ("2026-11-25T10:30:00Z", datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)),
+        ("2026-11-25T13:30:00+03:00", datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)),
+        ("2026-11-25", datetime(2026, 11, 25, tzinfo=timezone.utc)),
+    ],
+)
+def test_timestamps_are_utc(raw, expected):
+    value = parse_timestamp(raw)
+    assert value == expected
+    assert value.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "2026-13-01", "", "10:30"])
+def test_bad_timestamps(raw):
+    with pytest.raises(UsageError, match="ISO 8601|empty"):
+        parse_timestamp(raw, option="--at")
+
+
+def test_drivers_repeat_and_commas():
+    assert parse_drivers(["1001", "1002,1003"]) == [1001, 1002, 1003]
+    with pytest.raises(UsageError, match="not an integer"):
+        parse_drivers(["10x1"])
+    with pytest.raises(UsageError, match="at least one"):
+        parse_drivers([])
+
+
+def test_feature_refs():
+    assert parse_feature_refs(["a:x,b:y", "c:z"]) == ["a:x", "b:y", "c:z"]
+    for bad in ["nocolon", "a:", ":x", "a:b:c"]:
+        with pytest.raises(UsageError, match="view:feature"):
+            parse_feature_refs([bad])
+    with pytest.raises(UsageError, match="twice"):
+        parse_feature_refs(["a:x", "a:x"])
