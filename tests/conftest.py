@@ -1,0 +1,46 @@
+"""Shared test helpers: run the real featctl CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DATA = ROOT.parent / "shared" / "reference-data"
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def ok(self) -> "Run":
+        assert self.returncode == 0, f"exit {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        return self
+
+
+def featctl(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 900,
+            stdin: str | None = None) -> Run:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("FEATCTL_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "featctl", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin if stdin is not None else "",
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def run_featctl():
+    return featctl

@@ -1,0 +1,252 @@
+"""The whole path on the local target: terraform + sshd + Feast + feature server.
+
+One deployment serves every test in this module (a deploy costs tens of
+seconds); the last test destroys it and checks nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import processes_under
+from tests.integration.expected import as_of, latest, load
+
+pytestmark = pytest.mark.integration
+
+DRIVERS = (1001, 1002)
+
+
+def test_deploy_reports_and_keeps_secrets_private(deployment):
+    err = deployment.first_deploy.stderr
+    assert "deployed to local host 127.0.0.1:" in err
+    assert "installed Feast" in err and "applied" in err
+    assert "materialized driver_quality_metrics (all data)" in err
+    ws = deployment.workspace
+    secrets = [ws / "deployment.json", ws / "known_hosts", ws / "keys" / "client_ed25519",
+               ws / "keys" / "host_ed25519", ws / "terraform" / "local" / "terraform.tfstate"]
+    for path in secrets:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    private = (ws / "keys" / "client_ed25519").read_text()
+    assert "PRIVATE KEY" in private
+    # No secret reaches the terminal.
+    body = private.splitlines()[1]
+    assert body not in err and body not in deployment.first_deploy.stdout
+    # The sample data was generated, hourly up to now.
+    assert (deployment.repo / "data" / "driver_stats.parquet").exists()
+    assert (deployment.repo / "data" / "driver_stats_with_productivity.parquet").exists()
+
+
+def test_score_matches_pandas(deployment):
+    rows = deployment.json("score", "--weights", "conv_rate=0.7,acc_rate=0.3", "--driver", "1001", "--driver", "1002")
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    assert [r["driver_id"] for r in rows] == list(DRIVERS)
+    for row in rows:
+        want = latest(df, row["driver_id"])
+        assert row["conv_rate"] == pytest.approx(float(want.conv_rate), rel=1e-6)
+        assert row["acc_rate"] == pytest.approx(float(want.acc_rate), rel=1e-6)
+        assert row["conv_rate_coef"] == 0.7 and row["acc_rate_coef"] == 0.3
+        expected = 0.7 * float(want.conv_rate) + 0.3 * float(want.acc_rate)
+        assert row["linear_combination"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_weight_not_given_is_zero(deployment):
+    rows = deployment.json("score", "--weights", "acc_rate=2", "--driver", "1003")
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    want = latest(df, 1003)
+    assert rows[0]["conv_rate_coef"] == 0.0
+    assert rows[0]["linear_combination"] == pytest.approx(2 * float(want.acc_rate), rel=1e-6)
+
+
+def test_online_features_and_unknown_driver(deployment):
+    res = deployment.run("online", "--driver", "1001,424242", "--features",
+                         "driver_hourly_stats:avg_daily_trips,driver_productivity_metrics:productivity",
+                         "--output", "json").ok()
+    rows = json.loads(res.stdout)
+    df = load(deployment.repo / "data" / "driver_stats_with_productivity.parquet")
+    want = latest(df, 1001)
+    assert rows[0]["avg_daily_trips"] == int(want.avg_daily_trips)
+    assert rows[0]["productivity"] == pytest.approx(float(want.productivity), rel=1e-5)
+    assert rows[1] == {"driver_id": 424242, "avg_daily_trips": None, "productivity": None}
+    assert "424242: not found" in res.stderr
+
+
+def test_online_feature_service_needing_request_data_is_a_clear_error(deployment):
+    # The service includes the on-demand view, whose weights come with the request:
+    # `online` has none to send, so the server's refusal must reach the user in one line.
+    res = deployment.run("online", "-d", "1002", "--feature-service", "driver_activity_rates_linear_combination",
+                         "--output", "csv")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "conv_rate_coef" in lines[0], res.stderr
+    assert res.stdout == ""
+
+
+def test_historical_keeps_every_row_in_order(deployment, tmp_path):
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    newest = df.event_timestamp.max()
+    times = [newest - timedelta(hours=h, minutes=30) for h in (1, 5, 30, 1, 200)]
+    entities = pd.DataFrame({
+        "driver_id": [1002, 1001, 1003, 1002, 1004, 1001, 1002],
+        "event_timestamp": [times[0], times[1], times[2], times[0], times[4], times[1], times[3]],
+    })
+    # Naive timestamps in the file are UTC.
+    entities["event_timestamp"] = entities["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
+    src = tmp_path / "entities.csv"
+    entities.to_csv(src, index=False)
+    out = tmp_path / "result.parquet"
+    res = deployment.run("historical", "--entities", str(src), "--features",
+                         "driver_hourly_stats:conv_rate", "--features", "driver_quality_metrics:acc_rate",
+                         "--out", str(out)).ok()
+    assert "wrote 7 rows" in res.stderr
+    got = pd.read_parquet(out)
+    assert len(got) == len(entities)
+    assert list(got.driver_id) == list(entities.driver_id)
+    for i, ent in entities.iterrows():
+        ts = pd.Timestamp(ent.event_timestamp, tz="UTC")
+        hourly = as_of(df, ent.driver_id, ts, timedelta(days=1))
+        quality = as_of(df, ent.driver_id, ts, timedelta(days=2))
+        if hourly is None:
+            assert pd.isna(got.conv_rate[i])
+        else:
+            assert got.conv_rate[i] == pytest.approx(float(hourly.conv_rate), rel=1e-6)
+        if quality is None:
+            assert pd.isna(got.acc_rate[i])
+        else:
+            assert got.acc_rate[i] == pytest.approx(float(quality.acc_rate), rel=1e-6)
+    # 200 h back is past both TTLs: no values, but the row is there.
+    assert pd.isna(got.conv_rate[4]) and pd.isna(got.acc_rate[4])
+    # Duplicated entity rows come back duplicated.
+    assert got.iloc[0].to_dict() == got.iloc[3].to_dict()
+
+
+def test_score_point_in_time_with_per_row_weights(deployment, tmp_path):
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    ts = df.event_timestamp.max() - timedelta(hours=3, minutes=30)
+    src = tmp_path / "weights.csv"
+    pd.DataFrame({
+        "driver_id": [1001, 1002, 1001],
+        "event_timestamp": [ts.isoformat()] * 3,
+        "conv_rate_coef": [0.7, 1.0, 0.7],
+        "acc_rate_coef": [0.3, 0.0, 0.3],
+    }).to_csv(src, index=False)
+    rows = deployment.json("score", "--entities", str(src))
+    assert [r["driver_id"] for r in rows] == [1001, 1002, 1001]
+    for r in rows:
+        want = as_of(df, r["driver_id"], ts, timedelta(days=2))
+        expected = r["conv_rate_coef"] * float(want.conv_rate) + r["acc_rate_coef"] * float(want.acc_rate)
+        assert r["linear_combination"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_materialize_incremental_then_range(deployment):
+    rows = deployment.json("materialize")
+    assert {r["mode"] for r in rows} == {"incremental"}
+    assert {r["view"] for r in rows} == {"driver_hourly_stats", "driver_quality_metrics", "driver_productivity_metrics"}
+    rows = deployment.json("materialize", "--start", "2020-01-01T00:00:00", "--end", "2020-01-02T00:00:00Z",
+                           "--view", "driver_quality_metrics")
+    assert rows == [{"view": "driver_quality_metrics", "mode": "range",
+                     "start": "2020-01-01T00:00:00+00:00", "end": "2020-01-02T00:00:00+00:00"}]
+    bad = deployment.run("materialize", "--start", "2020-01-01")
+    assert bad.returncode == 2 and "--start and --end go together" in bad.stderr
+
+
+def test_status(deployment):
+    st = deployment.json("status")
+    info = st["deployment"]
+    assert info["target"] == "local" and info["ssh"] == "answers"
+    assert info["feature_server"].startswith("healthy")
+    assert info["terraform_outputs"]["port"] == int(info["host"].rsplit(":", 1)[1])
+    views = {v["view"]: v for v in st["feature_views"]}
+    assert views["driver_quality_metrics"]["ttl_seconds"] == 2 * 86400
+    assert views["driver_hourly_stats"]["last_materialized"]
+    assert views["driver_activity_rates_linear_combination_fv"]["kind"] == "on-demand view"
+
+
+def test_client_never_imports_feast_or_pandas(deployment, tmp_path):
+    poison = tmp_path / "poison"
+    for mod in ("feast", "pandas"):
+        (poison / mod).mkdir(parents=True)
+        (poison / mod / "__init__.py").write_text(f"raise ImportError('the client imported {mod}')\n")
+    env = {"PYTHONPATH": str(poison) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for args in (["--help"], ["score", "--help"], ["status", "-o", "json"],
+                 ["online", "-d", "1001", "-o", "json"],
+                 ["score", "-w", "conv_rate=1", "-d", "1001", "-o", "json"]):
+        res = deployment.run(*args, env=env)
+        assert res.returncode == 0, (args, res.stderr)
+        assert "imported" not in res.stderr
+    # The poison works: a path that needs pandas fails with it.
+    res = deployment.run("historical", "--entities", "x.csv", "-f", "a:b", env=env)
+    assert res.returncode != 0 and "the client imported pandas" in res.stderr
+
+
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(deployment):
+    before = (deployment.workspace / "deployment.json").read_bytes()
+    cases = [
+        ("score", "--weights", "conv_rate=", "-d", "1001"),
+        ("score", "--weights", "conv_rate=1,,acc_rate=2", "-d", "1001"),
+        ("score", "--weights", "speed=1", "-d", "1001"),
+        ("score", "--weights", "conv_rate=nan", "-d", "1001"),
+        ("score", "--weights", "conv_rate=1", "-d", "abc"),
+        ("score", "--weights", "conv_rate=1", "-d", "1001", "--at", "yesterday"),
+        ("online", "-d", "1001", "-f", "nosuchview:x"),
+        ("online", "-d", "1001", "-f", "driver_hourly_stats:nosuch"),
+        ("historical", "--entities", "missing.csv", "-f", "driver_hourly_stats:conv_rate"),
+        ("deploy", "--target", "aws"),
+        ("status", "--output", "xml"),
+    ]
+    for args in cases:
+        res = deployment.run(*args)
+        assert res.returncode == 2, (args, res.returncode, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("featctl: error:"), (args, res.stderr)
+        assert res.stdout == ""
+    assert (deployment.workspace / "deployment.json").read_bytes() == before
+
+
+def test_redeploy_with_nothing_changed_converges(deployment):
+    pid_file = Path(deployment.record()["remote_base_dir"]) / "run" / "server.pid"
+    pid = pid_file.read_text().strip()
+    res = deployment.run("deploy").ok()
+    assert "repository unchanged" in res.stderr
+    assert "nothing to apply" in res.stderr
+    assert "feature server kept running" in res.stderr
+    assert pid_file.read_text().strip() == pid
+    # One host: one sshd for this workspace.
+    sshds = [p for p in processes_under(deployment.workspace) if "sshd" in p and "sshd_config" in p]
+    assert len(sshds) == 1, sshds
+
+
+def test_redeploy_after_a_change_uploads_only_that_file(deployment):
+    features = deployment.repo / "features.py"
+    original = features.read_text()
+    features.write_text(original + "\n# touched by the test\n")
+    try:
+        res = deployment.run("deploy").ok()
+        assert "uploaded 1 file(s)" in res.stderr
+        assert "applied" in res.stderr and "restarted the feature server" in res.stderr
+        rows = deployment.json("score", "-w", "conv_rate=1", "-d", "1001")
+        assert rows[0]["linear_combination"] is not None
+    finally:
+        features.write_text(original)
+
+
+def test_destroy_leaves_nothing_running(deployment):
+    assert processes_under(deployment.workspace), "the deployment should be running before destroy"
+    refused = deployment.run("destroy")  # no terminal and no --yes: refuse, touch nothing
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert processes_under(deployment.workspace)
+    res = deployment.run("destroy", "--yes").ok()
+    assert "destroyed the local deployment" in res.stderr
+    assert processes_under(deployment.workspace) == []
+    ws = deployment.workspace
+    assert not (ws / "deployment.json").exists()
+    assert not (ws / "keys").exists() and not (ws / "known_hosts").exists()
+    assert not (ws / "terraform" / "local").exists()
+    again = deployment.run("status")
+    assert again.returncode == 6 and "no deployment" in again.stderr
