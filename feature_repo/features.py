@@ -117,9 +117,7 @@ def driver_activity_rates_linear_combination_fv(inputs: dict) -> dict:
         values = (conv_rate, acc_rate, conv_rate_coef, acc_rate_coef)
         if any(v is None or v != v for v in values):  # None or NaN
             return None
-        return float(conv_rate_coef) * float(conv_rate) + float(acc_rate_coef) * float(
-            acc_rate
-        )
+        return float(conv_rate_coef) * float(conv_rate) + float(acc_rate_coef) * float(acc_rate)
 
     columns = [
         inputs.get("conv_rate"),
@@ -129,9 +127,7 @@ def driver_activity_rates_linear_combination_fv(inputs: dict) -> dict:
     ]
     if any(isinstance(c, (list, tuple)) for c in columns):
         size = max(len(c) for c in columns if isinstance(c, (list, tuple)))
-        columns = [
-            list(c) if isinstance(c, (list, tuple)) else [c] * size for c in columns
-        ]
+        columns = [list(c) if isinstance(c, (list, tuple)) else [c] * size for c in columns]
         return {"linear_combination": [combine(*row) for row in zip(*columns)]}
     return {"linear_combination": combine(*columns)}
 

@@ -20,13 +20,14 @@ class Run:
     stdout: str
     stderr: str
 
-    def ok(self) -> "Run":
+    def ok(self) -> Run:
         assert self.returncode == 0, f"exit {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
         return self
 
 
-def featctl(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 900,
-            stdin: str | None = None) -> Run:
+def featctl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 900, stdin: str | None = None
+) -> Run:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     full_env.pop("FEATCTL_CONFIG", None)
     proc = subprocess.run(

@@ -64,9 +64,7 @@ def _parse_name(_name: str, raw: Any) -> str:
 
     value = str(raw)
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", value):
-        raise ConfigError(
-            f"deployment name {raw!r} is invalid: use a-z, 0-9 and '-', starting with a letter"
-        )
+        raise ConfigError(f"deployment name {raw!r} is invalid: use a-z, 0-9 and '-', starting with a letter")
     return value
 
 

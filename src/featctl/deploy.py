@@ -177,8 +177,12 @@ def deploy(session: Session) -> DeployResult:
         conn = session.connection(record)
         layout = session.layout(record)
         result = DeployResult(
-            target=s.target, host=record.host, port=record.port, remote_base_dir=record.remote_base_dir,
-            host_key_fingerprint=fingerprint(keys.host_public), data_messages=data_messages,
+            target=s.target,
+            host=record.host,
+            port=record.port,
+            remote_base_dir=record.remote_base_dir,
+            host_key_fingerprint=fingerprint(keys.host_public),
+            data_messages=data_messages,
         )
 
         rep.step("installing featctl's host agent")
@@ -290,8 +294,9 @@ def materialize_views(
     return done
 
 
-def materialize(session: Session, *, start: datetime | None = None, end: datetime | None = None,
-                views: list[str] | None = None) -> list[dict[str, Any]]:
+def materialize(
+    session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
+) -> list[dict[str, Any]]:
     record = session.deployment()
     ws = session.workspace
     with ws.lock():
@@ -354,21 +359,25 @@ def status(session: Session) -> Status:
 def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:
     rows = []
     for v in desc.get("feature_views", []):
-        rows.append({
-            "view": v["name"],
-            "kind": "feature view",
-            "features": ", ".join(f["name"] for f in v.get("features", [])),
-            "ttl_seconds": v.get("ttl_seconds"),
-            "last_materialized": v.get("last_materialized") or ("never" if not stale else None),
-        })
+        rows.append(
+            {
+                "view": v["name"],
+                "kind": "feature view",
+                "features": ", ".join(f["name"] for f in v.get("features", [])),
+                "ttl_seconds": v.get("ttl_seconds"),
+                "last_materialized": v.get("last_materialized") or ("never" if not stale else None),
+            }
+        )
     for v in desc.get("on_demand_feature_views", []):
-        rows.append({
-            "view": v["name"],
-            "kind": "on-demand view",
-            "features": ", ".join(f["name"] for f in v.get("features", [])),
-            "ttl_seconds": None,
-            "last_materialized": None,
-        })
+        rows.append(
+            {
+                "view": v["name"],
+                "kind": "on-demand view",
+                "features": ", ".join(f["name"] for f in v.get("features", [])),
+                "ttl_seconds": None,
+                "last_materialized": None,
+            }
+        )
     return rows
 
 
@@ -387,7 +396,9 @@ def destroy(session: Session) -> DestroyResult:
     target = record.target if record else s.target
     stack = Stack(target, ws.terraform_dir(target))
     if record is None and not stack.has_state:
-        return DestroyResult(target, destroyed=False, stopped_server=False, messages=[f"nothing is deployed from {ws.root}"])
+        return DestroyResult(
+            target, destroyed=False, stopped_server=False, messages=[f"nothing is deployed from {ws.root}"]
+        )
     result = DestroyResult(target, destroyed=False, stopped_server=False)
     with ws.lock():
         if record and record.host:
@@ -396,7 +407,9 @@ def destroy(session: Session) -> DestroyResult:
                 conn = session.connection(record)
                 result.stopped_server = remote.stop_server(conn, session.layout(record))
             except FeatctlError as exc:
-                result.messages.append(f"could not stop the feature server over SSH ({exc}); Terraform removes the host")
+                result.messages.append(
+                    f"could not stop the feature server over SSH ({exc}); Terraform removes the host"
+                )
             finally:
                 session.close()
         if stack.has_state:
@@ -406,8 +419,9 @@ def destroy(session: Session) -> DestroyResult:
             variables = dict(record.stack_vars) if record and record.stack_vars else None
             if variables is None:
                 keys = ensure_keys(session)
-                variables = stack_variables(target, name=s.name, keys=keys, workspace=ws,
-                                            target_vars=s.target_vars.get(target, {}))
+                variables = stack_variables(
+                    target, name=s.name, keys=keys, workspace=ws, target_vars=s.target_vars.get(target, {})
+                )
             stack.destroy(variables)
             result.destroyed = True
         ws.forget(target)

@@ -50,7 +50,7 @@ def secure_tree(root: Path) -> None:
     """Make every file under ``root`` 0600 and every directory 0700."""
     if not root.exists():
         return
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o700)
         for name in filenames:
             p = os.path.join(dirpath, name)

@@ -64,8 +64,9 @@ def _deploy(root: Path) -> Iterator[Deployed]:
 def deployment(tmp_path_factory) -> Iterator[Deployed]:
     """featctl's own repository with freshly generated sample data."""
     root = tmp_path_factory.mktemp("generated")
-    shutil.copytree(ROOT / "feature_repo", root / "feature_repo",
-                    ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"))
+    shutil.copytree(
+        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
+    )
     yield from _deploy(root)
 
 
@@ -75,8 +76,9 @@ def reference_deployment(tmp_path_factory) -> Iterator[Deployed]:
     if not (REFERENCE_DATA / "driver_stats.parquet").exists():
         pytest.fail(f"reference data missing at {REFERENCE_DATA}")
     root = tmp_path_factory.mktemp("reference")
-    shutil.copytree(ROOT / "feature_repo", root / "feature_repo",
-                    ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"))
+    shutil.copytree(
+        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
+    )
     for name in ("driver_stats.parquet", "driver_stats_with_productivity.parquet"):
         shutil.copy(REFERENCE_DATA / name, root / "feature_repo" / "data" / name)
     (root / "featctl.toml").write_text("server_port = 6577\n")

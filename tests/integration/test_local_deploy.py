@@ -29,8 +29,13 @@ def test_deploy_reports_and_keeps_secrets_private(deployment):
     assert "installed Feast" in err and "applied" in err
     assert "materialized driver_quality_metrics (all data)" in err
     ws = deployment.workspace
-    secrets = [ws / "deployment.json", ws / "known_hosts", ws / "keys" / "client_ed25519",
-               ws / "keys" / "host_ed25519", ws / "terraform" / "local" / "terraform.tfstate"]
+    secrets = [
+        ws / "deployment.json",
+        ws / "known_hosts",
+        ws / "keys" / "client_ed25519",
+        ws / "keys" / "host_ed25519",
+        ws / "terraform" / "local" / "terraform.tfstate",
+    ]
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     private = (ws / "keys" / "client_ed25519").read_text()
@@ -65,9 +70,15 @@ def test_weight_not_given_is_zero(deployment):
 
 
 def test_online_features_and_unknown_driver(deployment):
-    res = deployment.run("online", "--driver", "1001,424242", "--features",
-                         "driver_hourly_stats:avg_daily_trips,driver_productivity_metrics:productivity",
-                         "--output", "json").ok()
+    res = deployment.run(
+        "online",
+        "--driver",
+        "1001,424242",
+        "--features",
+        "driver_hourly_stats:avg_daily_trips,driver_productivity_metrics:productivity",
+        "--output",
+        "json",
+    ).ok()
     rows = json.loads(res.stdout)
     df = load(deployment.repo / "data" / "driver_stats_with_productivity.parquet")
     want = latest(df, 1001)
@@ -80,8 +91,9 @@ def test_online_features_and_unknown_driver(deployment):
 def test_online_feature_service_needing_request_data_is_a_clear_error(deployment):
     # The service includes the on-demand view, whose weights come with the request:
     # `online` has none to send, so the server's refusal must reach the user in one line.
-    res = deployment.run("online", "-d", "1002", "--feature-service", "driver_activity_rates_linear_combination",
-                         "--output", "csv")
+    res = deployment.run(
+        "online", "-d", "1002", "--feature-service", "driver_activity_rates_linear_combination", "--output", "csv"
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "conv_rate_coef" in lines[0], res.stderr
@@ -92,18 +104,28 @@ def test_historical_keeps_every_row_in_order(deployment, tmp_path):
     df = load(deployment.repo / "data" / "driver_stats.parquet")
     newest = df.event_timestamp.max()
     times = [newest - timedelta(hours=h, minutes=30) for h in (1, 5, 30, 1, 200)]
-    entities = pd.DataFrame({
-        "driver_id": [1002, 1001, 1003, 1002, 1004, 1001, 1002],
-        "event_timestamp": [times[0], times[1], times[2], times[0], times[4], times[1], times[3]],
-    })
+    entities = pd.DataFrame(
+        {
+            "driver_id": [1002, 1001, 1003, 1002, 1004, 1001, 1002],
+            "event_timestamp": [times[0], times[1], times[2], times[0], times[4], times[1], times[3]],
+        }
+    )
     # Naive timestamps in the file are UTC.
     entities["event_timestamp"] = entities["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
     src = tmp_path / "entities.csv"
     entities.to_csv(src, index=False)
     out = tmp_path / "result.parquet"
-    res = deployment.run("historical", "--entities", str(src), "--features",
-                         "driver_hourly_stats:conv_rate", "--features", "driver_quality_metrics:acc_rate",
-                         "--out", str(out)).ok()
+    res = deployment.run(
+        "historical",
+        "--entities",
+        str(src),
+        "--features",
+        "driver_hourly_stats:conv_rate",
+        "--features",
+        "driver_quality_metrics:acc_rate",
+        "--out",
+        str(out),
+    ).ok()
     assert "wrote 7 rows" in res.stderr
     got = pd.read_parquet(out)
     assert len(got) == len(entities)
@@ -130,12 +152,14 @@ def test_score_point_in_time_with_per_row_weights(deployment, tmp_path):
     df = load(deployment.repo / "data" / "driver_stats.parquet")
     ts = df.event_timestamp.max() - timedelta(hours=3, minutes=30)
     src = tmp_path / "weights.csv"
-    pd.DataFrame({
-        "driver_id": [1001, 1002, 1001],
-        "event_timestamp": [ts.isoformat()] * 3,
-        "conv_rate_coef": [0.7, 1.0, 0.7],
-        "acc_rate_coef": [0.3, 0.0, 0.3],
-    }).to_csv(src, index=False)
+    pd.DataFrame(
+        {
+            "driver_id": [1001, 1002, 1001],
+            "event_timestamp": [ts.isoformat()] * 3,
+            "conv_rate_coef": [0.7, 1.0, 0.7],
+            "acc_rate_coef": [0.3, 0.0, 0.3],
+        }
+    ).to_csv(src, index=False)
     rows = deployment.json("score", "--entities", str(src))
     assert [r["driver_id"] for r in rows] == [1001, 1002, 1001]
     for r in rows:
@@ -148,10 +172,23 @@ def test_materialize_incremental_then_range(deployment):
     rows = deployment.json("materialize")
     assert {r["mode"] for r in rows} == {"incremental"}
     assert {r["view"] for r in rows} == {"driver_hourly_stats", "driver_quality_metrics", "driver_productivity_metrics"}
-    rows = deployment.json("materialize", "--start", "2020-01-01T00:00:00", "--end", "2020-01-02T00:00:00Z",
-                           "--view", "driver_quality_metrics")
-    assert rows == [{"view": "driver_quality_metrics", "mode": "range",
-                     "start": "2020-01-01T00:00:00+00:00", "end": "2020-01-02T00:00:00+00:00"}]
+    rows = deployment.json(
+        "materialize",
+        "--start",
+        "2020-01-01T00:00:00",
+        "--end",
+        "2020-01-02T00:00:00Z",
+        "--view",
+        "driver_quality_metrics",
+    )
+    assert rows == [
+        {
+            "view": "driver_quality_metrics",
+            "mode": "range",
+            "start": "2020-01-01T00:00:00+00:00",
+            "end": "2020-01-02T00:00:00+00:00",
+        }
+    ]
     bad = deployment.run("materialize", "--start", "2020-01-01")
     assert bad.returncode == 2 and "--start and --end go together" in bad.stderr
 
@@ -174,9 +211,13 @@ def test_client_never_imports_feast_or_pandas(deployment, tmp_path):
         (poison / mod).mkdir(parents=True)
         (poison / mod / "__init__.py").write_text(f"raise ImportError('the client imported {mod}')\n")
     env = {"PYTHONPATH": str(poison) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    for args in (["--help"], ["score", "--help"], ["status", "-o", "json"],
-                 ["online", "-d", "1001", "-o", "json"],
-                 ["score", "-w", "conv_rate=1", "-d", "1001", "-o", "json"]):
+    for args in (
+        ["--help"],
+        ["score", "--help"],
+        ["status", "-o", "json"],
+        ["online", "-d", "1001", "-o", "json"],
+        ["score", "-w", "conv_rate=1", "-d", "1001", "-o", "json"],
+    ):
         res = deployment.run(*args, env=env)
         assert res.returncode == 0, (args, res.stderr)
         assert "imported" not in res.stderr

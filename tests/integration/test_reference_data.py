@@ -28,7 +28,9 @@ def test_reference_score_and_productivity(reference_deployment):
     rows = reference_deployment.json("score", "-w", "conv_rate=0.7,acc_rate=0.3", "-d", "1001", "-d", "1005")
     for row in rows:
         want = latest(df, row["driver_id"])
-        assert row["linear_combination"] == pytest.approx(0.7 * float(want.conv_rate) + 0.3 * float(want.acc_rate), rel=1e-6)
+        assert row["linear_combination"] == pytest.approx(
+            0.7 * float(want.conv_rate) + 0.3 * float(want.acc_rate), rel=1e-6
+        )
     online = reference_deployment.json("online", "-d", "1003", "-f", "driver_productivity_metrics:productivity")
     assert online[0]["productivity"] == pytest.approx(float(latest(df, 1003).productivity), rel=1e-6)
 
@@ -36,10 +38,18 @@ def test_reference_score_and_productivity(reference_deployment):
 def test_reference_historical(reference_deployment, tmp_path):
     df = load(reference_deployment.repo / "data" / "driver_stats.parquet")
     base = pd.Timestamp("2021-04-12T10:30:00Z")
-    ents = pd.DataFrame({
-        "driver_id": [1001, 1002, 1001, 1005, 1003],
-        "event_timestamp": [base, base + timedelta(hours=5), base, base + timedelta(days=1), df.event_timestamp.max()],
-    })
+    ents = pd.DataFrame(
+        {
+            "driver_id": [1001, 1002, 1001, 1005, 1003],
+            "event_timestamp": [
+                base,
+                base + timedelta(hours=5),
+                base,
+                base + timedelta(days=1),
+                df.event_timestamp.max(),
+            ],
+        }
+    )
     src = tmp_path / "e.parquet"
     ents.to_parquet(src)
     rows = reference_deployment.json("historical", "--entities", str(src), "-f", "driver_hourly_stats:conv_rate")

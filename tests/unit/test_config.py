@@ -15,7 +15,9 @@ def test_defaults(tmp_path):
 
 
 def test_precedence(tmp_path):
-    (tmp_path / "featctl.toml").write_text('target = "yandex"\nserver_port = 7000\nname = "fromfile"\n[yandex]\nzone = "ru-central1-b"\n')
+    (tmp_path / "featctl.toml").write_text(
+        'target = "yandex"\nserver_port = 7000\nname = "fromfile"\n[yandex]\nzone = "ru-central1-b"\n'
+    )
     env = {"FEATCTL_SERVER_PORT": "7100", "FEATCTL_NAME": "fromenv"}
     s = load_settings({"name": "fromflag"}, environ=env, cwd=tmp_path)
     assert s.target == "yandex" and s.sources["target"] == "featctl.toml"

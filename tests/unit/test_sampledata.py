@@ -23,9 +23,7 @@ from featctl.store.sampledata import (
     generate_driver_stats,
 )
 
-REFERENCE_DIR = Path(
-    os.environ.get("FEATCTL_REFERENCE_DATA", "/work/shared/reference-data")
-)
+REFERENCE_DIR = Path(os.environ.get("FEATCTL_REFERENCE_DATA", "/work/shared/reference-data"))
 REF_STATS = REFERENCE_DIR / "driver_stats.parquet"
 REF_PROD = REFERENCE_DIR / "driver_stats_with_productivity.parquet"
 needs_reference = pytest.mark.skipif(
@@ -136,9 +134,7 @@ def test_add_productivity():
     assert "productivity" not in df.columns  # input untouched
     assert str(out["productivity"].dtype) == "float64"
     expected = (
-        df["conv_rate"].astype("float64")
-        * df["acc_rate"].astype("float64")
-        * df["avg_daily_trips"].astype("float64")
+        df["conv_rate"].astype("float64") * df["acc_rate"].astype("float64") * df["avg_daily_trips"].astype("float64")
     )
     # computed like the reference file (float32 rates), so float32 precision
     assert ((out["productivity"] - expected).abs() <= 1e-6 * expected.abs()).all()
@@ -291,9 +287,7 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     # A later run succeeds and still leaves no temp files.
     monkeypatch.setattr(pd.DataFrame, "to_parquet", original)
     ensure_sample_data(tmp_path, now=NOW)
-    assert sorted(p.name for p in data.iterdir()) == sorted(
-        [Path(STATS_FILE).name, Path(PRODUCTIVITY_FILE).name]
-    )
+    assert sorted(p.name for p in data.iterdir()) == sorted([Path(STATS_FILE).name, Path(PRODUCTIVITY_FILE).name])
     assert _leftovers(data) == []
 
 

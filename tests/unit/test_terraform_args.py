@@ -62,7 +62,10 @@ There are some problems with the CLI configuration:
 │ Error running command: exit status 1. Output: sshd did not start
 ╵
 """
-    assert summarize_error(stderr) == "local-exec provisioner error: Error running command: exit status 1. Output: sshd did not start"
+    assert (
+        summarize_error(stderr)
+        == "local-exec provisioner error: Error running command: exit status 1. Output: sshd did not start"
+    )
 
 
 def test_summarize_error_without_error_line():

@@ -80,7 +80,7 @@ def test_timestamps_are_utc(raw, expected):
 
 @pytest.mark.parametrize("raw", ["yesterday", "2026-13-01", "", "10:30"])
 def test_bad_timestamps(raw):
-    with pytest.raises(UsageError, match="ISO 8601|empty"):
+    with pytest.raises(UsageError, match=r"ISO 8601|empty"):
         parse_timestamp(raw, option="--at")
 
 

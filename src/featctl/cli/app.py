@@ -78,9 +78,16 @@ class ConsoleReporter:
             self._status = None
 
 
-def make_session(*, repo: Path | None = None, workspace: Path | None = None, config: Path | None = None,
-                 target: str | None = None, verbose: bool = False, env: Environment = ENV,
-                 **flags: Any) -> tuple[Session, ConsoleReporter]:
+def make_session(
+    *,
+    repo: Path | None = None,
+    workspace: Path | None = None,
+    config: Path | None = None,
+    target: str | None = None,
+    verbose: bool = False,
+    env: Environment = ENV,
+    **flags: Any,
+) -> tuple[Session, ConsoleReporter]:
     settings: Settings = load_settings(
         {"repo": repo, "workspace": workspace, "target": target, **flags}, config_path=config
     )

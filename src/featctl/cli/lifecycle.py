@@ -14,13 +14,31 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: featctl deploy --target local")(deploy)
     app.command(epilog="Example: featctl destroy --yes")(destroy)
     app.command(epilog="Example: featctl status --output json")(status)
-    app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(materialize)
+    app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(
+        materialize
+    )
 
 
 def deploy(
-    target: Annotated[str | None, typer.Option("--target", "-t", help="local (an sshd on loopback) or yandex (Yandex Cloud VM) [default: local; env FEATCTL_TARGET]", show_default=False)] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Deployment name used for cloud resources [default: featctl]", show_default=False)] = None,
-    server_port: Annotated[int | None, typer.Option("--server-port", help="Feature server port on the host's loopback [default: 6566]", show_default=False)] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="local (an sshd on loopback) or yandex (Yandex Cloud VM) [default: local; env FEATCTL_TARGET]",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Deployment name used for cloud resources [default: featctl]", show_default=False),
+    ] = None,
+    server_port: Annotated[
+        int | None,
+        typer.Option(
+            "--server-port", help="Feature server port on the host's loopback [default: 6566]", show_default=False
+        ),
+    ] = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -32,8 +50,15 @@ def deploy(
     """
     from featctl.deploy import deploy as run
 
-    session, rep = make_session(repo=repo, workspace=workspace, config=config, target=target,
-                                verbose=verbose, name=name, server_port=server_port)
+    session, rep = make_session(
+        repo=repo,
+        workspace=workspace,
+        config=config,
+        target=target,
+        verbose=verbose,
+        name=name,
+        server_port=server_port,
+    )
     try:
         result = run(session)
     finally:
@@ -49,7 +74,9 @@ def deploy(
         parts.append("installed Feast")
     parts.append("applied" if result.applied else "nothing to apply")
     parts.append("restarted the feature server" if result.restarted_server else "feature server kept running")
-    rep.info(f"deployed to {result.target} host {result.host}:{result.port} ({result.host_key_fingerprint}) in {result.seconds:.1f} s")
+    rep.info(
+        f"deployed to {result.target} host {result.host}:{result.port} ({result.host_key_fingerprint}) in {result.seconds:.1f} s"
+    )
     rep.info("; ".join(parts))
     for m in result.materialized:
         rep.info(f"materialized {m['view']} ({m['mode']}) up to {m['end']}")
@@ -71,8 +98,14 @@ def destroy(
     if not yes:
         if not ENV.stdin_isatty:
             raise UsageError("destroy needs confirmation: pass --yes when not on a terminal")
-        where = f"{record.target} host {record.host}:{record.port}" if record and record.host else str(session.workspace.root)
-        if not typer.confirm(f"Destroy the deployment on {where}? Its data on the host is lost", default=False, err=True):
+        where = (
+            f"{record.target} host {record.host}:{record.port}"
+            if record and record.host
+            else str(session.workspace.root)
+        )
+        if not typer.confirm(
+            f"Destroy the deployment on {where}? Its data on the host is lost", default=False, err=True
+        ):
             raise typer.Abort()
     try:
         result = run(session)
@@ -115,9 +148,17 @@ def status(
 
 
 def materialize(
-    start: Annotated[str | None, typer.Option("--start", help="Range start, ISO 8601 (UTC when no zone). Needs --end.", show_default=False)] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Range end, ISO 8601 (UTC when no zone). Needs --start.", show_default=False)] = None,
-    views: Annotated[list[str] | None, typer.Option("--view", help="Only this feature view; repeatable.", show_default=False)] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Range start, ISO 8601 (UTC when no zone). Needs --end.", show_default=False),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Range end, ISO 8601 (UTC when no zone). Needs --start.", show_default=False),
+    ] = None,
+    views: Annotated[
+        list[str] | None, typer.Option("--view", help="Only this feature view; repeatable.", show_default=False)
+    ] = None,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,

@@ -9,11 +9,19 @@ import typer
 
 Repo = Annotated[
     Path | None,
-    typer.Option("--repo", help="Feast feature repository to deploy or query [default: ./feature_repo; env FEATCTL_REPO]", show_default=False),
+    typer.Option(
+        "--repo",
+        help="Feast feature repository to deploy or query [default: ./feature_repo; env FEATCTL_REPO]",
+        show_default=False,
+    ),
 ]
 Workspace = Annotated[
     Path | None,
-    typer.Option("--workspace", help="Directory for featctl's state: Terraform state, keys, pinned host keys [default: ./.featctl; env FEATCTL_WORKSPACE]", show_default=False),
+    typer.Option(
+        "--workspace",
+        help="Directory for featctl's state: Terraform state, keys, pinned host keys [default: ./.featctl; env FEATCTL_WORKSPACE]",
+        show_default=False,
+    ),
 ]
 Config = Annotated[
     Path | None,
@@ -21,7 +29,9 @@ Config = Annotated[
 ]
 Output = Annotated[
     str | None,
-    typer.Option("--output", "-o", help="table, json or csv [default: table on a terminal, else json]", show_default=False),
+    typer.Option(
+        "--output", "-o", help="table, json or csv [default: table on a terminal, else json]", show_default=False
+    ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every step's detail on stderr.")]
 Drivers = Annotated[
@@ -30,7 +40,9 @@ Drivers = Annotated[
 ]
 Features = Annotated[
     list[str] | None,
-    typer.Option("--features", "-f", help="Feature reference VIEW:FEATURE; repeat or separate with commas.", show_default=False),
+    typer.Option(
+        "--features", "-f", help="Feature reference VIEW:FEATURE; repeat or separate with commas.", show_default=False
+    ),
 ]
 FeatureService = Annotated[
     str | None,

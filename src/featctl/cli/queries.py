@@ -13,9 +13,13 @@ from featctl.query.table import Table
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: featctl online --driver 1001 --driver 1002 --features driver_hourly_stats:conv_rate")(online)
+    app.command(epilog="Example: featctl online --driver 1001 --driver 1002 --features driver_hourly_stats:conv_rate")(
+        online
+    )
     app.command(epilog="Example: featctl score --weights conv_rate=0.7,acc_rate=0.3 --driver 1001 --driver 1002")(score)
-    app.command(epilog="Example: featctl historical --entities entities.csv --feature-service driver_activity_rates_linear_combination --out result.parquet")(historical)
+    app.command(
+        epilog="Example: featctl historical --entities entities.csv --feature-service driver_activity_rates_linear_combination --out result.parquet"
+    )(historical)
 
 
 def _show(table: Table, fmt: str) -> None:
@@ -45,7 +49,7 @@ def online(
     fmt = output_format(output)
     ids = parse_drivers(drivers or [])
     refs = parse_feature_refs(features or [])
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         table = run(session, ids, features=refs, feature_service=feature_service)
     finally:
@@ -54,11 +58,36 @@ def online(
 
 
 def score(
-    weights: Annotated[list[str] | None, typer.Option("--weights", "-w", help="Weights as NAME=VALUE[,NAME=VALUE]; a feature not given weighs 0.", show_default=False)] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Weights as NAME=VALUE[,NAME=VALUE]; a feature not given weighs 0.",
+            show_default=False,
+        ),
+    ] = None,
     drivers: o.Drivers = None,
-    at: Annotated[str | None, typer.Option("--at", help="Score as of this time (ISO 8601, UTC when no zone) from the offline store.", show_default=False)] = None,
-    entities: Annotated[Path | None, typer.Option("--entities", help="CSV/Parquet with driver_id, event_timestamp and per-row <feature>_coef weights (offline).", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the rows to this .csv or .parquet file.", show_default=False)] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Score as of this time (ISO 8601, UTC when no zone) from the offline store.",
+            show_default=False,
+        ),
+    ] = None,
+    entities: Annotated[
+        Path | None,
+        typer.Option(
+            "--entities",
+            help="CSV/Parquet with driver_id, event_timestamp and per-row <feature>_coef weights (offline).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the rows to this .csv or .parquet file.", show_default=False),
+    ] = None,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -75,8 +104,8 @@ def score(
     if specs or entities is None:
         parse_weights(specs, None)  # syntax first: bad input never reaches the host
     when = parse_timestamp(at, option="--at") if at is not None else None
-    ids = parse_drivers(drivers) if drivers or entities is None else []
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    ids = parse_drivers(drivers or []) if drivers or entities is None else []
+    session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         if at is not None or entities is not None:
             from featctl.query.service import score_at
@@ -96,10 +125,21 @@ def score(
 
 
 def historical(
-    entities: Annotated[Path, typer.Option("--entities", help="CSV or Parquet with the join key (driver_id), event_timestamp and any request data columns.")],
+    entities: Annotated[
+        Path,
+        typer.Option(
+            "--entities",
+            help="CSV or Parquet with the join key (driver_id), event_timestamp and any request data columns.",
+        ),
+    ],
     features: o.Features = None,
     feature_service: o.FeatureService = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the result to this .csv or .parquet file instead of printing it.", show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the result to this .csv or .parquet file instead of printing it.", show_default=False
+        ),
+    ] = None,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -111,7 +151,7 @@ def historical(
 
     fmt = output_format(output)
     refs = parse_feature_refs(features or [])
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         table = run(session, entities, features=refs, feature_service=feature_service, out=out)
     finally:

@@ -43,8 +43,9 @@ def stack_source(target: str) -> Path:
     raise UsageError(f"no Terraform stack for target {target!r}")
 
 
-def build_args(command: str, *, var_file: str | None = None, replace: Sequence[str] = (),
-               detailed_exitcode: bool = False) -> tuple[list[str], dict[str, Any]]:
+def build_args(
+    command: str, *, var_file: str | None = None, replace: Sequence[str] = (), detailed_exitcode: bool = False
+) -> tuple[list[str], dict[str, Any]]:
     """Positional args and python-terraform options for ``command``.
 
     A pure function, so the flags featctl gives Terraform are table-tested
@@ -79,7 +80,14 @@ def summarize_error(stderr: str) -> str:
     for i, line in enumerate(lines):
         m = _ERROR_RE.match(line)
         if m:
-            detail = next((ln.strip() for ln in lines[i + 1 : i + 8] if ln.strip() and not ln.strip().startswith("on ") and not ln.strip().startswith("with ")), "")
+            detail = next(
+                (
+                    ln.strip()
+                    for ln in lines[i + 1 : i + 8]
+                    if ln.strip() and not ln.strip().startswith("on ") and not ln.strip().startswith("with ")
+                ),
+                "",
+            )
             return f"{m.group(1)}: {detail}" if detail else m.group(1)
     tail = [ln for ln in lines if ln.strip() and "CLI configuration" not in ln]
     return tail[-1] if tail else "terraform failed"
@@ -125,7 +133,9 @@ class Stack:
             else:
                 code, out, err = tf.cmd(command, **opts)
         except FileNotFoundError:
-            raise TerraformError("the terraform binary was not found", hint="install Terraform >= 1.5 and put it on PATH") from None
+            raise TerraformError(
+                "the terraform binary was not found", hint="install Terraform >= 1.5 and put it on PATH"
+            ) from None
         finally:
             os.umask(old)
             secure_tree(self.workdir)
@@ -161,7 +171,7 @@ class Stack:
         self._run("destroy", opts)
 
     def outputs(self) -> dict[str, Any]:
-        code, out, err = self._run("output", {"json": _flag(), "no_color": _flag()})
+        _, out, _ = self._run("output", {"json": _flag(), "no_color": _flag()})
         try:
             raw = json.loads(out or "{}")
         except ValueError:

@@ -31,7 +31,7 @@ class _ChannelHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         chan = self._ssh.open_channel("127.0.0.1", self._remote_port)
         chan.settimeout(self.timeout)
-        self.sock = chan  # type: ignore[assignment]
+        self.sock = chan
 
 
 class FeatureServer:

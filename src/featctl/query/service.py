@@ -31,6 +31,7 @@ DEFAULT_JOIN_KEY = "driver_id"
 
 # --- what the deployed registry holds (cached in the deployment record) ---------
 
+
 @dataclass(frozen=True)
 class Catalog:
     """The deployed registry as far as queries need it: no Feast import."""
@@ -63,7 +64,9 @@ class Catalog:
         for ref in refs:
             view, _, feat = ref.partition(":")
             if view not in views:
-                raise UsageError(f"unknown feature view {view!r} in {ref!r}; deployed views: {', '.join(sorted(views))}")
+                raise UsageError(
+                    f"unknown feature view {view!r} in {ref!r}; deployed views: {', '.join(sorted(views))}"
+                )
             if feat not in views[view]:
                 raise UsageError(f"feature view {view!r} has no feature {feat!r}; it has: {', '.join(views[view])}")
 
@@ -95,7 +98,10 @@ def _select(cat: Catalog, features: Sequence[str], feature_service: str | None) 
 
 # --- online ---------------------------------------------------------------------
 
-def _missing_note(key: str, ids: Sequence[int], columns: dict[str, list[Any]], feature_cols: Sequence[str]) -> list[str]:
+
+def _missing_note(
+    key: str, ids: Sequence[int], columns: dict[str, list[Any]], feature_cols: Sequence[str]
+) -> list[str]:
     notes = []
     for i, entity in enumerate(ids):
         if feature_cols and all(columns.get(c, [None] * len(ids))[i] is None for c in feature_cols):
@@ -103,8 +109,9 @@ def _missing_note(key: str, ids: Sequence[int], columns: dict[str, list[Any]], f
     return notes
 
 
-def online(session: Session, drivers: Sequence[int], *, features: Sequence[str] = (),
-           feature_service: str | None = None) -> Table:
+def online(
+    session: Session, drivers: Sequence[int], *, features: Sequence[str] = (), feature_service: str | None = None
+) -> Table:
     record = session.deployment()
     cat = catalog(record)
     refs, service = _select(cat, features, feature_service)
@@ -124,6 +131,7 @@ def online(session: Session, drivers: Sequence[int], *, features: Sequence[str] 
 
 
 # --- score ----------------------------------------------------------------------
+
 
 def score_spec(cat: Catalog) -> tuple[list[str], str]:
     """(weighted feature names, their source view) for the score's on-demand view."""
@@ -164,8 +172,15 @@ def score(session: Session, drivers: Sequence[int], weight_specs: Sequence[str])
     return table
 
 
-def score_at(session: Session, *, drivers: Sequence[int] = (), weight_specs: Sequence[str] = (),
-             at: datetime | None = None, entities_file: Path | None = None, out: Path | None = None) -> Table:
+def score_at(
+    session: Session,
+    *,
+    drivers: Sequence[int] = (),
+    weight_specs: Sequence[str] = (),
+    at: datetime | None = None,
+    entities_file: Path | None = None,
+    out: Path | None = None,
+) -> Table:
     """The score point-in-time from the offline store (runs Feast on the host)."""
     import pandas as pd
 
@@ -205,6 +220,7 @@ def score_at(session: Session, *, drivers: Sequence[int] = (), weight_specs: Seq
 
 # --- historical ---------------------------------------------------------------------
 
+
 def read_entities(path: Path, *, required: Sequence[str]) -> Any:
     """Read an entity file (.csv or .parquet) and check its columns; timestamps become UTC."""
     import pandas as pd
@@ -217,12 +233,18 @@ def read_entities(path: Path, *, required: Sequence[str]) -> Any:
     except FileNotFoundError:
         raise UsageError(f"entity file {path} does not exist") from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read entity file {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise UsageError(
+            f"cannot read entity file {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     except Exception as exc:  # pyarrow and the csv parser raise their own types
-        raise UsageError(f"cannot read entity file {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UsageError(
+            f"cannot read entity file {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise UsageError(f"entity file {path} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
+        raise UsageError(
+            f"entity file {path} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}"
+        )
     if frame.empty:
         raise UsageError(f"entity file {path} has no rows")
     frame["event_timestamp"] = _utc_column(frame["event_timestamp"], path)
@@ -253,8 +275,14 @@ def _numeric_column(frame: Any, column: str, path: Path) -> Any:
     return values.astype("float64")
 
 
-def historical(session: Session, entities_file: Path, *, features: Sequence[str] = (),
-               feature_service: str | None = None, out: Path | None = None) -> Table:
+def historical(
+    session: Session,
+    entities_file: Path,
+    *,
+    features: Sequence[str] = (),
+    feature_service: str | None = None,
+    out: Path | None = None,
+) -> Table:
     if not features and not feature_service:
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
     frame = read_entities(entities_file, required=["event_timestamp"])  # bad input fails before any SSH
@@ -262,15 +290,18 @@ def historical(session: Session, entities_file: Path, *, features: Sequence[str]
     cat = catalog(record)
     refs, service = _select(cat, features, feature_service)
     if cat.join_key() not in frame.columns:
-        raise UsageError(f"entity file {entities_file} lacks column {cat.join_key()}; it has {', '.join(map(str, frame.columns))}")
+        raise UsageError(
+            f"entity file {entities_file} lacks column {cat.join_key()}; it has {', '.join(map(str, frame.columns))}"
+        )
     result = _historical_frame(session, record, frame, [] if service else refs, service)
     if out is not None:
         write_frame(result, out)
     return frame_table(result, title="historical features")
 
 
-def _historical_frame(session: Session, record: Deployment, frame: Any, refs: Sequence[str],
-                      service: str | None) -> Any:
+def _historical_frame(
+    session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None
+) -> Any:
     import pandas as pd
 
     conn = session.connection(record)
@@ -324,7 +355,7 @@ def frame_table(frame: Any, title: str) -> Table:
 
     rows: list[list[Any]] = []
     for rec in frame.itertuples(index=False, name=None):
-        row = []
+        row: list[Any] = []
         for v in rec:
             if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
                 row.append(None)

@@ -88,6 +88,7 @@ class Layout:
 
 # --- files featctl ships to the host ------------------------------------------
 
+
 def _packaged(name: str) -> str:
     return (resources.files("featctl.remote") / name).read_text()
 
@@ -115,8 +116,10 @@ def install_agent(conn: Connection, layout: Layout) -> None:
 
 # --- the Feast environment ----------------------------------------------------
 
-def ensure_feast_env(conn: Connection, layout: Layout, *, on_line: Callable[[str], None] | None = None,
-                     timeout: float = 1800.0) -> bool:
+
+def ensure_feast_env(
+    conn: Connection, layout: Layout, *, on_line: Callable[[str], None] | None = None, timeout: float = 1800.0
+) -> bool:
     """Create the pinned Feast environment with uv unless it is already there.
 
     Returns True when something was installed. The environment is marked
@@ -159,6 +162,7 @@ echo "Feast {FEAST_VERSION} installed"
 
 # --- the feature repository ---------------------------------------------------
 
+
 def local_manifest(repo: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file featctl uploads from ``repo``."""
     out: dict[str, str] = {}
@@ -198,8 +202,9 @@ def read_remote_manifest(conn: Connection, layout: Layout) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def sync_repo(conn: Connection, repo: Path, layout: Layout, *,
-              on_file: Callable[[str, int], None] | None = None) -> SyncResult:
+def sync_repo(
+    conn: Connection, repo: Path, layout: Layout, *, on_file: Callable[[str, int], None] | None = None
+) -> SyncResult:
     """Make the host's repo/ match ``repo``: upload what changed, remove what is gone.
 
     The manifest is written last, so an interrupted upload is redone on the
@@ -229,6 +234,7 @@ def sync_repo(conn: Connection, repo: Path, layout: Layout, *,
 
 # --- Feast on the host ----------------------------------------------------------
 
+
 def feast_apply(conn: Connection, layout: Layout, *, timeout: float) -> str:
     """``feast apply`` in the uploaded repo; Feast's own message on failure."""
     result = conn.run(f"cd {q(layout.repo)} && {q(layout.feast)} apply", timeout=timeout, check=False)
@@ -246,8 +252,9 @@ def _feast_message(raw: bytes) -> str:
     return lines[-1][:400] if lines else "no output"
 
 
-def run_agent(conn: Connection, layout: Layout, command: str, args: Iterable[str] = (), *,
-              timeout: float) -> dict[str, Any]:
+def run_agent(
+    conn: Connection, layout: Layout, command: str, args: Iterable[str] = (), *, timeout: float
+) -> dict[str, Any]:
     """Run hostagent.py with the Feast environment; return its JSON answer."""
     argv = " ".join(q(a) for a in args)
     result = conn.run(
@@ -271,23 +278,31 @@ def run_agent(conn: Connection, layout: Layout, command: str, args: Iterable[str
 
 # --- the feature server service ---------------------------------------------------
 
+
 def server_command(layout: Layout, port: int, workers: int) -> list[str]:
     return [
-        layout.feast, "serve",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", str(workers),
+        layout.feast,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
         "--no-access-log",
-        "--max-requests", "0",
-        "--max-requests-jitter", "0",
-        "--registry_ttl_sec", "5",
+        "--max-requests",
+        "0",
+        "--max-requests-jitter",
+        "0",
+        "--registry_ttl_sec",
+        "5",
     ]
 
 
 def server_pid(conn: Connection, layout: Layout) -> int | None:
     """The supervisor's pid when it is running, else None."""
     out = conn.run(
-        f"p=$(cat {q(layout.pidfile)} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo \"$p\" || true",
+        f'p=$(cat {q(layout.pidfile)} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p" || true',
         timeout=30,
     ).text.strip()
     return int(out) if out.isdigit() else None
@@ -315,7 +330,7 @@ def start_server(conn: Connection, layout: Layout, *, port: int, workers: int) -
     """Start the feature server under featctl's supervisor (replacing a running one)."""
     stop_server(conn, layout)
     busy = conn.run(
-        f"{q(layout.python)} -c \"import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f'{q(layout.python)} -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
         f"sys.exit(s.connect_ex(('127.0.0.1', {port})) == 0)\"",
         timeout=30,
         check=False,

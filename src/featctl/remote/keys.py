@@ -29,9 +29,7 @@ def generate_ed25519(private_path: Path, comment: str) -> str:
         serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption(),
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     line = f"{public} {comment}"
     write_private(private_path, private)
     write_private(pub_path, line + "\n")
@@ -67,10 +65,6 @@ def pin_host_key(known_hosts: Path, host: str, port: int, public_line: str) -> N
     keytype, blob = parse_public_line(public_line)
     kept = []
     if known_hosts.exists():
-        kept = [
-            line
-            for line in known_hosts.read_text().splitlines()
-            if line.strip() and line.split()[0] != name
-        ]
+        kept = [line for line in known_hosts.read_text().splitlines() if line.strip() and line.split()[0] != name]
     kept.append(f"{name} {keytype} {base64.b64encode(blob).decode()}")
     write_private(known_hosts, "\n".join(kept) + "\n")

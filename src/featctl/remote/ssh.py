@@ -12,7 +12,6 @@ from __future__ import annotations
 import posixpath
 import select
 import shlex
-import socket
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -144,9 +143,7 @@ class Connection:
             chan.close()
         result = Result(command, status, bytes(out), bytes(err))
         if check and status != 0:
-            raise RemoteCommandError(
-                f"remote command failed ({_short(command)}): {result.last_error_line()}"
-            )
+            raise RemoteCommandError(f"remote command failed ({_short(command)}): {result.last_error_line()}")
         return result
 
     # files -----------------------------------------------------------------
@@ -222,9 +219,7 @@ class Connection:
     def open_channel(self, host: str, port: int, timeout: float = 10.0) -> paramiko.Channel:
         """A direct-tcpip channel to host:port as seen from the SSH server."""
         try:
-            return self.transport.open_channel(
-                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
-            )
+            return self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
         except SSHError:
             raise
         except Exception as exc:
@@ -297,7 +292,7 @@ def connect(endpoint: Endpoint, *, timeout: float = 15.0) -> Connection:
                 f"{endpoint} is not in featctl's pinned host keys; refusing to trust an unknown host key"
             ) from None
         raise SSHError(f"SSH to {endpoint} failed: {exc}") from None
-    except (OSError, socket.timeout, EOFError) as exc:
+    except (TimeoutError, OSError, EOFError) as exc:
         client.close()
         raise SSHError(f"cannot reach {endpoint}: {getattr(exc, 'strerror', None) or exc}") from None
     return Connection(client, endpoint)
@@ -318,8 +313,5 @@ def wait_for_ssh(endpoint: Endpoint, *, deadline_seconds: float, interval: float
         except SSHError as exc:
             last = exc
         if time.monotonic() >= deadline:
-            raise SSHError(
-                f"SSH on {endpoint} did not answer within {deadline_seconds:.0f} s (last error: {last})"
-            )
+            raise SSHError(f"SSH on {endpoint} did not answer within {deadline_seconds:.0f} s (last error: {last})")
         time.sleep(interval)
-

@@ -148,13 +148,9 @@ def add_productivity(df: pd.DataFrame) -> pd.DataFrame:
     """
     missing = _missing(df.columns, _PRODUCTIVITY_INPUTS)
     if missing:
-        raise SampleDataError(
-            f"cannot derive productivity: missing column(s) {', '.join(missing)}"
-        )
+        raise SampleDataError(f"cannot derive productivity: missing column(s) {', '.join(missing)}")
     out = df.copy()
-    out["productivity"] = (
-        out["conv_rate"] * out["acc_rate"] * out["avg_daily_trips"]
-    ).astype("float64")
+    out["productivity"] = (out["conv_rate"] * out["acc_rate"] * out["avg_daily_trips"]).astype("float64")
     return out
 
 
@@ -175,9 +171,7 @@ def _parquet_columns_and_rows(path: Path, label: str) -> tuple[list[str], int]:
         meta = pq.read_metadata(path)
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
-        raise SampleDataError(
-            f"{label} is not a readable parquet file: {_first_line(exc)}"
-        ) from exc
+        raise SampleDataError(f"{label} is not a readable parquet file: {_first_line(exc)}") from exc
     return list(schema.names), int(meta.num_rows)
 
 
@@ -187,8 +181,7 @@ def _validate_existing(path: Path, label: str, required: Sequence[str]) -> int:
     missing = _missing(columns, required)
     if missing:
         raise SampleDataError(
-            f"{label} lacks required column(s) {', '.join(missing)}"
-            f" (has: {', '.join(columns) or 'none'})"
+            f"{label} lacks required column(s) {', '.join(missing)} (has: {', '.join(columns) or 'none'})"
         )
     return rows
 
@@ -244,31 +237,22 @@ def ensure_sample_data(repo: Path, now: datetime | None = None) -> list[str]:
         rows = _validate_existing(stats_path, STATS_FILE, REQUIRED_COLUMNS)
         messages.append(f"kept existing {STATS_FILE} ({rows} rows)")
     else:
-        stats_df = generate_driver_stats(
-            now if now is not None else datetime.now(timezone.utc)
-        )
+        stats_df = generate_driver_stats(now if now is not None else datetime.now(timezone.utc))
         _write_parquet_atomic(stats_df, stats_path)
         messages.append(
-            f"generated {STATS_FILE} ({len(stats_df)} rows,"
-            f" {_drivers_text(stats_df['driver_id'].unique().tolist())})"
+            f"generated {STATS_FILE} ({len(stats_df)} rows, {_drivers_text(stats_df['driver_id'].unique().tolist())})"
         )
 
     if prod_path.exists():
-        rows = _validate_existing(
-            prod_path, PRODUCTIVITY_FILE, (*REQUIRED_COLUMNS, "productivity")
-        )
+        rows = _validate_existing(prod_path, PRODUCTIVITY_FILE, (*REQUIRED_COLUMNS, "productivity"))
         messages.append(f"kept existing {PRODUCTIVITY_FILE} ({rows} rows)")
     else:
         if stats_df is None:
             try:
                 stats_df = pd.read_parquet(stats_path, engine="pyarrow")
             except Exception as exc:
-                raise SampleDataError(
-                    f"{STATS_FILE} could not be read: {_first_line(exc)}"
-                ) from exc
+                raise SampleDataError(f"{STATS_FILE} could not be read: {_first_line(exc)}") from exc
         prod_df = add_productivity(stats_df)
         _write_parquet_atomic(prod_df, prod_path)
-        messages.append(
-            f"derived {PRODUCTIVITY_FILE} from {STATS_FILE} ({len(prod_df)} rows)"
-        )
+        messages.append(f"derived {PRODUCTIVITY_FILE} from {STATS_FILE} ({len(prod_df)} rows)")
     return messages
