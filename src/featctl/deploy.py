@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl import FEAST_VERSION
-from featctl.errors import FeastError, FeatctlError, SSHError, TerraformError, UsageError
+from featctl.errors import FeastError, FeatctlError, HostKeyMismatch, SSHError, TerraformError, UsageError
 from featctl.provision.targets import CONTRACT_OUTPUTS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
 from featctl.remote import host as remote
@@ -161,11 +161,13 @@ def deploy(session: Session) -> DeployResult:
                 f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace"
             )
         was_deployed = bool(record and record.ready)
+        previous_port = record.server_port if record and record.host else None
         data_messages = prepare_sample_data(s.repo)
         keys = ensure_keys(session)
         record = provision(session, record, keys)
-        port_changed = record.server_port != s.server_port
-        record.server_port = s.server_port
+        port = choose_server_port(s.target, s.server_port, s.sources.get("server_port", "default"), previous_port)
+        port_changed = previous_port is not None and previous_port != port
+        record.server_port = port
         record.stage = "provisioned"
         ws.save(record)
 
@@ -204,7 +206,7 @@ def deploy(session: Session) -> DeployResult:
         if result.applied or port_changed or not running or not server.healthy():
             rep.step("starting the feature server")
             session.close_server()
-            remote.start_server(conn, layout, port=record.server_port, workers=s.server_workers)
+            remote.start_server(conn, layout, port=record.server_port, workers=s.server_workers, user=record.user)
             wait_healthy(session, record)
             result.restarted_server = True
 
@@ -217,6 +219,21 @@ def deploy(session: Session) -> DeployResult:
         ws.save(record)
         result.seconds = time.monotonic() - started
         return result
+
+
+def choose_server_port(target: str, configured: int, source: str, previous: int | None) -> int:
+    """The feature server's port on the host.
+
+    Every local deployment shares this machine's loopback, so unless the user
+    set a port, a local deployment takes a free one once and keeps it.
+    """
+    if source != "default" or target != "local":
+        return configured
+    if previous is not None:
+        return previous
+    from featctl.provision.targets import free_loopback_port
+
+    return free_loopback_port()
 
 
 def wait_health_deadline() -> float:
@@ -333,6 +350,8 @@ def status(session: Session) -> Status:
     try:
         conn = session.connection(record)
         info["ssh"] = "answers"
+    except HostKeyMismatch:
+        raise  # a security problem, not a status line
     except SSHError as exc:
         info["ssh"] = f"no answer: {exc}"
         info["feature_server"] = "unknown (no SSH)"
@@ -406,6 +425,7 @@ def destroy(session: Session) -> DestroyResult:
             try:
                 conn = session.connection(record)
                 result.stopped_server = remote.stop_server(conn, session.layout(record))
+                remote.remove_service(conn)
             except FeatctlError as exc:
                 result.messages.append(
                     f"could not stop the feature server over SSH ({exc}); Terraform removes the host"

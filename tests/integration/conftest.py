@@ -81,5 +81,5 @@ def reference_deployment(tmp_path_factory) -> Iterator[Deployed]:
     )
     for name in ("driver_stats.parquet", "driver_stats_with_productivity.parquet"):
         shutil.copy(REFERENCE_DATA / name, root / "feature_repo" / "data" / name)
-    (root / "featctl.toml").write_text("server_port = 6577\n")
+    (root / "featctl.toml").write_text("server_workers = 1\n")
     yield from _deploy(root)

@@ -250,6 +250,25 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(deployment):
     assert (deployment.workspace / "deployment.json").read_bytes() == before
 
 
+def test_changed_host_key_is_refused_before_any_command(deployment, tmp_path):
+    from featctl.remote.keys import generate_ed25519, pin_host_key
+
+    kh = deployment.workspace / "known_hosts"
+    saved = kh.read_bytes()
+    record = deployment.record()
+    impostor = generate_ed25519(tmp_path / "other_host_key", "impostor")
+    pin_host_key(kh, record["host"], record["port"], impostor)
+    try:
+        for args in (("status", "-o", "json"), ("score", "-w", "conv_rate=1", "-d", "1001")):
+            res = deployment.run(*args)
+            assert res.returncode == 4, res.stderr
+            assert "host key" in res.stderr and "refusing" in res.stderr
+        # status reports what it can without SSH, and says why SSH failed.
+    finally:
+        kh.write_bytes(saved)
+    deployment.json("status")
+
+
 def test_redeploy_with_nothing_changed_converges(deployment):
     pid_file = Path(deployment.record()["remote_base_dir"]) / "run" / "server.pid"
     pid = pid_file.read_text().strip()

@@ -299,17 +299,65 @@ def server_command(layout: Layout, port: int, workers: int) -> list[str]:
     ]
 
 
-def server_pid(conn: Connection, layout: Layout) -> int | None:
-    """The supervisor's pid when it is running, else None."""
+SYSTEMD_UNIT = f"/etc/systemd/system/{SERVICE}.service"
+
+
+def service_manager(conn: Connection) -> str:
+    """``systemd`` where the host runs it and featctl may manage units, else ``supervise``."""
     out = conn.run(
-        f'p=$(cat {q(layout.pidfile)} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p" || true',
+        "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 && "
+        '{ [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then echo systemd; else echo supervise; fi',
+        timeout=30,
+    ).text.strip()
+    return "systemd" if out == "systemd" else "supervise"
+
+
+def systemd_unit(layout: Layout, user: str, command: list[str]) -> str:
+    """The unit file for the feature server (pure; unit-tested)."""
+    exec_start = " ".join(q(a) for a in command)
+    return f"""[Unit]
+Description=Feast feature server deployed by featctl ({layout.base})
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User={user}
+WorkingDirectory={layout.repo}
+ExecStart={exec_start}
+Restart=always
+RestartSec=2
+StandardOutput=append:{layout.server_log}
+StandardError=append:{layout.server_log}
+KillMode=control-group
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _sudo(conn: Connection) -> str:
+    return "" if conn.run("id -u", timeout=30).text.strip() == "0" else "sudo -n "
+
+
+def server_pid(conn: Connection, layout: Layout) -> int | None:
+    """The pid of the running service (the systemd main pid or featctl's supervisor), else None."""
+    out = conn.run(
+        f'p=$(cat {q(layout.pidfile)} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p" && exit 0; '
+        f"if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then "
+        f'p=$(systemctl show -p MainPID --value {SERVICE} 2>/dev/null); [ "$p" != 0 ] && echo "$p"; fi; true',
         timeout=30,
     ).text.strip()
     return int(out) if out.isdigit() else None
 
 
 def stop_server(conn: Connection, layout: Layout, *, timeout: float = 30.0) -> bool:
-    """Stop the supervised server and everything in its process group."""
+    """Stop the service and everything it started; True when something was running."""
+    if conn.run(f"test -f {SYSTEMD_UNIT}", timeout=30, check=False).exit_status == 0:
+        was = server_pid(conn, layout) is not None
+        conn.run(f"{_sudo(conn)}systemctl stop {SERVICE}", timeout=timeout + 15)
+        return was
     pid = server_pid(conn, layout)
     if pid is None:
         return False
@@ -326,11 +374,22 @@ rm -f {q(layout.pidfile)}
     return True
 
 
-def start_server(conn: Connection, layout: Layout, *, port: int, workers: int) -> None:
-    """Start the feature server under featctl's supervisor (replacing a running one)."""
+def remove_service(conn: Connection) -> None:
+    """Remove the systemd unit, if featctl installed one (destroy)."""
+    if conn.run(f"test -f {SYSTEMD_UNIT}", timeout=30, check=False).exit_status == 0:
+        sudo = _sudo(conn)
+        conn.run(
+            f"{sudo}systemctl disable --now {SERVICE} >/dev/null 2>&1 || true; {sudo}rm -f {SYSTEMD_UNIT}; "
+            f"{sudo}systemctl daemon-reload",
+            timeout=60,
+        )
+
+
+def start_server(conn: Connection, layout: Layout, *, port: int, workers: int, user: str = "") -> None:
+    """Start the feature server as a supervised service (replacing a running one)."""
     stop_server(conn, layout)
     busy = conn.run(
-        f'{q(layout.python)} -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
+        f'{q(layout.python)} -c "import socket,sys; s=socket.socket(); '
         f"sys.exit(s.connect_ex(('127.0.0.1', {port})) == 0)\"",
         timeout=30,
         check=False,
@@ -340,13 +399,26 @@ def start_server(conn: Connection, layout: Layout, *, port: int, workers: int) -
             f"port {port} on the host is already in use by another program",
             hint="set server_port in featctl.toml or FEATCTL_SERVER_PORT",
         )
-    cmd = " ".join(q(a) for a in server_command(layout, port, workers))
-    conn.run(
-        f"mkdir -p {q(layout.run_dir)} && cd {q(layout.repo)} && "
-        f"{q(layout.python)} {q(layout.supervisor)} --pidfile {q(layout.pidfile)} --log {q(layout.server_log)} "
-        f"--cwd {q(layout.repo)} -- {cmd} </dev/null >/dev/null 2>&1",
-        timeout=60,
-    )
+    command = server_command(layout, port, workers)
+    conn.run(f"mkdir -p {q(layout.run_dir)}", timeout=30)
+    if service_manager(conn) == "systemd":
+        unit_user = user or conn.run("id -un", timeout=30).text.strip()
+        staged = posixpath.join(layout.run_dir, f"{SERVICE}.service")
+        conn.put_text(staged, systemd_unit(layout, unit_user, command))
+        sudo = _sudo(conn)
+        conn.run(
+            f"{sudo}install -m 0644 {q(staged)} {SYSTEMD_UNIT} && {sudo}systemctl daemon-reload && "
+            f"{sudo}systemctl enable {SERVICE} >/dev/null 2>&1 && {sudo}systemctl restart {SERVICE}",
+            timeout=60,
+        )
+    else:
+        cmd = " ".join(q(a) for a in command)
+        conn.run(
+            f"cd {q(layout.repo)} && "
+            f"{q(layout.python)} {q(layout.supervisor)} --pidfile {q(layout.pidfile)} --log {q(layout.server_log)} "
+            f"--cwd {q(layout.repo)} -- {cmd} </dev/null >/dev/null 2>&1",
+            timeout=60,
+        )
     deadline = time.monotonic() + 10
     while server_pid(conn, layout) is None:
         if time.monotonic() > deadline:
