@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = ROOT.parent / "shared" / "reference-data"
+# CI lays shared/ beside the clone; FEATCTL_REFERENCE_DATA points elsewhere.
+REFERENCE_DATA = Path(os.environ.get("FEATCTL_REFERENCE_DATA") or ROOT.parent / "shared" / "reference-data")
 
 
 @dataclass

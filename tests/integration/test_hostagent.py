@@ -1,8 +1,8 @@
 """hostagent.py against real Feast 0.67, without SSH: the agent runs with a local
 Feast interpreter on a copy of feature_repo/ filled with generated data.
 
-Set FEATCTL_TEST_FEAST_PYTHON to a Python that has feast==0.67.0 installed (for
-example /tmp/feastenv/bin/python); the module is skipped otherwise.  Each Feast
+The interpreter is FEATCTL_TEST_FEAST_PYTHON, else .venv-feast/bin/python, the
+pinned host environment that `scripts/bootstrap --dev` builds.  Each Feast
 subprocess costs ~10-20 s, so the expensive steps (apply, materialize, two
 historical retrievals, one full-import describe) run once in module fixtures and
 the tests only inspect their results.
@@ -32,15 +32,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "src" / "featctl" / "remote" / "hostagent.py"
 REPO_SRC = ROOT / "feature_repo"
-FEAST_PYTHON = os.environ.get("FEATCTL_TEST_FEAST_PYTHON", "")
+FEAST_PYTHON = os.environ.get("FEATCTL_TEST_FEAST_PYTHON") or str(ROOT / ".venv-feast" / "bin" / "python")
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not FEAST_PYTHON or not Path(FEAST_PYTHON).exists(),
-        reason="set FEATCTL_TEST_FEAST_PYTHON to a Python with feast==0.67.0 to run hostagent tests",
-    ),
-]
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _feast_python() -> None:
+    if not Path(FEAST_PYTHON).exists():
+        pytest.fail(
+            f"no Feast interpreter at {FEAST_PYTHON}: run scripts/bootstrap --dev or set FEATCTL_TEST_FEAST_PYTHON"
+        )
+
 
 DRIVERS = (1001, 1002, 1003)
 UNKNOWN_DRIVER = 9999

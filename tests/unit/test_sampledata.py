@@ -22,8 +22,8 @@ from featctl.store.sampledata import (
     ensure_sample_data,
     generate_driver_stats,
 )
+from tests.conftest import REFERENCE_DATA as REFERENCE_DIR
 
-REFERENCE_DIR = Path(os.environ.get("FEATCTL_REFERENCE_DATA", "/work/shared/reference-data"))
 REF_STATS = REFERENCE_DIR / "driver_stats.parquet"
 REF_PROD = REFERENCE_DIR / "driver_stats_with_productivity.parquet"
 needs_reference = pytest.mark.skipif(
