@@ -78,5 +78,9 @@ class FeatureServerError(FeatctlError):
     exit_code = ExitCode.SERVER
 
 
+class Cancelled(FeatctlError):
+    """The user answered no; nothing was changed."""
+
+
 class Interrupted(FeatctlError):
     exit_code = ExitCode.INTERRUPTED

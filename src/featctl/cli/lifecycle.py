@@ -106,7 +106,9 @@ def destroy(
         if not typer.confirm(
             f"Destroy the deployment on {where}? Its data on the host is lost", default=False, err=True
         ):
-            raise typer.Abort()
+            from featctl.errors import Cancelled
+
+            raise Cancelled("destroy cancelled; nothing was changed")
     try:
         result = run(session)
     finally:
