@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featctl import FEAST_VERSION
 from featctl.errors import FeastError, FeatctlError, HostKeyMismatch, SSHError, TerraformError, UsageError
 from featctl.provision.targets import CONTRACT_OUTPUTS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
+from featctl.query.server import FeatureServer
 from featctl.remote import host as remote
+from featctl.remote import releases, schedule, service
+from featctl.remote.host import Layout
 from featctl.remote.keys import fingerprint, generate_ed25519, pin_host_key
 from featctl.session import Session
 from featctl.workspace import Deployment
+
+if TYPE_CHECKING:
+    from featctl.remote.ssh import Connection
 
 #: Where a view's first materialization starts: before any data in its sources.
 EPOCH = "1970-01-01T00:00:00+00:00"
@@ -55,6 +63,9 @@ class DeployResult:
     restarted_server: bool = False
     materialized: list[dict[str, Any]] = field(default_factory=list)
     data_messages: list[str] = field(default_factory=list)
+    release: str | None = None
+    previous_release: str | None = None
+    cleaned: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -124,11 +135,12 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     )
     replace: list[str] = []
     if s.target == "local" and stack.has_state and record and record.host:
-        # The local host is a process: after a reboot Terraform still records
-        # it while nothing listens. Replace it rather than wait for SSH forever.
+        # The local host's sshd is a process: after a reboot or a crash
+        # Terraform still records it while nothing listens. Restart it (and
+        # only it: what runs on the "machine" is left alone).
         if not _port_open(record.host, int(record.port)):
-            session.reporter.info("the local host is not running; Terraform will recreate it")
-            replace = ["terraform_data.host"]
+            session.reporter.info("sshd of the local host is not running; Terraform will restart it")
+            replace = ["terraform_data.sshd"]
     stack.apply(variables, replace=replace)
     outputs = stack.outputs()
     _check_outputs(outputs, keys)
@@ -147,6 +159,41 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     return base
 
 
+def _holder(command: str) -> dict[str, Any]:
+    import getpass
+    import os
+
+    return {"user": getpass.getuser(), "client": socket.gethostname(), "pid": os.getpid(), "command": command}
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """Defer Ctrl-C across a few steps that must happen together (switch + record)."""
+    import signal
+
+    got: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda sig, frame: got.append(sig))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got:
+            raise KeyboardInterrupt
+
+
+def connect_host(session: Session, record: Deployment) -> Connection:
+    from featctl.remote.ssh import wait_for_ssh
+
+    endpoint = session.endpoint(record)
+    session.reporter.step(f"waiting for SSH on {endpoint}")
+    session.adopt(wait_for_ssh(endpoint, deadline_seconds=session.settings.ssh_wait_seconds))
+    return session.connection(record)
+
+
 def deploy(session: Session) -> DeployResult:
     s = session.settings
     ws = session.workspace
@@ -160,23 +207,18 @@ def deploy(session: Session) -> DeployResult:
             raise UsageError(
                 f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace"
             )
-        was_deployed = bool(record and record.ready)
-        previous_port = record.server_port if record and record.host else None
+        previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
         data_messages = prepare_sample_data(s.repo)
         keys = ensure_keys(session)
         record = provision(session, record, keys)
-        port = choose_server_port(s.target, s.server_port, s.sources.get("server_port", "default"), previous_port)
-        port_changed = previous_port is not None and previous_port != port
-        record.server_port = port
-        record.stage = "provisioned"
+        record.server_ports = choose_server_ports(
+            s.target, s.server_port, s.sources.get("server_port", "default"), previous_ports
+        )
+        if record.stage == "new":
+            record.stage = "provisioned"
         ws.save(record)
 
-        from featctl.remote.ssh import wait_for_ssh
-
-        endpoint = session.endpoint(record)
-        rep.step(f"waiting for SSH on {endpoint}")
-        session.adopt(wait_for_ssh(endpoint, deadline_seconds=s.ssh_wait_seconds))
-        conn = session.connection(record)
+        conn = connect_host(session, record)
         layout = session.layout(record)
         result = DeployResult(
             target=s.target,
@@ -186,73 +228,228 @@ def deploy(session: Session) -> DeployResult:
             host_key_fingerprint=fingerprint(keys.host_public),
             data_messages=data_messages,
         )
-
         rep.step("installing featctl's host agent")
         remote.install_agent(conn, layout)
-        rep.step(f"installing Feast {FEAST_VERSION} with uv")
-        result.installed_feast = remote.ensure_feast_env(conn, layout, on_line=rep.detail, timeout=s.command_timeout)
-
-        rep.step("uploading the feature repository")
-        sync = remote.sync_repo(conn, s.repo, layout, on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"))
-        result.uploaded, result.deleted = sync.uploaded, sync.deleted
-
-        if sync.changed or result.installed_feast or not was_deployed:
-            rep.step("feast apply")
-            remote.feast_apply(conn, layout, timeout=s.command_timeout)
-            result.applied = True
-
-        running = remote.server_pid(conn, layout) is not None
-        server = session.server(record)
-        if result.applied or port_changed or not running or not server.healthy():
-            rep.step("starting the feature server")
-            session.close_server()
-            remote.start_server(conn, layout, port=record.server_port, workers=s.server_workers, user=record.user)
-            wait_healthy(session, record)
-            result.restarted_server = True
-
-        rep.step("materializing")
-        result.materialized = materialize_views(session, record)
-        record.registry = remote.run_agent(conn, layout, "describe", timeout=120)
-        record.last_materialized = max((m["end"] for m in result.materialized), default=record.last_materialized)
-        record.stage = "deployed"
-        record.deployed_at = iso(utcnow())
-        ws.save(record)
+        with releases.deploy_lock(conn, layout, _holder("deploy")):
+            rep.step(f"installing Feast {FEAST_VERSION} with uv")
+            result.installed_feast = remote.ensure_feast_env(
+                conn, layout, on_line=rep.detail, timeout=s.command_timeout
+            )
+            result.cleaned = releases.cleanup(conn, layout)
+            host = releases.state(conn, layout)
+            local = releases.local_manifest(s.repo)
+            cur = host.current_release
+            if (
+                cur is not None
+                and local == host.manifest
+                and not result.installed_feast
+                and cur.port in record.server_ports
+                and cur.server_pid is not None
+                and FeatureServer(conn, cur.port).healthy()
+            ):
+                record.release, record.server_port, record.stage = cur.id, cur.port, "deployed"
+                ws.save(record)
+                result.release = cur.id
+                result.seconds = time.monotonic() - started
+                return result
+            build_release(session, record, result, host, local)
         result.seconds = time.monotonic() - started
         return result
 
 
-def choose_server_port(target: str, configured: int, source: str, previous: int | None) -> int:
-    """The feature server's port on the host.
+def build_release(
+    session: Session, record: Deployment, result: DeployResult, host: releases.HostState, local: dict[str, str]
+) -> None:
+    """Build a new release beside the serving one and switch to it when it is healthy.
 
-    Every local deployment shares this machine's loopback, so unless the user
-    set a port, a local deployment takes a free one once and keeps it.
+    Any failure leaves the previous release serving and names the failed step.
     """
-    if source != "default" or target != "local":
-        return configured
-    if previous is not None:
-        return previous
-    from featctl.provision.targets import free_loopback_port
-
-    return free_loopback_port()
-
-
-def wait_health_deadline() -> float:
-    return time.monotonic() + HEALTH_WAIT_SECONDS
-
-
-def wait_healthy(session: Session, record: Deployment) -> None:
+    s = session.settings
+    rep = session.reporter
     conn = session.connection(record)
     layout = session.layout(record)
-    deadline = wait_health_deadline()
+    cur = host.current_release
+    new_id = releases.new_release_id()
+    port = next(p for p in record.server_ports if cur is None or p != cur.port)
+    step = "preparing the release"
+    try:
+        rep.step(f"preparing release {new_id}")
+        releases.prepare(conn, layout, new_id)
+        step = "the upload"
+        rep.step("uploading the feature repository")
+        up = releases.upload(
+            conn,
+            s.repo,
+            layout,
+            new_id,
+            local,
+            host.manifest,
+            on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
+        )
+        result.uploaded, result.deleted = up.uploaded, up.removed
+        step = "feast apply"
+        rep.step("feast apply")
+        remote.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
+        result.applied = True
+        step = "starting the feature server"
+        rep.step(f"starting the feature server of release {new_id}")
+        releases.set_meta(conn, layout, new_id, port=port)
+        service.start(conn, layout, new_id, port=port, workers=s.server_workers, user=record.user)
+        server = FeatureServer(conn, port)
+        wait_healthy(conn, layout, new_id, server)
+        step = "materialization"
+        rep.step("materializing")
+        result.materialized = materialize_views(session, record, repo=layout.release(new_id), server=server)
+        registry = remote.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(new_id))
+        server.close()
+    except BaseException as exc:
+        _abandon(conn, layout, new_id)
+        if isinstance(exc, FeatctlError):
+            kept = f"release {cur.id} keeps serving" if cur else "nothing was serving before"
+            exc.message = f"deploy failed at {step}; {kept}: {exc.message}"
+        raise
+    step = "the switch"
+    with _shielded():
+        rep.step(f"switching to release {new_id}")
+        releases.switch(conn, layout, new_id)
+        record.release, record.server_port, record.registry, record.stage = new_id, port, registry, "deployed"
+        record.last_materialized = max((m["end"] for m in result.materialized), default=record.last_materialized)
+        record.deployed_at = iso(utcnow())
+        session.workspace.save(record)
+    session.close_server()
+    if cur is not None:
+        rep.step(f"stopping release {cur.id}")
+        service.stop(conn, layout, cur.id)
+    result.cleaned += releases.cleanup(conn, layout)
+    result.release, result.previous_release = new_id, cur.id if cur else None
+    result.restarted_server = True
+
+
+def _abandon(conn: Connection, layout: Layout, release_id: str) -> None:
+    """Stop and mark a release that did not make it (best effort: the next deploy cleans up)."""
+    try:
+        service.stop(conn, layout, release_id)
+        releases.set_meta(conn, layout, release_id, state="failed")
+    except (FeatctlError, OSError):
+        pass
+
+
+@dataclass
+class PlanResult:
+    target: str
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+    upload: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    install_feast: bool = False
+    registry: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.terraform or self.upload or self.remove or self.install_feast)
+
+
+def plan(session: Session) -> PlanResult:
+    """What ``deploy`` would change: the Terraform plan, the files, the Feast registry diff.
+
+    Changes nothing: the registry diff comes from ``feast plan`` run in a
+    scratch copy of the serving release, removed afterwards.
+    """
+    import tempfile
+
+    s = session.settings
+    ws = session.workspace
+    check_repo(s.repo)
+    record = ws.load()
+    if record and record.target != s.target:
+        raise UsageError(f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace")
+    result = PlanResult(target=s.target)
+    with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
+        if ws.client_key.exists() and ws.host_key.exists():
+            keys = HostKeys(
+                client_public=ws.client_key.with_suffix(".pub").read_text().strip(),
+                host_private_path=str(ws.host_key),
+                host_public=ws.host_key.with_suffix(".pub").read_text().strip(),
+            )
+        else:  # not deployed yet: plan with throwaway keys, keep none of them
+            client = generate_ed25519(Path(tmp) / "client", "plan")
+            host_pub = generate_ed25519(Path(tmp) / "host", "plan")
+            keys = HostKeys(client_public=client, host_private_path=str(Path(tmp) / "host"), host_public=host_pub)
+        stack = Stack(s.target, ws.terraform_dir(s.target))
+        stack.prepare()
+        stack.init()
+        variables = stack_variables(
+            s.target,
+            name=s.name,
+            keys=keys,
+            workspace=ws,
+            target_vars=s.target_vars.get(s.target, {}),
+            previous=record.stack_vars if record else None,
+        )
+        result.terraform = stack.plan(variables)
+        local = releases.local_manifest(s.repo)
+        if not (record and record.host and record.stage == "deployed"):
+            result.upload = sorted(local)
+            result.registry = "everything in the repository (first feast apply)"
+            result.notes.append("nothing is deployed from this workspace yet")
+            return result
+        try:
+            conn = session.connection(record)
+        except HostKeyMismatch:
+            raise
+        except SSHError as exc:
+            result.notes.append(f"the host did not answer ({exc}); file and registry changes unknown")
+            return result
+        layout = session.layout(record)
+        host = releases.state(conn, layout)
+        result.upload = sorted(rel for rel, digest in local.items() if host.manifest.get(rel) != digest)
+        result.remove = sorted(set(host.manifest) - set(local))
+        ready = conn.run(f"cat {layout.env}/.featctl-ready 2>/dev/null || true", timeout=30).text.strip()
+        result.install_feast = not ready
+        if not (result.upload or result.remove) or host.current is None:
+            result.registry = "no changes" if host.current else None
+            return result
+        scratch = f"plan-{releases.new_release_id()}"
+        with releases.deploy_lock(conn, layout, _holder("plan")):
+            try:
+                releases.prepare(conn, layout, scratch)
+                releases.upload(conn, s.repo, layout, scratch, local, host.manifest)
+                result.registry = remote.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
+            finally:
+                conn.run(f"rm -rf {layout.release(scratch)}", timeout=120, check=False)
+    return result
+
+
+def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
+    """Two ports for the feature servers of consecutive releases (blue/green).
+
+    Every local deployment shares this machine's loopback, so unless the user
+    set a port, a local deployment takes two free ones once and keeps them.
+    """
+    if source != "default" or target != "local":
+        return [configured, configured + 1 if configured < 65535 else configured - 1]
+    if previous and len(previous) == 2:
+        return list(previous)
+    from featctl.provision.targets import free_loopback_port
+
+    first = free_loopback_port()
+    second = free_loopback_port()
+    while second == first:
+        second = free_loopback_port()
+    return [first, second]
+
+
+def wait_healthy(conn: Connection, layout: Layout, release_id: str, server: FeatureServer) -> None:
+    deadline = time.monotonic() + HEALTH_WAIT_SECONDS
     while True:
-        if session.server(record).healthy():
+        if server.healthy():
             return
-        if remote.server_pid(conn, layout) is None:
-            raise FeastError(f"the feature server exited: {remote.tail_log(conn, layout, 1) or 'no log'}")
+        if service.running_pid(conn, layout, release_id) is None:
+            raise FeastError(f"the feature server exited: {service.tail_log(conn, layout, release_id, 1) or 'no log'}")
         if time.monotonic() > deadline:
             raise FeastError(
                 f"the feature server did not become healthy within {HEALTH_WAIT_SECONDS:.0f} s: "
-                f"{remote.tail_log(conn, layout, 1) or 'no log'}"
+                f"{service.tail_log(conn, layout, release_id, 1) or 'no log'}"
             )
         time.sleep(0.5)
 
@@ -264,6 +461,8 @@ def materialize_views(
     start: datetime | None = None,
     end: datetime | None = None,
     views: list[str] | None = None,
+    repo: str | None = None,
+    server: FeatureServer | None = None,
 ) -> list[dict[str, Any]]:
     """Materialize through the running feature server (no Feast start-up cost).
 
@@ -276,7 +475,7 @@ def materialize_views(
         raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
     conn = session.connection(record)
     layout = session.layout(record)
-    desc = remote.run_agent(conn, layout, "describe", timeout=120)
+    desc = remote.run_agent(conn, layout, "describe", timeout=120, repo=repo)
     online = [v for v in desc.get("feature_views", []) if v.get("online", True)]
     known = {v["name"] for v in online}
     if views:
@@ -286,7 +485,7 @@ def materialize_views(
         online = [v for v in online if v["name"] in views]
     if not online:
         return []
-    server = session.server(record)
+    server = server or session.server(record)
     timeout = session.settings.command_timeout
     end_ts = end or utcnow()
     done: list[dict[str, Any]] = []
@@ -314,15 +513,102 @@ def materialize_views(
 def materialize(
     session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
 ) -> list[dict[str, Any]]:
+    if (start is None) != (end is None):
+        raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
     record = session.deployment()
     ws = session.workspace
     with ws.lock():
-        done = materialize_views(session, record, start=start, end=end, views=views)
-        record.registry = remote.run_agent(session.connection(record), session.layout(record), "describe", timeout=120)
+        conn = session.connection(record)
+        layout = session.layout(record)
+        with releases.deploy_lock(conn, layout, _holder("materialize")):
+            done = materialize_views(session, record, start=start, end=end, views=views)
+            record.registry = remote.run_agent(conn, layout, "describe", timeout=120)
         if done:
             record.last_materialized = max(d["end"] for d in done)
         ws.save(record)
     return done
+
+
+@dataclass
+class RollbackResult:
+    release: str
+    previous_release: str
+    materialized: list[dict[str, Any]] = field(default_factory=list)
+
+
+def rollback(session: Session) -> RollbackResult:
+    """Serve the release before the current one again (blue/green, like a deploy)."""
+    record = session.deployment()
+    ws = session.workspace
+    rep = session.reporter
+    with ws.lock():
+        conn = session.connection(record)
+        layout = session.layout(record)
+        with releases.deploy_lock(conn, layout, _holder("rollback")):
+            host = releases.state(conn, layout)
+            cur = host.current_release
+            if cur is None:
+                raise UsageError("nothing is serving on the host; run `featctl deploy`")
+            earlier = [r for r in host.releases if r.state == "ready" and r.id < cur.id]
+            if not earlier:
+                raise UsageError(f"release {cur.id} is the oldest one kept; there is nothing to roll back to")
+            target = earlier[-1]
+            ports = record.server_ports or [record.server_port]
+            port = next((p for p in ports if p != cur.port), ports[0])
+            try:
+                rep.step(f"starting the feature server of release {target.id}")
+                releases.set_meta(conn, layout, target.id, port=port)
+                service.start(
+                    conn, layout, target.id, port=port, workers=session.settings.server_workers, user=record.user
+                )
+                server = FeatureServer(conn, port)
+                wait_healthy(conn, layout, target.id, server)
+                rep.step("materializing (catching up)")
+                done = materialize_views(session, record, repo=layout.release(target.id), server=server)
+                registry = remote.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(target.id))
+                server.close()
+            except BaseException as exc:
+                service.stop(conn, layout, target.id)
+                if isinstance(exc, FeatctlError):
+                    exc.message = f"rollback failed; release {cur.id} keeps serving: {exc.message}"
+                raise
+            with _shielded():
+                rep.step(f"switching to release {target.id}")
+                releases.switch(conn, layout, target.id)
+                record.release, record.server_port, record.registry = target.id, port, registry
+                record.deployed_at = iso(utcnow())
+                ws.save(record)
+            session.close_server()
+            rep.step(f"stopping release {cur.id}")
+            service.stop(conn, layout, cur.id)
+    return RollbackResult(release=target.id, previous_release=cur.id, materialized=done)
+
+
+def set_schedule(session: Session, every: int | None) -> str:
+    record = session.deployment()
+    conn = session.connection(record)
+    layout = session.layout(record)
+    if every is None:
+        return "removed the materialization schedule" if schedule.disable(conn, layout) else "no schedule was set"
+    how = schedule.enable(conn, layout, every, record.user)
+    return f"materializing incrementally every {every} s on the host ({how})"
+
+
+def unlock(session: Session) -> dict[str, Any]:
+    """Break a stale deploy lock on the host (its holder is gone)."""
+    record = session.deployment()
+    conn = session.connection(record)
+    return releases.unlock(conn, session.layout(record))
+
+
+def logs(session: Session, lines: int) -> str:
+    record = session.deployment()
+    conn = session.connection(record)
+    layout = session.layout(record)
+    host = releases.state(conn, layout)
+    if host.current is None:
+        raise UsageError("nothing is serving on the host; run `featctl deploy`")
+    return service.tail_log(conn, layout, host.current, lines)
 
 
 @dataclass
@@ -357,14 +643,26 @@ def status(session: Session) -> Status:
         info["feature_server"] = "unknown (no SSH)"
         return Status(info, _views_from(record.registry, stale=True))
     layout = session.layout(record)
-    pid = remote.server_pid(conn, layout)
-    if pid is None:
+    host = releases.state(conn, layout)
+    cur = host.current_release
+    info["release"] = cur.id if cur else None
+    info["releases_kept"] = [r.id for r in host.releases if r.state == "ready"]
+    if cur is None or cur.server_pid is None:
         info["feature_server"] = "not running"
     else:
+        if cur.port and cur.port != record.server_port:
+            record.server_port = cur.port  # the host is the source of truth
         healthy = session.server(record).healthy()
         info["feature_server"] = (
-            f"healthy on 127.0.0.1:{record.server_port} (host side)" if healthy else "running but not healthy"
+            f"healthy on 127.0.0.1:{cur.port} (host side)" if healthy else f"running on port {cur.port} but not healthy"
         )
+    if host.lock:
+        h = host.lock
+        info["deploy_lock"] = (
+            f"held by {h.get('user', '?')}@{h.get('client', '?')} ({h.get('command', '?')}) since {h.get('since', '?')}"
+        )
+    if host.schedule:
+        info["schedule"] = host.schedule
     try:
         desc = remote.run_agent(conn, layout, "describe", timeout=120)
         views = _views_from(desc)
@@ -424,8 +722,10 @@ def destroy(session: Session) -> DestroyResult:
             session.reporter.step("stopping the feature server")
             try:
                 conn = session.connection(record)
-                result.stopped_server = remote.stop_server(conn, session.layout(record))
-                remote.remove_service(conn)
+                layout = session.layout(record)
+                for r in releases.state(conn, layout).releases:
+                    result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
+                schedule.disable(conn, layout)
             except FeatctlError as exc:
                 result.messages.append(
                     f"could not stop the feature server over SSH ({exc}); Terraform removes the host"

@@ -70,6 +70,8 @@ class Deployment:
     remote_base_dir: str = ""
     host_public_key: str = ""
     server_port: int = 6566
+    server_ports: list[int] = field(default_factory=list)
+    release: str | None = None
     feast_version: str = ""
     repo: str = ""
     deployed_at: str | None = None

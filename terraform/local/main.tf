@@ -1,19 +1,17 @@
 # The local "VM": an OpenSSH sshd on a loopback address, with its own host key,
-# its own authorized key and its own directory. Destroying it stops sshd and
-# every process the deployment started under remote_base_dir.
+# its own authorized key and its own directory.
+#
+# Two resources, so that a dead sshd can be restarted without touching what
+# runs on the "machine": `host` is the machine's lifetime (destroying it stops
+# every process the deployment started under remote_base_dir), `sshd` is the
+# SSH daemon alone (replacing it restarts only sshd).
 
 locals {
   scripts = abspath("${path.module}/scripts")
 }
 
 resource "terraform_data" "host" {
-  # Anything that changes the host's identity or address replaces it.
   triggers_replace = [
-    var.listen_address,
-    var.port,
-    var.host_public_key,
-    var.ssh_public_key,
-    var.ssh_user,
     var.state_dir,
     var.remote_base_dir,
   ]
@@ -24,6 +22,37 @@ resource "terraform_data" "host" {
     scripts         = local.scripts
     state_dir       = var.state_dir
     remote_base_dir = var.remote_base_dir
+  }
+
+  provisioner "local-exec" {
+    command = "mkdir -p '${var.state_dir}' '${var.remote_base_dir}' && chmod 700 '${var.state_dir}'"
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "${self.input.scripts}/stop-host.sh"
+    environment = {
+      STATE_DIR       = self.input.state_dir
+      REMOTE_BASE_DIR = self.input.remote_base_dir
+    }
+  }
+}
+
+resource "terraform_data" "sshd" {
+  # Anything that changes the host's identity or address restarts sshd.
+  triggers_replace = [
+    terraform_data.host.id,
+    var.listen_address,
+    var.port,
+    var.host_public_key,
+    var.ssh_public_key,
+    var.ssh_user,
+    var.sshd_path,
+  ]
+
+  input = {
+    scripts   = local.scripts
+    state_dir = var.state_dir
   }
 
   provisioner "local-exec" {
@@ -44,8 +73,7 @@ resource "terraform_data" "host" {
     when    = destroy
     command = "${self.input.scripts}/stop-sshd.sh"
     environment = {
-      STATE_DIR       = self.input.state_dir
-      REMOTE_BASE_DIR = self.input.remote_base_dir
+      STATE_DIR = self.input.state_dir
     }
   }
 }

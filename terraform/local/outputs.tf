@@ -28,3 +28,8 @@ output "host_id" {
   description = "Changes whenever the host is replaced."
   value       = terraform_data.host.id
 }
+
+output "sshd_id" {
+  description = "Changes whenever sshd is restarted by Terraform."
+  value       = terraform_data.sshd.id
+}

@@ -25,7 +25,7 @@ DRIVERS = (1001, 1002)
 
 def test_deploy_reports_and_keeps_secrets_private(deployment):
     err = deployment.first_deploy.stderr
-    assert "deployed to local host 127.0.0.1:" in err
+    assert "deployed release " in err and " to local host 127.0.0.1:" in err
     assert "installed Feast" in err and "applied" in err
     assert "materialized driver_quality_metrics (all data)" in err
     ws = deployment.workspace
@@ -270,13 +270,15 @@ def test_changed_host_key_is_refused_before_any_command(deployment, tmp_path):
 
 
 def test_redeploy_with_nothing_changed_converges(deployment):
-    pid_file = Path(deployment.record()["remote_base_dir"]) / "run" / "server.pid"
+    base = Path(deployment.record()["remote_base_dir"])
+    release = deployment.record()["release"]
+    pid_file = base / "releases" / release / ".featctl" / "server.pid"
     pid = pid_file.read_text().strip()
     res = deployment.run("deploy").ok()
-    assert "repository unchanged" in res.stderr
-    assert "nothing to apply" in res.stderr
-    assert "feature server kept running" in res.stderr
+    assert "nothing changed" in res.stderr and "nothing uploaded, applied or restarted" in res.stderr
     assert pid_file.read_text().strip() == pid
+    assert deployment.record()["release"] == release
+    assert sorted(p.name for p in (base / "releases").iterdir()) == [release]
     # One host: one sshd for this workspace.
     sshds = [p for p in processes_under(deployment.workspace) if "sshd" in p and "sshd_config" in p]
     assert len(sshds) == 1, sshds
@@ -287,9 +289,11 @@ def test_redeploy_after_a_change_uploads_only_that_file(deployment):
     original = features.read_text()
     features.write_text(original + "\n# touched by the test\n")
     try:
+        before = deployment.record()["release"]
         res = deployment.run("deploy").ok()
-        assert "uploaded 1 file(s)" in res.stderr
-        assert "applied" in res.stderr and "restarted the feature server" in res.stderr
+        assert "uploaded 1 file(s)" in res.stderr and "applied" in res.stderr
+        assert f"release {before} stopped" in res.stderr
+        assert deployment.record()["release"] != before
         rows = deployment.json("score", "-w", "conv_rate=1", "-d", "1001")
         assert rows[0]["linear_combination"] is not None
     finally:

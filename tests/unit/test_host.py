@@ -1,19 +1,27 @@
-"""Host-side pieces that need no host: the manifest, the unit file, the server command."""
+"""Host-side pieces that need no host: the manifest, unit files, the server command, ports."""
 
 import hashlib
+from datetime import datetime, timezone
 
 from featctl import FEAST_VERSION
-from featctl.remote.host import Layout, local_manifest, server_command, systemd_unit
+from featctl.deploy import choose_server_ports
+from featctl.remote.host import Layout
+from featctl.remote.releases import local_manifest, new_release_id
+from featctl.remote.schedule import timer_units
+from featctl.remote.service import server_command, systemd_unit, unit_name
 
 
 def test_manifest_skips_feast_state_and_caches(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "__pycache__").mkdir()
+    (tmp_path / ".featctl").mkdir()
     (tmp_path / "features.py").write_text("x = 1\n")
     (tmp_path / "data" / "driver_stats.parquet").write_bytes(b"PAR1")
     (tmp_path / "data" / "registry.db").write_bytes(b"state")
     (tmp_path / "data" / "online_store.db").write_bytes(b"state")
+    (tmp_path / "data" / "x.parquet.tmp").write_bytes(b"half")
     (tmp_path / "__pycache__" / "features.cpython-311.pyc").write_bytes(b"")
+    (tmp_path / ".featctl" / "state").write_text("ready")
     manifest = local_manifest(tmp_path)
     assert sorted(manifest) == ["data/driver_stats.parquet", "features.py"]
     assert manifest["features.py"] == hashlib.sha256(b"x = 1\n").hexdigest()
@@ -26,29 +34,46 @@ def test_manifest_changes_with_content(tmp_path):
     assert local_manifest(tmp_path)["a.py"] != first["a.py"]
 
 
+def test_release_ids_sort_in_time_order():
+    a = new_release_id(datetime(2026, 11, 26, 5, 0, 0, 1000, tzinfo=timezone.utc))
+    b = new_release_id(datetime(2026, 11, 26, 5, 0, 0, 2000, tzinfo=timezone.utc))
+    c = new_release_id(datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert a == "20261126T050000001Z"
+    assert sorted([c, b, a]) == [a, b, c]
+
+
 def test_server_binds_loopback_only_and_never_recycles_workers():
-    cmd = server_command(Layout("/opt/featctl"), 6566, 2)
-    assert cmd[0] == f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/feast"
+    cmd = server_command(Layout("/opt/featctl"), "R1", 6566, 2)
+    assert cmd[0] == f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/python"
+    assert cmd[1] == "/opt/featctl/agent/serve.py"
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--port") + 1] == "6566"
     assert cmd[cmd.index("--workers") + 1] == "2"
     assert cmd[cmd.index("--max-requests") + 1] == "0"
 
 
-def test_systemd_unit():
+def test_systemd_unit_per_release():
     layout = Layout("/opt/featctl")
-    unit = systemd_unit(layout, "featctl", server_command(layout, 6566, 1))
+    unit = systemd_unit(layout, "20261126T050000001Z", "featctl", server_command(layout, "x", 6566, 1))
     assert "User=featctl" in unit
-    assert "WorkingDirectory=/opt/featctl/repo" in unit
+    assert "WorkingDirectory=/opt/featctl/releases/20261126T050000001Z" in unit
     assert "Restart=always" in unit
-    assert "ExecStart=/opt/featctl/envs/feast-" in unit and "--host 127.0.0.1" in unit
-    assert "StandardOutput=append:/opt/featctl/run/server.log" in unit
+    assert "--host 127.0.0.1" in unit
+    assert "StandardOutput=append:/opt/featctl/releases/20261126T050000001Z/.featctl/server.log" in unit
+    assert unit_name("20261126T050000001Z") == "featctl-feature-server-20261126t050000001z"
+
+
+def test_timer_units():
+    service, timer = timer_units(Layout("/opt/featctl"), "featctl", 3600)
+    assert (
+        "ExecStart=python3 /opt/featctl/agent/hostops.py materialize-once --base /opt/featctl --every 3600" in service
+    )
+    assert "OnUnitActiveSec=3600s" in timer and "Persistent=true" in timer
 
 
 def test_server_port_choice():
-    from featctl.deploy import choose_server_port
-
-    assert choose_server_port("yandex", 6566, "default", None) == 6566
-    assert choose_server_port("local", 7000, "featctl.toml", 6000) == 7000
-    assert choose_server_port("local", 6566, "default", 6001) == 6001
-    fresh = choose_server_port("local", 6566, "default", None)
-    assert 1024 <= fresh <= 65535
+    assert choose_server_ports("yandex", 6566, "default", None) == [6566, 6567]
+    assert choose_server_ports("local", 7000, "featctl.toml", [6000, 6001]) == [7000, 7001]
+    assert choose_server_ports("local", 6566, "default", [6001, 6002]) == [6001, 6002]
+    fresh = choose_server_ports("local", 6566, "default", None)
+    assert len(set(fresh)) == 2 and all(1024 <= p <= 65535 for p in fresh)

@@ -70,3 +70,24 @@ There are some problems with the CLI configuration:
 
 def test_summarize_error_without_error_line():
     assert summarize_error("something odd\n") == "something odd"
+
+
+def test_plan_writes_a_plan_file_for_show_json():
+    cmd = command_line("plan", var_file="v.json", detailed_exitcode=True, out=".featctl.tfplan")
+    assert "-detailed-exitcode" in cmd and "-out=.featctl.tfplan" in cmd
+
+
+def test_plan_changes_from_show_json():
+    import json
+
+    from featctl.provision.terraform import plan_changes
+
+    show = {
+        "resource_changes": [
+            {"address": "terraform_data.host", "change": {"actions": ["no-op"]}},
+            {"address": "terraform_data.sshd", "change": {"actions": ["delete", "create"]}},
+            {"address": "data.x.y", "change": {"actions": ["read"]}},
+        ]
+    }
+    assert plan_changes(json.dumps(show)) == [{"address": "terraform_data.sshd", "actions": ["delete", "create"]}]
+    assert plan_changes(json.dumps({})) == []

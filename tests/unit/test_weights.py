@@ -99,3 +99,14 @@ def test_feature_refs():
             parse_feature_refs([bad])
     with pytest.raises(UsageError, match="twice"):
         parse_feature_refs(["a:x", "a:x"])
+
+
+def test_intervals():
+    from featctl.query.weights import parse_interval
+
+    assert parse_interval("1h") == 3600
+    assert parse_interval("30m") == 1800
+    assert parse_interval("2d") == 172800
+    for bad in ("1", "h", "10s", "1w", ""):
+        with pytest.raises(UsageError):
+            parse_interval(bad)

@@ -17,6 +17,11 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(
         materialize
     )
+    app.command(epilog="Example: featctl rollback")(rollback)
+    app.command(epilog="Example: featctl plan --output json")(plan)
+    app.command(epilog="Example: featctl schedule --every 1h   |   featctl schedule --off")(schedule)
+    app.command(epilog="Example: featctl logs --lines 100")(logs)
+    app.command(epilog="Example: featctl unlock")(unlock)
 
 
 def deploy(
@@ -39,6 +44,9 @@ def deploy(
             "--server-port", help="Feature server port on the host's loopback [default: 6566]", show_default=False
         ),
     ] = None,
+    check: Annotated[
+        bool, typer.Option("--plan", help="Only show what would change (same as `featctl plan`); change nothing.")
+    ] = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -48,6 +56,17 @@ def deploy(
 
     Running it again converges: only what changed is uploaded, applied or restarted.
     """
+    if check:
+        plan(
+            target=target,
+            name=name,
+            server_port=server_port,
+            output=None,
+            repo=repo,
+            workspace=workspace,
+            config=config,
+        )
+        return
     from featctl.deploy import deploy as run
 
     session, rep = make_session(
@@ -66,20 +85,27 @@ def deploy(
         session.close()
     for msg in result.data_messages:
         rep.info(msg)
-    parts = []
-    parts.append(f"uploaded {len(result.uploaded)} file(s)" if result.uploaded else "repository unchanged")
+    for r in result.cleaned:
+        rep.info(f"removed {r['state']} release {r['id']}")
+    where = f"{result.target} host {result.host}:{result.port} ({result.host_key_fingerprint})"
+    if not result.changed:
+        rep.info(
+            f"nothing changed on {where}: nothing uploaded, applied or restarted; release {result.release} serves ({result.seconds:.1f} s)"
+        )
+        return
+    parts = [f"uploaded {len(result.uploaded)} file(s)" if result.uploaded else "no files uploaded"]
     if result.deleted:
         parts.append(f"removed {len(result.deleted)} file(s)")
     if result.installed_feast:
         parts.append("installed Feast")
-    parts.append("applied" if result.applied else "nothing to apply")
-    parts.append("restarted the feature server" if result.restarted_server else "feature server kept running")
-    rep.info(
-        f"deployed to {result.target} host {result.host}:{result.port} ({result.host_key_fingerprint}) in {result.seconds:.1f} s"
-    )
+    if result.applied:
+        parts.append("applied")
+    rep.info(f"deployed release {result.release} to {where} in {result.seconds:.1f} s")
     rep.info("; ".join(parts))
     for m in result.materialized:
         rep.info(f"materialized {m['view']} ({m['mode']}) up to {m['end']}")
+    if result.previous_release:
+        rep.info(f"release {result.previous_release} stopped; `featctl rollback` returns to it")
 
 
 def destroy(
@@ -182,3 +208,147 @@ def materialize(
         rep.close()
         session.close()
     render(Table.from_records(done, title="materialized"), fmt, ENV.stdout)
+
+
+def rollback(
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+    verbose: o.Verbose = False,
+) -> None:
+    """Serve the previous release again (featctl keeps the last 5).
+
+    The previous release's server starts and is checked before the switch; if
+    it fails, the current release keeps serving.
+    """
+    from featctl.deploy import rollback as run
+
+    session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
+    try:
+        result = run(session)
+    finally:
+        rep.close()
+        session.close()
+    rep.info(f"rolled back from release {result.previous_release} to {result.release}")
+
+
+def schedule(
+    every: Annotated[
+        str | None, typer.Option("--every", help="Interval such as 30m, 1h, 1d (at least 1m).", show_default=False)
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Materialize incrementally on the host on a schedule (a systemd timer, or a supervised loop).
+
+    Serving goes on while it runs; `featctl status` shows the last and next run and the last error.
+    """
+    from featctl.deploy import set_schedule
+    from featctl.errors import UsageError
+    from featctl.query.weights import parse_interval
+
+    if off == (every is not None):
+        raise UsageError("give either --every INTERVAL or --off")
+    seconds = parse_interval(every) if every is not None else None
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        message = set_schedule(session, seconds)
+    finally:
+        rep.close()
+        session.close()
+    rep.info(message)
+
+
+def logs(
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.", min=1)] = 50,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Show the end of the serving feature server's log from the host."""
+    from featctl.deploy import logs as run
+
+    session, _ = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        text = run(session, lines)
+    finally:
+        session.close()
+    ENV.stdout.write(text + ("\n" if text else ""))
+
+
+def unlock(
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Clear a stale deploy lock on the host (left by a deploy whose client died)."""
+    from featctl.deploy import unlock as run
+
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        result = run(session)
+    finally:
+        session.close()
+    if result.get("unlocked"):
+        h = result.get("holder") or {}
+        rep.info(
+            f"cleared the deploy lock held by {h.get('user', '?')}@{h.get('client', '?')} since {h.get('since', '?')}"
+        )
+    else:
+        rep.info("the deploy lock was not held; nothing to clear")
+
+
+def plan(
+    target: Annotated[str | None, typer.Option("--target", "-t", help="local or yandex", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Deployment name", show_default=False)] = None,
+    server_port: Annotated[
+        int | None, typer.Option("--server-port", help="Feature server port", show_default=False)
+    ] = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing."""
+    from featctl.cli.render import dumps_json, render
+    from featctl.deploy import plan as run
+    from featctl.query.table import Table
+
+    fmt = output_format(output)
+    session, rep = make_session(
+        repo=repo, workspace=workspace, config=config, target=target, name=name, server_port=server_port
+    )
+    try:
+        result = run(session)
+    finally:
+        rep.close()
+        session.close()
+    for note in result.notes:
+        rep.info(note)
+    if fmt == "json":
+        ENV.stdout.write(
+            dumps_json(
+                {
+                    "target": result.target,
+                    "changes": result.changes,
+                    "terraform": result.terraform,
+                    "upload": result.upload,
+                    "remove": result.remove,
+                    "install_feast": result.install_feast,
+                    "registry": result.registry,
+                }
+            )
+            + "\n"
+        )
+        return
+    rows = [["terraform", c["address"], "/".join(c["actions"])] for c in result.terraform]
+    rows += [["file", p, "upload"] for p in result.upload] + [["file", p, "remove"] for p in result.remove]
+    if result.install_feast:
+        rows.append(["host", "Feast environment", "install"])
+    render(Table(["kind", "name", "change"], rows, title="planned changes"), fmt, ENV.stdout)
+    if result.registry and fmt == "table":
+        ENV.stdout.write(f"feast registry: {result.registry.strip()}\n")
+    if not result.changes:
+        rep.info("no changes: deploy would upload, apply and restart nothing")

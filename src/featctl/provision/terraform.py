@@ -44,7 +44,12 @@ def stack_source(target: str) -> Path:
 
 
 def build_args(
-    command: str, *, var_file: str | None = None, replace: Sequence[str] = (), detailed_exitcode: bool = False
+    command: str,
+    *,
+    var_file: str | None = None,
+    replace: Sequence[str] = (),
+    detailed_exitcode: bool = False,
+    out: str | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Positional args and python-terraform options for ``command``.
 
@@ -66,6 +71,7 @@ def build_args(
     elif command == "plan":
         opts["detailed_exitcode"] = IsFlagged if detailed_exitcode else IsNotFlagged
         opts["replace"] = list(replace) or None
+        opts["out"] = out
     elif command == "init":
         opts = {"no_color": IsFlagged, "input": False, "backend": True, "reconfigure": IsNotFlagged}
     return [], opts
@@ -93,6 +99,23 @@ def summarize_error(stderr: str) -> str:
     return tail[-1] if tail else "terraform failed"
 
 
+def plan_changes(show_json: str) -> list[dict[str, Any]]:
+    """Resource changes from ``terraform show -json PLAN`` (no-ops left out)."""
+    try:
+        data = json.loads(show_json or "{}")
+    except ValueError:
+        raise TerraformError("terraform show -json returned invalid JSON") from None
+    changes = []
+    for rc in data.get("resource_changes") or []:
+        actions = list((rc.get("change") or {}).get("actions") or [])
+        if actions and actions != ["no-op"] and actions != ["read"]:
+            changes.append({"address": rc.get("address"), "actions": actions})
+    return changes
+
+
+_LOCK_HINT = "another Terraform run holds the state lock"
+
+
 @dataclass
 class Stack:
     """One target's Terraform stack, run inside the workspace."""
@@ -118,7 +141,9 @@ class Stack:
 
         return Terraform(working_dir=str(self.workdir), terraform_bin_path=terraform_binary())
 
-    def _run(self, command: str, opts: Mapping[str, Any], *, ok: Sequence[int] = (0,)) -> tuple[int, str, str]:
+    def _run(
+        self, command: str, opts: Mapping[str, Any], *, ok: Sequence[int] = (0,), args: Sequence[str] = ()
+    ) -> tuple[int, str, str]:
         tf = self._tf()
         old = os.umask(0o077)  # state, backups and var files are created 0600
         try:
@@ -131,7 +156,7 @@ class Stack:
             elif command == "init":
                 code, out, err = tf.init(**opts)
             else:
-                code, out, err = tf.cmd(command, **opts)
+                code, out, err = tf.cmd(command, *args, **opts)
         except FileNotFoundError:
             raise TerraformError(
                 "the terraform binary was not found", hint="install Terraform >= 1.5 and put it on PATH"
@@ -140,7 +165,13 @@ class Stack:
             os.umask(old)
             secure_tree(self.workdir)
         if code not in ok:
-            raise TerraformError(f"terraform {command} failed: {summarize_error(err or out or '')}")
+            message = summarize_error(err or out or "")
+            if "state lock" in message.lower():
+                raise TerraformError(
+                    f"terraform {command} refused: {_LOCK_HINT} ({message})",
+                    hint="wait for it; if none runs, `terraform force-unlock` in the workspace's terraform/ directory",
+                )
+            raise TerraformError(f"terraform {command} failed: {message}")
         return code, out or "", err or ""
 
     def write_vars(self, variables: Mapping[str, Any]) -> str:
@@ -161,10 +192,21 @@ class Stack:
         _, opts = build_args("apply", var_file=self.write_vars(variables), replace=replace)
         self._run("apply", opts)
 
-    def plan_has_changes(self, variables: Mapping[str, Any]) -> bool:
-        _, opts = build_args("plan", var_file=self.write_vars(variables), detailed_exitcode=True)
-        code, _, _ = self._run("plan", opts, ok=(0, 2))
-        return code == 2
+    def plan(self, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The changes ``apply`` would make, read from ``terraform show -json``.
+
+        ``plan -detailed-exitcode`` exits 2 when there are changes: not a failure.
+        """
+        plan_file = ".featctl.tfplan"
+        _, opts = build_args("plan", var_file=self.write_vars(variables), detailed_exitcode=True, out=plan_file)
+        try:
+            code, _, _ = self._run("plan", opts, ok=(0, 2))
+            if code == 0:
+                return []
+            _, out, _ = self._run("show", {"json": _flag(), "no_color": _flag()}, args=[plan_file])
+        finally:
+            (self.workdir / plan_file).unlink(missing_ok=True)
+        return plan_changes(out)
 
     def destroy(self, variables: Mapping[str, Any]) -> None:
         _, opts = build_args("destroy", var_file=self.write_vars(variables))

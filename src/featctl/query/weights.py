@@ -108,3 +108,17 @@ def parse_feature_refs(values: Sequence[str]) -> list[str]:
                 raise UsageError(f"feature reference {item!r} is given twice")
             refs.append(item)
     return refs
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(raw: str) -> int:
+    """``30m``, ``1h``, ``2d``, ``90s`` to seconds (at least 60)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", raw or "")
+    if not m:
+        raise UsageError(f"--every {raw!r} is not an interval like 30m, 1h or 1d")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 60:
+        raise UsageError(f"--every {raw!r} is shorter than a minute")
+    return seconds

@@ -1,0 +1,206 @@
+"""Releases on the host: each deploy builds a new release directory and
+switches ``current`` to it only once it is applied and its server is healthy.
+
+The bookkeeping runs on the host (hostops.py, stdlib only) so each step is one
+SSH round trip and every switch is a rename(2) there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import RemoteCommandError, SSHError, UsageError
+from featctl.remote.host import Layout
+from featctl.remote.ssh import Connection, q
+
+KEEP_RELEASES = 5
+META = ".featctl"
+
+# Never uploaded: state Feast writes on the host, caches, VCS data.
+_SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", META, ".pytest_cache", ".mypy_cache"}
+_SKIP_SUFFIXES = (".pyc", ".db", ".db-journal", ".db-wal", ".db-shm", ".featctl-tmp", ".tmp")
+
+
+def hostops(
+    conn: Connection, layout: Layout, command: str, *args: str, stdin: bytes | None = None, timeout: float = 120
+) -> dict[str, Any]:
+    script = posixpath.join(layout.agent_dir, "hostops.py")
+    argv = " ".join(q(a) for a in args)
+    res = conn.run(
+        f"python3 {q(script)} {command} --base {q(layout.base)} {argv}", timeout=timeout, check=False, stdin=stdin
+    )
+    try:
+        data = json.loads(res.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {res.last_error_line()}") from None
+    if res.exit_status != 0 and "error" in data:
+        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {data['error']}")
+    return dict(data)
+
+
+@dataclass
+class Release:
+    id: str
+    state: str
+    port: int | None
+    created: str | None
+    server_pid: int | None
+
+
+@dataclass
+class HostState:
+    current: str | None
+    releases: list[Release]
+    manifest: dict[str, str]
+    lock: dict[str, Any] | None
+    schedule: dict[str, Any] | None = None
+
+    def release(self, release_id: str | None) -> Release | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+    @property
+    def current_release(self) -> Release | None:
+        return self.release(self.current)
+
+
+def state(conn: Connection, layout: Layout) -> HostState:
+    data = hostops(conn, layout, "state")
+    return HostState(
+        current=data.get("current"),
+        releases=[Release(**r) for r in data.get("releases", [])],
+        manifest={str(k): str(v) for k, v in (data.get("manifest") or {}).items()},
+        lock=data.get("lock"),
+        schedule=data.get("schedule"),
+    )
+
+
+def new_release_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+
+
+def local_manifest(repo: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file featctl uploads from ``repo``."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(repo):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(_SKIP_SUFFIXES):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(repo).as_posix()
+            h = hashlib.sha256()
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[rel] = h.hexdigest()
+    return out
+
+
+@dataclass
+class Upload:
+    uploaded: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def prepare(conn: Connection, layout: Layout, release_id: str) -> None:
+    hostops(conn, layout, "prepare", "--id", release_id, timeout=600)
+
+
+def upload(
+    conn: Connection,
+    repo: Path,
+    layout: Layout,
+    release_id: str,
+    local: dict[str, str],
+    remote: dict[str, str],
+    *,
+    on_file: Callable[[str, int], None] | None = None,
+) -> Upload:
+    """Upload into the new release what differs from the current one."""
+    dest = layout.release(release_id)
+    todo = [rel for rel, digest in local.items() if remote.get(rel) != digest]
+    result = Upload(uploaded=todo)
+    result.bytes = conn.put_files(((repo / rel, posixpath.join(dest, rel)) for rel in todo), on_file=on_file)
+    done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(local).encode())
+    result.removed = list(done.get("removed", []))
+    return result
+
+
+def set_meta(
+    conn: Connection, layout: Layout, release_id: str, *, state: str | None = None, port: int | None = None
+) -> None:
+    args = ["--id", release_id]
+    if state:
+        args += ["--state", state]
+    if port:
+        args += ["--port", str(port)]
+    hostops(conn, layout, "set", *args)
+
+
+def switch(conn: Connection, layout: Layout, release_id: str) -> None:
+    hostops(conn, layout, "switch", "--id", release_id)
+
+
+def cleanup(conn: Connection, layout: Layout, *, spare: str = "") -> list[dict[str, Any]]:
+    return list(
+        hostops(conn, layout, "cleanup", "--keep", str(KEEP_RELEASES), "--spare", spare, timeout=300).get("removed", [])
+    )
+
+
+@contextmanager
+def deploy_lock(conn: Connection, layout: Layout, holder: dict[str, Any]) -> Iterator[None]:
+    """Hold the host's deploy lock for the duration (released when the channel closes)."""
+    script = posixpath.join(layout.agent_dir, "hostops.py")
+    try:
+        chan = conn.transport.open_session(timeout=30)
+        chan.exec_command(f"python3 {q(script)} lock --base {q(layout.base)} --holder {q(json.dumps(holder))}")
+        chan.settimeout(60)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = chan.recv(4096)
+            if not chunk:
+                break
+            line += chunk
+    except SSHError:
+        raise
+    except Exception as exc:
+        raise SSHError(f"cannot take the deploy lock on {conn.endpoint}: {exc}") from None
+    try:
+        answer = json.loads(line.decode() or "{}")
+    except ValueError:
+        answer = {}
+    if "busy" in answer:
+        chan.close()
+        h = answer["busy"] or {}
+        raise UsageError(
+            f"another deploy holds the lock on the host (by {h.get('user', '?')}@{h.get('client', '?')} "
+            f"pid {h.get('pid', '?')}, {h.get('command', 'deploy')} since {h.get('since', '?')})",
+            hint="wait for it; if no deploy is running, clear the stale lock with `featctl unlock`",
+        )
+    if "locked" not in answer:
+        chan.close()
+        raise SSHError(f"cannot take the deploy lock on {conn.endpoint}: {line.decode(errors='replace').strip()}")
+    try:
+        yield
+    finally:
+        try:
+            chan.shutdown_write()
+            chan.close()
+        except Exception:
+            pass
+
+
+def unlock(conn: Connection, layout: Layout) -> dict[str, Any]:
+    return hostops(conn, layout, "unlock")
