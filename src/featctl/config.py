@@ -17,7 +17,7 @@ from typing import Any
 
 from featctl.errors import ConfigError
 
-TARGETS = ("local", "yandex")
+TARGETS = ("local", "yandex", "ssh")
 DEFAULT_CONFIG_FILE = "featctl.toml"
 
 # name -> (default, parser). Every key here may be set in featctl.toml, as

@@ -12,6 +12,7 @@ Every target runs the same steps; only the Terraform stack differs:
 
 from __future__ import annotations
 
+import posixpath
 import socket
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from featctl.remote import host as remote
 from featctl.remote import releases, schedule, service
 from featctl.remote.host import Layout
 from featctl.remote.keys import fingerprint, generate_ed25519, pin_host_key
+from featctl.remote.ssh import q
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -115,6 +117,83 @@ def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> None:
         raise TerraformError(f"the Terraform stack did not output {', '.join(missing)}")
     if str(outputs["host_public_key"]).split()[:2] != keys.host_public.split()[:2]:
         raise TerraformError("the Terraform stack reports a host key other than the one featctl generated")
+
+
+def parse_host_spec(spec: str) -> tuple[str, str, int]:
+    """``user@host[:port]`` (``[v6]:port`` too) to (user, host, port)."""
+    user, at, rest = spec.rpartition("@")
+    if not at or not user or not rest:
+        raise UsageError(f"--host {spec!r} is not user@host[:port]")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port_text = rest.partition(":")
+    try:
+        port = int(port_text) if port_text else 22
+    except ValueError:
+        raise UsageError(f"--host {spec!r} has a port that is not a number") from None
+    if not host or not 1 <= port <= 65535:
+        raise UsageError(f"--host {spec!r} is not user@host[:port]")
+    return user, host, port
+
+
+def provision_existing(session: Session, record: Deployment | None) -> Deployment:
+    """The ``ssh`` target: a host Terraform did not create. Its key must be
+    confirmed (by fingerprint, or a yes on a terminal) before featctl trusts it."""
+    from featctl.remote.keys import known_hosts_name
+    from featctl.remote.ssh import probe_host_key
+
+    s = session.settings
+    ws = session.workspace
+    opts = dict(s.target_vars.get("ssh", {}))
+    spec = opts.get("host") or (f"{record.user}@{record.host}:{record.port}" if record and record.host else None)
+    if not spec:
+        raise UsageError("--target ssh needs --host user@host[:port]")
+    user, host, port = parse_host_spec(str(spec))
+    identity = opts.get("identity") or (record.identity if record else None)
+    if identity and not Path(str(identity)).expanduser().is_file():
+        raise UsageError(f"--identity {identity} does not exist")
+    pinned = record.host_public_key if record and (record.host, record.port) == (host, port) else None
+    if pinned is None:
+        session.reporter.step(f"reading the host key of {known_hosts_name(host, port)}")
+        offered = probe_host_key(host, port)
+        fp = fingerprint(offered)
+        expected = opts.get("host_key_fingerprint")
+        if expected:
+            if str(expected).strip() != fp:
+                raise HostKeyMismatch(
+                    f"host key of {known_hosts_name(host, port)} is {fp}, not the expected {expected}; refusing to connect"
+                )
+        elif session.confirm is None or not session.confirm(
+            f"The host key of {known_hosts_name(host, port)} is {fp}. Trust it and pin it?"
+        ):
+            raise UsageError(
+                f"first connection to {known_hosts_name(host, port)}: its host key is {fp}; "
+                "check it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and pass "
+                "--host-key-fingerprint with it"
+            )
+        pinned = offered
+    ws.ensure()
+    pin_host_key(ws.known_hosts, host, port, pinned)
+    base = record or Deployment(target="ssh", name=s.name)
+    base.target, base.name, base.host, base.port, base.user = "ssh", s.name, host, port, user
+    base.host_public_key = pinned
+    base.identity = str(identity) if identity else None
+    base.repo = str(s.repo)
+    base.feast_version = FEAST_VERSION
+    from featctl.remote.ssh import wait_for_ssh
+
+    session.adopt(wait_for_ssh(session.endpoint(base), deadline_seconds=s.ssh_wait_seconds))
+    conn = session.connection(base)
+    remote_dir = opts.get("remote_base_dir") or base.remote_base_dir
+    if not remote_dir:
+        home = conn.run('printf %s "$HOME"', timeout=30).text.strip() or f"/home/{user}"
+        remote_dir = posixpath.join(home, "featctl")
+    base.remote_base_dir = str(remote_dir)
+    conn.run(f"mkdir -p {q(base.remote_base_dir)}", timeout=30)
+    base.outputs = {"target": "ssh", "host": host, "port": port, "user": user, "remote_base_dir": base.remote_base_dir}
+    return base
 
 
 def provision(session: Session, record: Deployment | None, keys: HostKeys) -> Deployment:
@@ -209,8 +288,13 @@ def deploy(session: Session) -> DeployResult:
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
         data_messages = prepare_sample_data(s.repo)
-        keys = ensure_keys(session)
-        record = provision(session, record, keys)
+        if s.target == "ssh":
+            record = provision_existing(session, record)
+            host_fp = fingerprint(record.host_public_key)
+        else:
+            keys = ensure_keys(session)
+            record = provision(session, record, keys)
+            host_fp = fingerprint(keys.host_public)
         record.server_ports = choose_server_ports(
             s.target, s.server_port, s.sources.get("server_port", "default"), previous_ports
         )
@@ -225,7 +309,7 @@ def deploy(session: Session) -> DeployResult:
             host=record.host,
             port=record.port,
             remote_base_dir=record.remote_base_dir,
-            host_key_fingerprint=fingerprint(keys.host_public),
+            host_key_fingerprint=host_fp,
             data_messages=data_messages,
         )
         rep.step("installing featctl's host agent")
@@ -287,6 +371,10 @@ def build_release(
             on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
         )
         result.uploaded, result.deleted = up.uploaded, up.removed
+        if cur is not None:
+            remote.run_agent(
+                conn, layout, "rebase", ["--from", layout.release(cur.id)], timeout=120, repo=layout.release(new_id)
+            )
         step = "feast apply"
         rep.step("feast apply")
         remote.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
@@ -414,6 +502,14 @@ def plan(session: Session) -> PlanResult:
             try:
                 releases.prepare(conn, layout, scratch)
                 releases.upload(conn, s.repo, layout, scratch, local, host.manifest)
+                remote.run_agent(
+                    conn,
+                    layout,
+                    "rebase",
+                    ["--from", layout.release(host.current)],
+                    timeout=120,
+                    repo=layout.release(scratch),
+                )
                 result.registry = remote.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
             finally:
                 conn.run(f"rm -rf {layout.release(scratch)}", timeout=120, check=False)
@@ -711,8 +807,8 @@ def destroy(session: Session) -> DestroyResult:
     ws = session.workspace
     record = ws.load()
     target = record.target if record else s.target
-    stack = Stack(target, ws.terraform_dir(target))
-    if record is None and not stack.has_state:
+    stack = Stack(target, ws.terraform_dir(target)) if target != "ssh" else None
+    if record is None and not (stack and stack.has_state):
         return DestroyResult(
             target, destroyed=False, stopped_server=False, messages=[f"nothing is deployed from {ws.root}"]
         )
@@ -726,13 +822,19 @@ def destroy(session: Session) -> DestroyResult:
                 for r in releases.state(conn, layout).releases:
                     result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
                 schedule.disable(conn, layout)
+                if target == "ssh":
+                    # Not featctl's machine: leave it as it was before the first deploy.
+                    conn.run(f"rm -rf {q(layout.base)}", timeout=300)
+                    result.destroyed = True
             except FeatctlError as exc:
+                if target == "ssh":
+                    raise
                 result.messages.append(
                     f"could not stop the feature server over SSH ({exc}); Terraform removes the host"
                 )
             finally:
                 session.close()
-        if stack.has_state:
+        if stack is not None and stack.has_state:
             session.reporter.step(f"terraform destroy ({target})")
             stack.prepare()
             stack.init()
@@ -745,5 +847,9 @@ def destroy(session: Session) -> DestroyResult:
             stack.destroy(variables)
             result.destroyed = True
         ws.forget(target)
-        result.messages.append("removed the deployment's keys, pinned host key and Terraform state")
+        result.messages.append(
+            "removed featctl's directory on the host and the pinned host key"
+            if target == "ssh"
+            else "removed the deployment's keys, pinned host key and Terraform state"
+        )
     return result

@@ -4,7 +4,9 @@ deployment record and (lazily) the SSH connection to its host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from featctl.config import Settings
@@ -42,6 +44,8 @@ class SilentReporter:
 class Session:
     settings: Settings
     reporter: Reporter = field(default_factory=SilentReporter)
+    #: Asks the user a yes/no question; None where nobody can answer (no terminal).
+    confirm: Callable[[str], bool] | None = None
     _conn: Connection | None = None
     _server: FeatureServer | None = None
 
@@ -62,7 +66,11 @@ class Session:
         from featctl.remote.ssh import Endpoint
 
         ws = self.workspace
-        return Endpoint(record.host, int(record.port), record.user, ws.client_key, ws.known_hosts)
+        if record.target == "ssh":
+            key = Path(record.identity).expanduser() if record.identity else None
+        else:
+            key = ws.client_key
+        return Endpoint(record.host, int(record.port), record.user, key, ws.known_hosts)
 
     def layout(self, record: Deployment) -> Layout:
         from featctl.remote.host import Layout

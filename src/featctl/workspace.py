@@ -72,6 +72,8 @@ class Deployment:
     server_port: int = 6566
     server_ports: list[int] = field(default_factory=list)
     release: str | None = None
+    #: ssh target: the key the user logs in with (None: ssh-agent / ~/.ssh).
+    identity: str | None = None
     feast_version: str = ""
     repo: str = ""
     deployed_at: str | None = None

@@ -167,3 +167,20 @@ def test_materialize_once_records_an_error_without_a_release(tmp_path):
     assert out["last_status"] == "error" and "no serving release" in out["last_error"]
     saved = json.loads((tmp_path / "run" / "schedule.json").read_text())
     assert saved["every_seconds"] == 60 and time.strptime(saved["last_run"], "%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_prepare_copies_a_wal_mode_database_consistently(tmp_path):
+    r1 = make_release(tmp_path, "R1", {"f.py": "1"})
+    db = r1 / "online.db"
+    writer = sqlite3.connect(db)
+    writer.execute("pragma journal_mode=wal")
+    writer.execute("create table t (v)")
+    writer.executemany("insert into t values (?)", [(i,) for i in range(1000)])
+    writer.commit()  # rows live in online.db-wal until a checkpoint
+    assert (r1 / "online.db-wal").exists()
+    ops(tmp_path, "prepare", "--id", "R2")
+    r2 = tmp_path / "releases" / "R2"
+    assert not (r2 / "online.db-wal").exists()
+    with sqlite3.connect(r2 / "online.db") as c:
+        assert c.execute("select count(*) from t").fetchone() == (1000,)
+    writer.close()

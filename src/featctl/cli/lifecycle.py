@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from featctl.cli import options as o
 from featctl.cli.app import ENV, make_session, output_format
+from featctl.session import Session
+
+
+def with_ssh_options(session: Session, flags: dict[str, str | None]) -> None:
+    """Fold --host/--identity/--host-key-fingerprint over featctl.toml's [ssh] table,
+    and let the core ask on a terminal."""
+    import dataclasses
+
+    given = {k: v for k, v in flags.items() if v}
+    if given:
+        tables = dict(session.settings.target_vars)
+        tables["ssh"] = {**tables.get("ssh", {}), **given}
+        session.settings = dataclasses.replace(session.settings, target_vars=tables)
+    if ENV.stdin_isatty and ENV.stderr_isatty:
+        session.confirm = lambda question: typer.confirm(question, default=False, err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +63,28 @@ def deploy(
     check: Annotated[
         bool, typer.Option("--plan", help="Only show what would change (same as `featctl plan`); change nothing.")
     ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="ssh target: user@host[:port] of an existing machine.", show_default=False),
+    ] = None,
+    host_key_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--host-key-fingerprint",
+            help="ssh target: the host key's SHA256:... fingerprint, required on the first connection "
+            "unless you confirm it on a terminal.",
+            show_default=False,
+        ),
+    ] = None,
+    identity: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity",
+            "-i",
+            help="ssh target: private key to log in with [default: ssh-agent, ~/.ssh]",
+            show_default=False,
+        ),
+    ] = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -69,6 +107,11 @@ def deploy(
         return
     from featctl.deploy import deploy as run
 
+    ssh_flags = {
+        "host": host,
+        "host_key_fingerprint": host_key_fingerprint,
+        "identity": str(identity) if identity else None,
+    }
     session, rep = make_session(
         repo=repo,
         workspace=workspace,
@@ -78,6 +121,7 @@ def deploy(
         name=name,
         server_port=server_port,
     )
+    with_ssh_options(session, ssh_flags)
     try:
         result = run(session)
     finally:

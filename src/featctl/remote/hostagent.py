@@ -774,6 +774,40 @@ def cmd_materialize(args):
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- rebase
+
+
+def cmd_rebase(args):
+    """Point the registry's infra records at this repo's files instead of --from's.
+
+    Feast records the absolute path of each sqlite online-store table in the
+    registry. A release starts as a copy of the serving one, so without this the
+    new release's `feast apply` sees the path change and tears down the tables
+    in the *serving* release's database.
+    """
+    cfg = _load_repo_config(args.repo)
+    path = _local_registry_path(args.repo, cfg)
+    if path is None or not os.path.exists(path):
+        return {"rebased": 0, "note": "no local registry file"}
+    old = os.path.realpath(args.from_repo).rstrip("/") + "/"
+    new = os.path.realpath(args.repo).rstrip("/") + "/"
+    Registry_pb2 = _import_registry_pb2_fast()
+    proto = Registry_pb2.Registry()
+    with open(path, "rb") as fh:
+        proto.ParseFromString(fh.read())
+    count = 0
+    for obj in proto.infra.infra_objects:
+        if obj.HasField("sqlite_table") and obj.sqlite_table.path.startswith(old):
+            obj.sqlite_table.path = new + obj.sqlite_table.path[len(old) :]
+            count += 1
+    if count:
+        tmp = f"{path}.featctl-tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    return {"rebased": count}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise InputError(f"usage: {message}")
@@ -800,10 +834,19 @@ def _parser():
     m.add_argument("--start")
     m.add_argument("--end")
     m.add_argument("--views", action="append")
+
+    r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
+    r.add_argument("--repo", required=True)
+    r.add_argument("--from", dest="from_repo", required=True)
     return p
 
 
-COMMANDS = {"describe": cmd_describe, "historical": cmd_historical, "materialize": cmd_materialize}
+COMMANDS = {
+    "describe": cmd_describe,
+    "historical": cmd_historical,
+    "materialize": cmd_materialize,
+    "rebase": cmd_rebase,
+}
 
 
 def main(argv=None):

@@ -152,6 +152,9 @@ def cmd_prepare(args) -> dict:
             os.makedirs(target, exist_ok=True)
             for name in filenames:
                 s = os.path.join(dirpath, name)
+                base_db, _, suffix = name.rpartition("-")
+                if suffix in ("wal", "shm", "journal") and _is_sqlite(os.path.join(dirpath, base_db)):
+                    continue  # the backup of the database already holds them; copying them corrupts it
                 if os.path.islink(s):
                     os.symlink(os.readlink(s), os.path.join(target, name))
                 else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 import select
 import shlex
+import socket
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -31,7 +32,8 @@ class Endpoint:
     host: str
     port: int
     user: str
-    key_path: Path
+    #: featctl's own key; None means the user's keys (ssh-agent, ~/.ssh/id_*).
+    key_path: Path | None
     known_hosts: Path
 
     def __str__(self) -> str:
@@ -264,12 +266,12 @@ def connect(endpoint: Endpoint, *, timeout: float = 15.0) -> Connection:
             endpoint.host,
             port=endpoint.port,
             username=endpoint.user,
-            key_filename=str(endpoint.key_path),
+            key_filename=str(endpoint.key_path) if endpoint.key_path else None,
             timeout=timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
-            allow_agent=False,
-            look_for_keys=False,
+            allow_agent=endpoint.key_path is None,
+            look_for_keys=endpoint.key_path is None,
         )
     except paramiko.BadHostKeyException as exc:
         client.close()
@@ -296,6 +298,34 @@ def connect(endpoint: Endpoint, *, timeout: float = 15.0) -> Connection:
         client.close()
         raise SSHError(f"cannot reach {endpoint}: {getattr(exc, 'strerror', None) or exc}") from None
     return Connection(client, endpoint)
+
+
+def probe_host_key(host: str, port: int, *, timeout: float = 15.0) -> str:
+    """The host's public key as an OpenSSH line, read without logging in or trusting it."""
+    import logging
+
+    import paramiko
+
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise SSHError(f"cannot reach {host}:{port}: {exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.get_security_options().key_types = [
+            "ssh-ed25519",
+            "ecdsa-sha2-nistp256",
+            "rsa-sha2-512",
+            "rsa-sha2-256",
+        ]
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SSHError(f"SSH handshake with {host}:{port} failed: {exc}") from None
+    finally:
+        transport.close()
 
 
 def wait_for_ssh(endpoint: Endpoint, *, deadline_seconds: float, interval: float = 0.5) -> Connection:

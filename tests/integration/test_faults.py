@@ -1,0 +1,413 @@
+"""Faults featctl must survive, on the real local target (issue: deploy like production).
+
+Each test asserts what the user sees and that nothing was lost: queries still
+answer from the previous release, or a rerun converges and a second rerun
+reports no changes. One deployment (with a larger data set, so that
+materialization takes long enough to overlap with queries) serves the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, featctl
+from tests.integration.conftest import Deployed, processes_under
+
+pytestmark = pytest.mark.integration
+
+HOSTOPS = ROOT / "src" / "featctl" / "remote" / "hostops.py"
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    from featctl.store.sampledata import add_productivity, generate_driver_stats
+
+    root = tmp_path_factory.mktemp("faults")
+    import shutil
+
+    shutil.copytree(
+        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
+    )
+    now = datetime.now(timezone.utc)
+    stats = generate_driver_stats(now, drivers=tuple(range(1001, 4001)), days=2)
+    stats.to_parquet(root / "feature_repo" / "data" / "driver_stats.parquet", index=False)
+    add_productivity(stats).to_parquet(
+        root / "feature_repo" / "data" / "driver_stats_with_productivity.parquet", index=False
+    )
+    d = Deployed(root)
+    d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
+    try:
+        yield d
+    finally:
+        featctl("destroy", "--yes", cwd=root, timeout=300)
+        assert processes_under(root) == []
+
+
+def touch(d: Deployed, tag: str) -> None:
+    """Change the repository so that the next deploy builds a release."""
+    with (d.repo / "features.py").open("a") as fh:
+        fh.write(f"\n# {tag} {time.time()}\n")
+
+
+def score(d: Deployed, driver: int = 1001) -> float:
+    rows = d.json("score", "-w", "conv_rate=0.5,acc_rate=0.5", "-d", str(driver))
+    assert rows[0]["linear_combination"] is not None
+    return rows[0]["linear_combination"]
+
+
+def host_state(d: Deployed) -> dict:
+    base = d.record()["remote_base_dir"]
+    out = subprocess.run([sys.executable, str(HOSTOPS), "state", "--base", base], capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def running_servers(d: Deployed) -> list[str]:
+    return [r["id"] for r in host_state(d)["releases"] if r["server_pid"]]
+
+
+def last_line(res) -> str:
+    return res.stderr.strip().splitlines()[-1]
+
+
+def test_broken_repository_keeps_the_old_release_serving(dep):
+    before = dep.record()["release"]
+    value = score(dep)
+    features = dep.repo / "features.py"
+    original = features.read_text()
+    features.write_text(original + "\nbroken = undefined_name_in_a_definition\n")
+    try:
+        res = dep.run("deploy")
+        assert res.returncode == 5, res.stderr
+        line = last_line(res)
+        assert f"deploy failed at feast apply; release {before} keeps serving" in line
+        assert "undefined_name_in_a_definition" in line
+        assert score(dep) == value and dep.record()["release"] == before
+    finally:
+        features.write_text(original)
+    fsy = dep.repo / "feature_store.yaml"
+    yaml_text = fsy.read_text()
+    fsy.write_text(yaml_text.replace("type: sqlite", "type: no_such_store"))
+    try:
+        res = dep.run("deploy")
+        assert res.returncode == 5, res.stderr
+        assert f"deploy failed at feast apply; release {before} keeps serving" in last_line(res)
+        assert "no_such_store" in res.stderr
+        assert score(dep) == value
+    finally:
+        fsy.write_text(yaml_text)
+    # Back to what serves: nothing to do, and the failed releases are cleaned up.
+    res = dep.run("deploy").ok()
+    assert "nothing changed" in res.stderr and "removed failed release" in res.stderr
+    assert running_servers(dep) == [before]
+
+
+def test_unhealthy_new_server_leaves_the_old_one_serving(dep):
+    before = dep.record()["release"]
+    cur_port = dep.record()["server_port"]
+    other = next(p for p in dep.record()["server_ports"] if p != cur_port)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", other))
+    blocker.listen()
+    try:
+        touch(dep, "port-taken")
+        res = dep.run("deploy")
+        assert res.returncode == 5, res.stderr
+        line = last_line(res)
+        assert f"deploy failed at starting the feature server; release {before} keeps serving" in line
+        assert f"port {other}" in line
+        score(dep)
+        assert running_servers(dep) == [before]
+    finally:
+        blocker.close()
+    res = dep.run("deploy").ok()
+    assert "deployed release" in res.stderr and "removed failed release" in res.stderr
+    assert "nothing changed" in dep.run("deploy").ok().stderr
+
+
+def _start_deploy(d: Deployed) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "featctl", "deploy", "-v"],
+        cwd=d.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for(proc: subprocess.Popen, marker: str, seen: list[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            return
+        assert time.monotonic() < deadline, f"no {marker!r} in {''.join(seen)}"
+    raise AssertionError(f"deploy ended before {marker!r}: {''.join(seen)}")
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["uploading the feature repository", "feast apply", "starting the feature server", "materializing"],
+)
+def test_interrupted_deploy_then_rerun_converges(dep, stage):
+    before = dep.record()["release"]
+    touch(dep, f"interrupt at {stage}")
+    proc = _start_deploy(dep)
+    seen: list[str] = []
+    _wait_for(proc, f"• {stage}", seen)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, "".join(seen) + rest
+    assert "featctl: interrupted" in rest
+    assert dep.record()["release"] == before
+    score(dep)
+    res = dep.run("deploy").ok()
+    assert "deployed release" in res.stderr
+    assert "nothing changed" in dep.run("deploy").ok().stderr
+    assert running_servers(dep) == [dep.record()["release"]]
+    score(dep)
+
+
+def test_sshd_killed_during_the_upload(dep):
+    before = dep.record()["release"]
+    port = dep.record()["server_port"]
+    big = dep.repo / "data" / "big.bin"
+    big.write_bytes(os.urandom(48 * 1024 * 1024))
+    try:
+        proc = _start_deploy(dep)
+        seen: list[str] = []
+        _wait_for(proc, "• uploading the feature repository", seen)
+        time.sleep(0.2)
+        sshd_pid = int((dep.workspace / "local" / "sshd" / "sshd.pid").read_text())
+        subprocess.run(["pkill", "-KILL", "-P", str(sshd_pid)])
+        os.kill(sshd_pid, signal.SIGKILL)
+        rest = proc.stderr.read()
+        code = proc.wait(timeout=120)
+        assert code == 4, "".join(seen) + rest
+        assert rest.strip().splitlines()[-1].startswith("featctl: error:")
+        # The previous release still serves on the host (ask it directly: sshd is gone).
+        body = json.dumps({"features": ["driver_quality_metrics:conv_rate"], "entities": {"driver_id": [1001]}})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/get-online-features",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+        assert dep.record()["release"] == before
+    finally:
+        big.unlink()
+    res = dep.run("deploy").ok()
+    assert "Terraform will restart it" in res.stderr
+    score(dep)
+    assert "nothing changed" in dep.run("deploy").ok().stderr
+
+
+def test_two_deploys_at_once(dep):
+    touch(dep, "concurrent")
+    first = _start_deploy(dep)
+    seen: list[str] = []
+    _wait_for(first, "• installing featctl's host agent", seen)
+    second = dep.run("deploy")
+    assert second.returncode == 2 and "another featctl command is changing the deployment" in second.stderr
+    assert first.wait(timeout=600) == 0, "".join(seen) + first.stderr.read()
+    # Another client holding the host's lock (a hung deploy elsewhere).
+    base = dep.record()["remote_base_dir"]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            str(HOSTOPS),
+            "lock",
+            "--base",
+            base,
+            "--holder",
+            json.dumps({"user": "ci", "client": "elsewhere", "pid": 1, "command": "deploy"}),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    threading.Thread(target=holder.wait, daemon=True).start()
+    assert "locked" in holder.stdout.readline()
+    try:
+        blocked = dep.run("deploy")
+        assert blocked.returncode == 2
+        assert "another deploy holds the lock on the host (by ci@elsewhere" in blocked.stderr
+        assert "featctl unlock" in blocked.stderr
+        assert "ci@elsewhere" in dep.json("status")["deployment"]["deploy_lock"]
+        cleared = dep.run("unlock").ok()
+        assert "cleared the deploy lock held by ci@elsewhere" in cleared.stderr
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert "nothing changed" in dep.run("deploy").ok().stderr
+
+
+def test_large_remote_output_does_not_hang_and_commands_time_out(dep):
+    from featctl.errors import RemoteCommandError
+    from featctl.remote.ssh import Endpoint, connect
+
+    r = dep.record()
+    ep = Endpoint(
+        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts"
+    )
+    with connect(ep) as conn:
+        mib3 = 3 * 1024 * 1024
+        script = (
+            'python3 -c "import sys\nfor i in range(48):\n'
+            " sys.stdout.write('o' * 65536); sys.stdout.flush(); sys.stderr.write('e' * 65536); sys.stderr.flush()\""
+        )
+        started = time.monotonic()
+        res = conn.run(script, timeout=60)
+        assert len(res.stdout) == mib3 and len(res.stderr) == mib3
+        assert set(res.stdout) == {ord("o")} and set(res.stderr) == {ord("e")}
+        assert time.monotonic() - started < 30
+        started = time.monotonic()
+        with pytest.raises(RemoteCommandError, match="timed out after 1 s"):
+            conn.run("sleep 30", timeout=1)
+        assert time.monotonic() - started < 10
+
+
+def test_materialization_while_queries_arrive(dep):
+    from featctl.query.server import FeatureServer
+    from featctl.remote.ssh import Endpoint, connect
+
+    r = dep.record()
+    ep = Endpoint(
+        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts"
+    )
+    results: list[object] = []
+    with connect(ep) as conn:
+        server = FeatureServer(conn, r["server_port"])
+        mat = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "featctl",
+                "materialize",
+                "--start",
+                "1970-01-01",
+                "--end",
+                datetime.now(timezone.utc).isoformat(),
+                "-o",
+                "json",
+            ],
+            cwd=dep.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while mat.poll() is None:
+            try:
+                cols = server.online_features(
+                    {"driver_id": [1001, 2500]}, features=["driver_quality_metrics:conv_rate"]
+                )
+                results.append(cols["conv_rate"])
+            except Exception as exc:  # every failure is a finding
+                results.append(exc)
+        out, err = mat.communicate()
+        server.close()
+    assert mat.returncode == 0, err
+    assert len(json.loads(out)) == 3
+    failures = [x for x in results if isinstance(x, Exception) or None in x]
+    assert len(results) >= 5, f"only {len(results)} queries overlapped the materialization"
+    assert failures == [], failures[:3]
+
+
+def test_schedule_runs_and_status_shows_it(dep):
+    res = dep.run("schedule", "--every", "1m").ok()
+    assert "every 60 s" in res.stderr
+    deadline = time.monotonic() + 30
+    sched = None
+    while time.monotonic() < deadline:
+        sched = dep.json("status")["deployment"].get("schedule")
+        if sched and sched.get("last_status"):
+            break
+        time.sleep(1)
+    assert sched and sched["last_status"] == "ok" and sched["next_run"], sched
+    assert dep.run("schedule", "--off").ok().stderr.strip().endswith("removed the materialization schedule")
+    assert "schedule" not in dep.json("status")["deployment"]
+    bad = dep.run("schedule", "--every", "5s")
+    assert bad.returncode == 2 and "shorter than a minute" in bad.stderr
+
+
+def test_nan_and_unknown_drivers_give_strict_json(dep):
+    path = dep.repo / "data" / "driver_stats.parquet"
+    original = path.read_bytes()
+    df = pd.read_parquet(path)
+    row = df[df.driver_id == 1003].tail(1).copy()
+    row["event_timestamp"] = pd.Timestamp.now(tz="UTC").floor("s")
+    row["conv_rate"] = float("nan")
+    pd.concat([df, row]).to_parquet(path, index=False)
+    try:
+        dep.run("deploy").ok()
+        for args in (
+            ("score", "-w", "conv_rate=1,acc_rate=1", "-d", "1003", "-d", "99999999"),
+            ("online", "-d", "1003", "-f", "driver_quality_metrics:conv_rate"),
+        ):
+            res = dep.run(*args, "-o", "json").ok()
+            rows = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+            assert rows[0]["conv_rate"] is None
+            if args[0] == "score":
+                assert rows[1]["linear_combination"] is None and "99999999: not found" in res.stderr
+    finally:
+        path.write_bytes(original)
+    dep.run("deploy").ok()
+
+
+def test_logs_show_the_serving_release(dep):
+    res = dep.run("logs", "-n", "20").ok()
+    assert "Application startup complete" in res.stdout or "Booting worker" in res.stdout
+
+
+def test_terraform_failure_then_rerun_converges(tmp_path):
+    import shutil
+
+    shutil.copytree(
+        ROOT / "feature_repo",
+        tmp_path / "feature_repo",
+        ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"),
+    )
+    (tmp_path / "featctl.toml").write_text('[local]\nsshd_path = "/nonexistent/sshd"\n')
+    try:
+        res = featctl("deploy", cwd=tmp_path)
+        assert res.returncode == 3, res.stderr
+        assert "terraform apply failed" in last_line(res) and "/nonexistent/sshd" in last_line(res)
+        (tmp_path / "featctl.toml").unlink()
+        featctl("deploy", cwd=tmp_path, timeout=1200).ok()
+        plan = json.loads(featctl("plan", "-o", "json", cwd=tmp_path).ok().stdout)
+        assert plan["changes"] is False and plan["terraform"] == []
+        tf = subprocess.run(
+            [
+                "terraform",
+                "plan",
+                "-detailed-exitcode",
+                "-input=false",
+                "-no-color",
+                "-var-file=featctl.auto.tfvars.json",
+            ],
+            cwd=tmp_path / ".featctl" / "terraform" / "local",
+            capture_output=True,
+            text=True,
+        )
+        assert tf.returncode == 0, tf.stdout + tf.stderr
+    finally:
+        featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
+    assert processes_under(tmp_path) == []
