@@ -813,6 +813,9 @@ def destroy(session: Session) -> DestroyResult:
             target, destroyed=False, stopped_server=False, messages=[f"nothing is deployed from {ws.root}"]
         )
     result = DestroyResult(target, destroyed=False, stopped_server=False)
+    from featctl.query import tunnel
+
+    tunnel.stop(ws.root)
     with ws.lock():
         if record and record.host:
             session.reporter.step("stopping the feature server")

@@ -96,6 +96,29 @@ class Session:
             self._server = FeatureServer(self.connection(record), int(record.server_port))
         return self._server
 
+    def query_server(self, record: Deployment) -> FeatureServer:
+        """The feature server for a query: through the workspace's tunnel process
+        when one runs (no paramiko import, no SSH handshake), else over a direct
+        SSH connection, starting a tunnel process for the next query."""
+        if self._server is None:
+            import os
+
+            from featctl.query import tunnel
+            from featctl.query.server import FeatureServer
+
+            if os.environ.get("FEATCTL_NO_TUNNEL") != "1":
+                path = tunnel.available(self.workspace.root)
+                if path is not None:
+                    self._server = FeatureServer(None, int(record.server_port), tunnel=path)
+                    return self._server
+                tunnel.start_background(self.workspace.root)
+        return self.server(record)
+
+    def direct_server(self, record: Deployment) -> FeatureServer:
+        """Drop a tunnelled client and talk over a direct SSH connection."""
+        self.close_server()
+        return self.server(record)
+
     def close_server(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -162,6 +162,9 @@ class Workspace:
 
     def forget(self, target: str) -> None:
         """Remove the deployment's secrets, pins and record (after destroy)."""
+        from featctl.query import tunnel
+
+        tunnel.stop(self.root)
         for p in (self.record_path, self.known_hosts):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

@@ -411,3 +411,46 @@ def test_terraform_failure_then_rerun_converges(tmp_path):
     finally:
         featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
     assert processes_under(tmp_path) == []
+
+
+def test_ssh_target_deploys_to_an_existing_host(dep, tmp_path):
+    """The same code path on a machine Terraform did not create: here the fault
+    deployment's sshd plays an existing server that we can log in to."""
+    import shutil
+
+    from featctl.remote.keys import fingerprint
+
+    r = dep.record()
+    identity = dep.workspace / "keys" / "client_ed25519"
+    real_fp = fingerprint((dep.workspace / "keys" / "host_ed25519.pub").read_text())
+    shutil.copytree(
+        ROOT / "feature_repo",
+        tmp_path / "feature_repo",
+        ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"),
+    )
+    from featctl.provision.targets import free_loopback_port
+
+    # This machine serves other deployments too: give the "existing host" free ports.
+    port = free_loopback_port()
+    (tmp_path / "featctl.toml").write_text(f'server_port = {port}\n[ssh]\nremote_base_dir = "{tmp_path / "hostdir"}"\n')
+    target = ["--target", "ssh", "--host", f"{r['user']}@127.0.0.1:{r['port']}", "--identity", str(identity)]
+
+    unknown = featctl("deploy", *target, cwd=tmp_path)
+    assert unknown.returncode == 2 and real_fp in unknown.stderr and "--host-key-fingerprint" in unknown.stderr
+    wrong = featctl("deploy", *target, "--host-key-fingerprint", "SHA256:" + "A" * 43, cwd=tmp_path)
+    assert wrong.returncode == 4 and "refusing" in wrong.stderr
+    assert not (tmp_path / "hostdir").exists()
+
+    try:
+        featctl("deploy", *target, "--host-key-fingerprint", real_fp, cwd=tmp_path, timeout=1200).ok()
+        rows = json.loads(featctl("score", "-w", "conv_rate=1", "-d", "1001", "-o", "json", cwd=tmp_path).ok().stdout)
+        assert rows[0]["linear_combination"] is not None
+        st = json.loads(featctl("status", "-o", "json", cwd=tmp_path).ok().stdout)["deployment"]
+        assert st["target"] == "ssh" and st["feature_server"].startswith("healthy")
+        again = featctl("deploy", "--target", "ssh", cwd=tmp_path).ok()
+        assert "nothing changed" in again.stderr
+    finally:
+        featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
+    assert not (tmp_path / "hostdir").exists()
+    assert processes_under(tmp_path) == []
+    score(dep)  # the machine's own deployment is untouched

@@ -34,11 +34,39 @@ class _ChannelHTTPConnection(http.client.HTTPConnection):
         self.sock = chan
 
 
-class FeatureServer:
-    """A keep-alive HTTP client for one feature server behind an SSH connection."""
+class _TunnelHTTPConnection(http.client.HTTPConnection):
+    """An HTTPConnection through featctl's tunnel process (a Unix socket in the workspace)."""
 
-    def __init__(self, conn: Connection, port: int, *, timeout: float = 60.0) -> None:
-        self._http = _ChannelHTTPConnection(conn, port, timeout)
+    def __init__(self, socket_path: str, port: int, timeout: float) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._socket_path = socket_path
+        self._remote_port = port
+
+    def connect(self) -> None:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._socket_path)
+            sock.sendall(f"{self._remote_port}\n".encode())
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class FeatureServer:
+    """A keep-alive HTTP client for one feature server on the host, reached through
+    an SSH channel or through featctl's tunnel process (no SSH handshake)."""
+
+    def __init__(self, conn: Connection | None, port: int, *, timeout: float = 60.0, tunnel: str | None = None) -> None:
+        self._http: http.client.HTTPConnection
+        if tunnel is not None:
+            self._http = _TunnelHTTPConnection(tunnel, port, timeout)
+        else:
+            assert conn is not None
+            self._http = _ChannelHTTPConnection(conn, port, timeout)
         self.port = port
 
     def close(self) -> None:

@@ -11,18 +11,23 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from featctl.errors import UsageError
+from featctl.errors import FeatureServerError, UsageError
 from featctl.query.table import Table
 from featctl.query.weights import COEF_SUFFIX, parse_weights, weight_names
 from featctl.remote import host as remote
 from featctl.session import Session
 from featctl.workspace import Deployment
+
+if TYPE_CHECKING:
+    from featctl.query.server import FeatureServer
+
+T = TypeVar("T")
 
 SCORE_VIEW = "driver_activity_rates_linear_combination_fv"
 SCORE_FEATURE = "linear_combination"
@@ -99,6 +104,18 @@ def _select(cat: Catalog, features: Sequence[str], feature_service: str | None) 
 # --- online ---------------------------------------------------------------------
 
 
+def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T]) -> T:
+    """Run ``call`` against the feature server; if the tunnel fails, once more directly
+    (which also reports the real reason when the server is down)."""
+    server = session.query_server(record)
+    try:
+        return call(server)
+    except FeatureServerError:
+        if server is session.server(record):
+            raise
+    return call(session.direct_server(record))
+
+
 def _missing_note(
     key: str, ids: Sequence[int], columns: dict[str, list[Any]], feature_cols: Sequence[str]
 ) -> list[str]:
@@ -119,8 +136,12 @@ def online(
     names_only = [r.partition(":")[2] for r in refs]
     # Two views with a feature of the same name: name columns view__feature.
     full = len(set(names_only)) != len(names_only)
-    columns = session.server(record).online_features(
-        {key: list(drivers)}, features=[] if service else refs, feature_service=service, full_feature_names=full
+    columns = _ask(
+        session,
+        record,
+        lambda srv: srv.online_features(
+            {key: list(drivers)}, features=[] if service else refs, feature_service=service, full_feature_names=full
+        ),
     )
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
     names = [key] + [c for c in wanted if c in columns] + [c for c in columns if c != key and c not in wanted]
@@ -158,7 +179,7 @@ def score(session: Session, drivers: Sequence[int], weight_specs: Sequence[str])
     for name, w in weights.items():
         entities[f"{name}{COEF_SUFFIX}"] = [w] * len(drivers)
     refs = [f"{source}:{n}" for n in names] + [f"{SCORE_VIEW}:{SCORE_FEATURE}"]
-    columns = session.server(record).online_features(entities, features=refs)
+    columns = _ask(session, record, lambda srv: srv.online_features(entities, features=refs))
     out_cols = [key] + names + [f"{n}{COEF_SUFFIX}" for n in names] + [SCORE_FEATURE]
     rows = []
     for i, d in enumerate(drivers):

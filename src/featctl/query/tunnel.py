@@ -1,0 +1,190 @@
+"""featctl's tunnel process: one SSH connection kept open per workspace, so a
+query needs neither paramiko's import nor an SSH handshake.
+
+The process listens on ``<workspace>/tunnel.sock`` (a Unix socket, 0600, in the
+0700 workspace: only the user who holds the keys can use it). A client sends
+the feature server's port on one line, then speaks HTTP; the process carries
+the bytes over a direct-tcpip channel to 127.0.0.1:<port> on the host, exactly
+as a direct query would. Nothing listens on the network. It exits after
+``IDLE_SECONDS`` without connections, when the SSH connection drops, on
+SIGTERM, and when the deployment is destroyed.
+
+Run as ``python -m featctl.query.tunnel WORKSPACE``; started in the background
+by the first query that finds none running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+IDLE_SECONDS = 900.0
+SOCKET = "tunnel.sock"
+PIDFILE = "tunnel.pid"
+
+
+def socket_path(workspace: Path) -> Path:
+    return workspace / SOCKET
+
+
+def available(workspace: Path) -> str | None:
+    """The socket path when a tunnel process answers there, else None."""
+    path = socket_path(workspace)
+    if not path.exists():
+        return None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return str(path)
+
+
+def start_background(workspace: Path) -> None:
+    """Start a tunnel process for ``workspace`` unless one runs (never waits for it)."""
+    if available(workspace) is not None:
+        return
+    with contextlib.suppress(OSError):
+        subprocess.Popen(
+            [sys.executable, "-m", "featctl.query.tunnel", str(workspace)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def stop(workspace: Path) -> None:
+    pidfile = workspace / PIDFILE
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.05)
+    for name in (PIDFILE, SOCKET):
+        with contextlib.suppress(FileNotFoundError):
+            (workspace / name).unlink()
+
+
+def _pipe(client: socket.socket, chan: Any) -> None:
+    """Copy bytes both ways until either side closes."""
+    try:
+        while True:
+            readable, _, _ = select.select([client, chan], [], [], 60)
+            if not readable:
+                continue
+            if client in readable:
+                data = client.recv(65536)
+                if not data:
+                    break
+                chan.sendall(data)
+            if chan in readable:
+                data = chan.recv(65536)
+                if not data:
+                    break
+                client.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            chan.close()
+        with contextlib.suppress(OSError):
+            client.close()
+
+
+def _serve(workspace: Path) -> int:
+    from featctl.remote.ssh import Endpoint, connect
+    from featctl.workspace import Workspace
+
+    ws = Workspace(workspace)
+    record = ws.load()
+    if record is None or not record.host:
+        return 1
+    key = (
+        Path(record.identity).expanduser()
+        if record.target == "ssh" and record.identity
+        else (None if record.target == "ssh" else ws.client_key)
+    )
+    conn = connect(Endpoint(record.host, int(record.port), record.user, key, ws.known_hosts))
+    path = socket_path(workspace)
+    tmp = workspace / f".{SOCKET}.{os.getpid()}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(str(tmp))
+    finally:
+        os.umask(old_umask)
+    listener.listen(64)
+    os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
+    (workspace / PIDFILE).write_text(f"{os.getpid()}\n")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    last = time.monotonic()
+    listener.settimeout(1.0)
+    try:
+        while not stopping.is_set():
+            if time.monotonic() - last > IDLE_SECONDS or not conn.transport.is_active():
+                break
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            last = time.monotonic()
+            client.settimeout(10)
+            try:
+                line = b""
+                while not line.endswith(b"\n") and len(line) < 16:
+                    chunk = client.recv(1)
+                    if not chunk:
+                        break
+                    line += chunk
+                port = int(line.strip())
+                chan = conn.open_channel("127.0.0.1", port)
+            except Exception:
+                client.close()
+                continue
+            client.settimeout(None)
+            threading.Thread(target=_pipe, args=(client, chan), daemon=True).start()
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            if path.exists() and (workspace / PIDFILE).read_text().strip() == str(os.getpid()):
+                path.unlink()
+                (workspace / PIDFILE).unlink()
+        conn.close()
+    return 0
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m featctl.query.tunnel WORKSPACE\n")
+        sys.exit(2)
+    try:
+        sys.exit(_serve(Path(sys.argv[1])))
+    except Exception:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
