@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -221,6 +222,20 @@ def test_client_never_imports_feast_or_pandas(deployment, tmp_path):
         res = deployment.run(*args, env=env)
         assert res.returncode == 0, (args, res.stderr)
         assert "imported" not in res.stderr
+    # Once the workspace's tunnel process runs, queries do not even import paramiko.
+    from featctl.query import tunnel
+
+    deadline = time.monotonic() + 20
+    while tunnel.available(deployment.workspace) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tunnel.available(deployment.workspace), "the first query should have started the tunnel process"
+    assert stat.S_IMODE((deployment.workspace / "tunnel.sock").stat().st_mode) == 0o600
+    (poison / "paramiko").mkdir()
+    (poison / "paramiko" / "__init__.py").write_text("raise ImportError('the client imported paramiko')\n")
+    for args in (["online", "-d", "1001", "-o", "json"], ["score", "-w", "conv_rate=1", "-d", "1001", "-o", "json"]):
+        res = deployment.run(*args, env=env)
+        assert res.returncode == 0, (args, res.stderr)
+        assert json.loads(res.stdout)[0]["driver_id"] == 1001
     # The poison works: a path that needs pandas fails with it.
     res = deployment.run("historical", "--entities", "x.csv", "-f", "a:b", env=env)
     assert res.returncode != 0 and "the client imported pandas" in res.stderr

@@ -62,10 +62,7 @@ There are some problems with the CLI configuration:
 │ Error running command: exit status 1. Output: sshd did not start
 ╵
 """
-    assert (
-        summarize_error(stderr)
-        == "local-exec provisioner error: Error running command: exit status 1. Output: sshd did not start"
-    )
+    assert summarize_error(stderr) == "local-exec provisioner error: sshd did not start"
 
 
 def test_summarize_error_without_error_line():
@@ -91,3 +88,31 @@ def test_plan_changes_from_show_json():
     }
     assert plan_changes(json.dumps(show)) == [{"address": "terraform_data.sshd", "actions": ["delete", "create"]}]
     assert plan_changes(json.dumps({})) == []
+
+
+def test_summarize_error_skips_source_references():
+    stderr = """
+Error: local-exec provisioner error
+
+  with terraform_data.sshd,
+  on main.tf line 58, in resource "terraform_data" "sshd":
+  58:   provisioner "local-exec" {
+
+Error running command
+'/w/start-sshd.sh': exit status 1.
+Output: featctl local target: OpenSSH server not found at /nonexistent/sshd
+(install the openssh-server package)
+"""
+    assert summarize_error(stderr) == (
+        "local-exec provisioner error: featctl local target: OpenSSH server not found at /nonexistent/sshd "
+        "(install the openssh-server package)"
+    )
+    other = """
+Error: Invalid value for variable
+
+  on featctl.auto.tfvars.json line 3:
+   3:   "port": 80,
+
+port must be between 1024 and 65535.
+"""
+    assert summarize_error(other) == "Invalid value for variable: port must be between 1024 and 65535."

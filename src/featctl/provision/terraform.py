@@ -81,20 +81,29 @@ _ERROR_RE = re.compile(r"^[│\s]*Error:\s*(.+)$")
 
 
 def summarize_error(stderr: str) -> str:
-    """The first ``Error:`` of Terraform's output, with its first detail line."""
+    """Terraform's first ``Error:``, with what explains it.
+
+    For a failed provisioner that is the command's own output (``Output: ...``);
+    otherwise the first detail line that is not a source reference.
+    """
     lines = [ln.strip("│ ").rstrip() for ln in stderr.splitlines()]
     for i, line in enumerate(lines):
         m = _ERROR_RE.match(line)
-        if m:
-            detail = next(
-                (
-                    ln.strip()
-                    for ln in lines[i + 1 : i + 8]
-                    if ln.strip() and not ln.strip().startswith("on ") and not ln.strip().startswith("with ")
-                ),
-                "",
-            )
-            return f"{m.group(1)}: {detail}" if detail else m.group(1)
+        if not m:
+            continue
+        block: list[str] = []
+        for ln in lines[i + 1 :]:
+            if _ERROR_RE.match(ln):
+                break
+            block.append(ln.strip())
+        text = " ".join(b for b in block if b and b not in ("╵", "╷"))
+        if "Output:" in text:
+            return f"{m.group(1)}: {text.split('Output:', 1)[1].strip()}"
+        detail = next(
+            (b for b in block if b and not re.match(r"^(with |on |\d+:|\(and )", b) and not b.startswith(("╵", "╷"))),
+            "",
+        )
+        return f"{m.group(1)}: {detail}" if detail else m.group(1)
     tail = [ln for ln in lines if ln.strip() and "CLI configuration" not in ln]
     return tail[-1] if tail else "terraform failed"
 

@@ -137,7 +137,9 @@ def _serve(workspace: Path) -> int:
         os.umask(old_umask)
     listener.listen(64)
     os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
-    (workspace / PIDFILE).write_text(f"{os.getpid()}\n")
+    from featctl.workspace import write_private
+
+    write_private(workspace / PIDFILE, f"{os.getpid()}\n")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     last = time.monotonic()
