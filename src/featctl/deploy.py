@@ -611,6 +611,8 @@ def materialize(
 ) -> list[dict[str, Any]]:
     if (start is None) != (end is None):
         raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
+    if start is not None and end is not None and start >= end:
+        raise UsageError("--start must be before --end")
     record = session.deployment()
     ws = session.workspace
     with ws.lock():

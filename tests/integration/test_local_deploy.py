@@ -241,9 +241,24 @@ def test_client_never_imports_feast_or_pandas(deployment, tmp_path):
     assert res.returncode != 0 and "the client imported pandas" in res.stderr
 
 
-def test_bad_input_is_one_line_exit_2_and_touches_nothing(deployment):
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(deployment, tmp_path):
     before = (deployment.workspace / "deployment.json").read_bytes()
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"\x00not a parquet file\xff" * 10)
+    no_ts = tmp_path / "no_ts.csv"
+    no_ts.write_text("driver_id\n1001\n")
+    no_key = tmp_path / "no_key.csv"
+    no_key.write_text("event_timestamp\n2026-01-01T00:00:00\n")
+    bad_ts = tmp_path / "bad_ts.csv"
+    bad_ts.write_text("driver_id,event_timestamp\n1001,not-a-time\n")
     cases = [
+        ("historical", "--entities", str(garbage), "-f", "driver_hourly_stats:conv_rate"),
+        ("historical", "--entities", str(no_ts), "-f", "driver_hourly_stats:conv_rate"),
+        ("historical", "--entities", str(no_key), "-f", "driver_hourly_stats:conv_rate"),
+        ("historical", "--entities", str(bad_ts), "-f", "driver_hourly_stats:conv_rate"),
+        ("historical", "--entities", str(no_ts), "-f", "driver_hourly_stats:conv_rate", "--out", "x.txt"),
+        ("materialize", "--start", "2026-01-02", "--end", "2026-01-01"),
+        ("schedule", "--every", "often"),
         ("score", "--weights", "conv_rate=", "-d", "1001"),
         ("score", "--weights", "conv_rate=1,,acc_rate=2", "-d", "1001"),
         ("score", "--weights", "speed=1", "-d", "1001"),

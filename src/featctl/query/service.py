@@ -306,6 +306,8 @@ def historical(
 ) -> Table:
     if not features and not feature_service:
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UsageError(f"--out {out} must end in .csv or .parquet")
     frame = read_entities(entities_file, required=["event_timestamp"])  # bad input fails before any SSH
     record = session.deployment()
     cat = catalog(record)
