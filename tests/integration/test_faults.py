@@ -160,27 +160,27 @@ def _wait_for(proc: subprocess.Popen, marker: str, seen: list[str], timeout: flo
     raise AssertionError(f"deploy ended before {marker!r}: {''.join(seen)}")
 
 
-@pytest.mark.parametrize(
-    "stage",
-    ["uploading the feature repository", "feast apply", "starting the feature server", "materializing"],
-)
-def test_interrupted_deploy_then_rerun_converges(dep, stage):
+def test_interrupted_deploys_then_rerun_converges(dep):
+    """Ctrl-C at each stage of building a release; one rerun then converges."""
     before = dep.record()["release"]
-    touch(dep, f"interrupt at {stage}")
-    proc = _start_deploy(dep)
-    seen: list[str] = []
-    _wait_for(proc, f"• {stage}", seen)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130, "".join(seen) + rest
-    assert "featctl: interrupted" in rest
-    assert dep.record()["release"] == before
-    score(dep)
+    for stage in ("uploading the feature repository", "feast apply", "starting the feature server", "materializing"):
+        touch(dep, f"interrupt at {stage}")
+        proc = _start_deploy(dep)
+        seen: list[str] = []
+        _wait_for(proc, f"• {stage}", seen)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130, "".join(seen) + rest
+        assert "featctl: interrupted" in rest
+        assert dep.record()["release"] == before, stage
+        assert score(dep)  # the serving release never noticed
+        assert running_servers(dep) == [before], stage  # nothing half-started is left running
     res = dep.run("deploy").ok()
     assert "deployed release" in res.stderr
     assert "nothing changed" in dep.run("deploy").ok().stderr
     assert running_servers(dep) == [dep.record()["release"]]
+    assert [r["state"] for r in host_state(dep)["releases"]].count("preparing") == 0
     score(dep)
 
 

@@ -36,10 +36,39 @@ def socket_path(workspace: Path) -> Path:
     return workspace / SOCKET
 
 
+INFO = "tunnel.json"
+
+
+def _pinned_key(workspace: Path, host: str, port: int) -> str | None:
+    name = host if port == 22 else f"[{host}]:{port}"
+    try:
+        for line in (workspace / "known_hosts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == name:
+                return f"{parts[1]} {parts[2]}"
+    except OSError:
+        return None
+    return None
+
+
 def available(workspace: Path) -> str | None:
-    """The socket path when a tunnel process answers there, else None."""
+    """The socket path when a tunnel process answers there, else None.
+
+    A tunnel whose SSH connection was verified against a host key that is no
+    longer the pinned one is stopped, so the next connection meets the pin.
+    """
     path = socket_path(workspace)
     if not path.exists():
+        return None
+    import json
+
+    try:
+        info = json.loads((workspace / INFO).read_text())
+        pinned = _pinned_key(workspace, str(info["host"]), int(info["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pinned, info = None, {}
+    if pinned is None or pinned != info.get("host_key"):
+        stop(workspace)
         return None
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
@@ -82,7 +111,7 @@ def stop(workspace: Path) -> None:
             except (ProcessLookupError, PermissionError):
                 break
             time.sleep(0.05)
-    for name in (PIDFILE, SOCKET):
+    for name in (PIDFILE, SOCKET, INFO):
         with contextlib.suppress(FileNotFoundError):
             (workspace / name).unlink()
 
@@ -136,10 +165,24 @@ def _serve(workspace: Path) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
-    os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
+    import json
+
     from featctl.workspace import write_private
 
+    server_key = conn.transport.get_remote_server_key()
+    write_private(
+        workspace / INFO,
+        json.dumps(
+            {
+                "host": record.host,
+                "port": int(record.port),
+                "host_key": f"{server_key.get_name()} {server_key.get_base64()}",
+            }
+        ),
+    )
     write_private(workspace / PIDFILE, f"{os.getpid()}\n")
+    # Published last, so a client never sees the socket without its host key record.
+    os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     last = time.monotonic()
@@ -172,8 +215,9 @@ def _serve(workspace: Path) -> int:
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             if path.exists() and (workspace / PIDFILE).read_text().strip() == str(os.getpid()):
-                path.unlink()
-                (workspace / PIDFILE).unlink()
+                for name in (SOCKET, PIDFILE, INFO):
+                    with contextlib.suppress(FileNotFoundError):
+                        (workspace / name).unlink()
         conn.close()
     return 0
 

@@ -139,8 +139,8 @@ class Connection:
                         raise SSHError(f"the SSH connection to {self.endpoint} was lost")
                     select.select([chan], [], [], 0.05)
             status = chan.recv_exit_status()
-        except (OSError, EOFError) as exc:
-            raise SSHError(f"the SSH connection to {self.endpoint} failed: {exc}") from None
+        except _remote_errors() as exc:
+            raise SSHError(f"the SSH connection to {self.endpoint} failed: {exc or type(exc).__name__}") from None
         finally:
             chan.close()
         result = Result(command, status, bytes(out), bytes(err))
@@ -194,10 +194,10 @@ class Connection:
                 total += size
                 if on_file:
                     on_file(remote, size)
-        except (OSError, EOFError) as exc:
-            if isinstance(exc, SSHError):
-                raise
-            raise SSHError(f"upload to {self.endpoint} failed: {exc}") from None
+        except SSHError:
+            raise
+        except _remote_errors() as exc:
+            raise SSHError(f"upload to {self.endpoint} failed: {exc or type(exc).__name__}") from None
         return total
 
     def put_text(self, remote: str, text: str, mode: int = 0o644) -> None:
@@ -208,14 +208,16 @@ class Connection:
                 fh.write(text.encode())
             self.sftp.chmod(tmp, mode)
             self.sftp.posix_rename(tmp, remote)
-        except (OSError, EOFError) as exc:
-            raise SSHError(f"writing {remote} on {self.endpoint} failed: {exc}") from None
+        except SSHError:
+            raise
+        except _remote_errors() as exc:
+            raise SSHError(f"writing {remote} on {self.endpoint} failed: {exc or type(exc).__name__}") from None
 
     def get_file(self, remote: str, local: Path) -> None:
         try:
             self.sftp.get(remote, str(local))
-        except (OSError, EOFError) as exc:
-            raise SSHError(f"download of {remote} from {self.endpoint} failed: {exc}") from None
+        except _remote_errors() as exc:
+            raise SSHError(f"download of {remote} from {self.endpoint} failed: {exc or type(exc).__name__}") from None
 
     # tunnels ---------------------------------------------------------------
     def open_channel(self, host: str, port: int, timeout: float = 10.0) -> paramiko.Channel:
@@ -226,6 +228,13 @@ class Connection:
             raise
         except Exception as exc:
             raise SSHError(f"cannot open a tunnel to {host}:{port} on {self.endpoint}: {exc}") from None
+
+
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection raises: paramiko's own errors are not OSErrors."""
+    import paramiko
+
+    return (OSError, EOFError, paramiko.SSHException)
 
 
 def _emit_lines(buf: bytes, on_line: Callable[[str], None]) -> bytes:
