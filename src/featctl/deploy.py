@@ -82,17 +82,45 @@ def check_repo(repo: Path) -> None:
         raise UsageError(f"{repo} is not a Feast feature repository: it has no feature_store.yaml")
 
 
-def prepare_sample_data(repo: Path) -> list[str]:
-    """Generate the driver sample data when the repository uses it and it is missing."""
+DATA_FILES = ("data/driver_stats.parquet", "data/driver_stats_with_productivity.parquet")
+
+
+def prepare_sample_data(repo: Path, checked: Path | None = None) -> list[str]:
+    """Generate the driver sample data when the repository uses it and it is missing.
+
+    Existing files are checked (their columns) once per content: ``checked``
+    remembers the size and mtime of files already found good, so a redeploy
+    does not pay for importing pandas and pyarrow again.
+    """
+    import json
+
     uses = any("driver_stats" in p.read_text(errors="ignore") for p in repo.glob("*.py"))
     if not uses:
         return []
+
+    def stamp() -> dict[str, Any]:
+        out: dict[str, Any] = {"repo": str(repo)}
+        for rel in DATA_FILES:
+            st = (repo / rel).stat()
+            out[rel] = [st.st_size, st.st_mtime_ns]
+        return out
+
+    try:
+        if checked is not None and json.loads(checked.read_text()) == stamp():
+            return [f"kept existing {rel} (unchanged since the last check)" for rel in DATA_FILES]
+    except (OSError, ValueError):
+        pass
     from featctl.store.sampledata import SampleDataError, ensure_sample_data
 
     try:
-        return list(ensure_sample_data(repo))
+        messages = list(ensure_sample_data(repo))
     except SampleDataError as exc:
         raise UsageError(str(exc)) from None
+    if checked is not None:
+        from featctl.workspace import write_private
+
+        write_private(checked, json.dumps(stamp()))
+    return messages
 
 
 def ensure_keys(session: Session) -> HostKeys:
@@ -287,7 +315,7 @@ def deploy(session: Session) -> DeployResult:
                 f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace"
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
-        data_messages = prepare_sample_data(s.repo)
+        data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json")
         if s.target == "ssh":
             record = provision_existing(session, record)
             host_fp = fingerprint(record.host_public_key)

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rich.markup import escape
-
 from featctl.config import Settings, load_settings
 from featctl.errors import UsageError
 from featctl.session import Session
@@ -52,6 +50,8 @@ class ConsoleReporter:
         self._current = ""
 
     def step(self, message: str) -> None:
+        from rich.markup import escape
+
         self._current = escape(message)
         if self._live:
             if self._status is None:
@@ -70,6 +70,8 @@ class ConsoleReporter:
         if self.verbose:
             self.console.print(f"  {message}", style="dim", markup=False)
         elif self._status is not None:
+            from rich.markup import escape
+
             self._status.update(f"{self._current}  [dim]{escape(message[:70])}[/]")
 
     def close(self) -> None:

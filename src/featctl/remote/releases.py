@@ -29,13 +29,22 @@ _SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", META, ".pyte
 _SKIP_SUFFIXES = (".pyc", ".db", ".db-journal", ".db-wal", ".db-shm", ".featctl-tmp", ".tmp")
 
 
+def host_python(layout: Layout) -> str:
+    """The Feast environment's interpreter once it exists (a plain binary: fast to
+    start), else the host's python3 (which may be a slow shim, as pyenv's is)."""
+    return f'"$(test -x {q(layout.python)} && echo {q(layout.python)} || echo python3)"'
+
+
 def hostops(
     conn: Connection, layout: Layout, command: str, *args: str, stdin: bytes | None = None, timeout: float = 120
 ) -> dict[str, Any]:
     script = posixpath.join(layout.agent_dir, "hostops.py")
     argv = " ".join(q(a) for a in args)
     res = conn.run(
-        f"python3 {q(script)} {command} --base {q(layout.base)} {argv}", timeout=timeout, check=False, stdin=stdin
+        f"{host_python(layout)} {q(script)} {command} --base {q(layout.base)} {argv}",
+        timeout=timeout,
+        check=False,
+        stdin=stdin,
     )
     try:
         data = json.loads(res.stdout.decode().strip().splitlines()[-1])
@@ -165,7 +174,9 @@ def deploy_lock(conn: Connection, layout: Layout, holder: dict[str, Any]) -> Ite
     script = posixpath.join(layout.agent_dir, "hostops.py")
     try:
         chan = conn.transport.open_session(timeout=30)
-        chan.exec_command(f"python3 {q(script)} lock --base {q(layout.base)} --holder {q(json.dumps(holder))}")
+        chan.exec_command(
+            f"{host_python(layout)} {q(script)} lock --base {q(layout.base)} --holder {q(json.dumps(holder))}"
+        )
         chan.settimeout(60)
         line = b""
         while not line.endswith(b"\n"):
