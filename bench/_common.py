@@ -1,0 +1,394 @@
+"""Shared helpers for featctl's benchmarks (standard library only).
+
+Every benchmark script writes ``bench/results/<name>.json``::
+
+    {"name": ..., "title": ..., "order": int, "date": ISO, "machine": {...},
+     "rows": [{"metric", "value", "unit", "baseline", "ratio", "target", "met"}],
+     "notes": ["...", ...], "limits": ["what limits it: ...", ...], "extra": {...}}
+
+``bench/assemble.py`` turns every such file into RESULTS.md, so a new item only
+needs a script that writes this shape (use :func:`write_result`).
+
+Nothing here talks to anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+FEATCTL = ROOT / ".venv" / "bin" / "featctl"
+HARNESS_PY = ROOT / ".venv" / "bin" / "python"
+FEAST_PY = ROOT / ".venv-feast" / "bin" / "python"
+FEAST_BIN = ROOT / ".venv-feast" / "bin" / "feast"
+HOSTAGENT = ROOT / "src" / "featctl" / "remote" / "hostagent.py"
+REPO_SRC = ROOT / "feature_repo"
+TMP = Path(os.environ.get("FEATCTL_BENCH_TMP", "/tmp/featctl-bench"))
+LOOPBACK = "127.0.0.1"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    if not n:
+        return float("nan")
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "platform": platform.platform()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        info["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
+    info["harness_python"] = platform.python_version()
+    try:
+        out = subprocess.run(
+            [str(FEAST_PY), "-c", "import sys,importlib.metadata as m;"
+             "print(sys.version.split()[0], *(m.version(p) for p in ('feast','pandas','pyarrow')))"],
+            capture_output=True, text=True, timeout=60,
+        ).stdout.split()
+        info.update(feast_python=out[0], feast=out[1], pandas=out[2], pyarrow=out[3])
+    except Exception as exc:
+        info["feast"] = f"unknown ({exc})"
+    with contextlib.suppress(Exception):
+        info["duckdb"] = subprocess.run(
+            [str(FEAST_PY), "-c", "import importlib.metadata as m; print(m.version('duckdb'))"],
+            capture_output=True, text=True, timeout=60,
+        ).stdout.strip() or "not installed"
+    return info
+
+
+# --------------------------------------------------------------------------- results
+
+
+def row(
+    metric: str,
+    value: float | int | str | None,
+    unit: str = "",
+    *,
+    baseline: float | int | str | None = None,
+    ratio: float | None = None,
+    target: str | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def write_result(
+    name: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    notes: list[str],
+    *,
+    order: int = 50,
+    limits: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    quick: bool = False,
+    started: float | None = None,
+) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "name": name,
+        "title": title + (" (--quick smoke size)" if quick else ""),
+        "order": order,
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "seconds": round(time.monotonic() - started, 1) if started else None,
+        "quick": quick,
+        "machine": machine_info(),
+        "rows": rows,
+        "notes": notes,
+        "limits": limits or [],
+        "extra": extra or {},
+    }
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    print(json.dumps({"name": name, "rows": rows}, indent=1, default=str))
+    log(f"wrote {path}")
+    return path
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: Sequence[str], *, cwd: str | Path | None = None, timeout: float = 600, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    log("$ " + " ".join(str(c) for c in cmd) + (f"   (cwd {cwd})" if cwd else ""))
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+            f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def timed_run(cmd: Sequence[str], *, cwd: str | Path | None = None, timeout: float = 900,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a command under /usr/bin/time -v: wall seconds, max RSS (MiB), exit code, output."""
+    fmt_file = TMP / f"time.{os.getpid()}.txt"
+    TMP.mkdir(parents=True, exist_ok=True)
+    use_time = Path("/usr/bin/time").exists()
+    full = (["/usr/bin/time", "-v", "-o", str(fmt_file)] if use_time else []) + [str(c) for c in cmd]
+    log("$ " + " ".join(str(c) for c in cmd))
+    t0 = time.perf_counter()
+    proc = subprocess.run(full, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    wall = time.perf_counter() - t0
+    rss = None
+    if use_time and fmt_file.exists():
+        for line in fmt_file.read_text().splitlines():
+            if "Maximum resident set size" in line:
+                rss = int(line.split(":")[1]) / 1024.0
+        fmt_file.unlink()
+    return {"wall_s": wall, "max_rss_mib": rss, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+@contextlib.contextmanager
+def feast_server(repo: str | Path, port: int, args: Sequence[str] = (), *, feast_bin: str | Path = FEAST_BIN,
+                 log_path: Path | None = None, wait: float = 120.0,
+                 env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``feast serve -h 127.0.0.1 -p PORT ARGS`` in REPO, in its own process group; stop it after."""
+    log_path = log_path or TMP / f"serve-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(feast_bin), "serve", "-h", LOOPBACK, "-p", str(port), *args]
+    log("starting " + (" ".join(f"{k}={v}" for k, v in (env or {}).items()) + " ") + " ".join(cmd)
+        + f"   (cwd {repo})")
+    with open(log_path, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=str(repo), stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"feast serve exited ({proc.returncode}): {log_path.read_text()[-2000:]}")
+            if http_get_ok(port, "/health"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"feast serve not healthy after {wait} s: {log_path.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    # gunicorn workers are in the same group; make sure none outlives the master
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def http_get_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=2) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nConnection: close\r\n\r\n".encode())
+            data = s.recv(64)
+        return data.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def http_post_json(port: int, path: str, body: Any, timeout: float = 600) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- repos and deployments
+
+
+def copy_repo(dest: Path, src: Path = REPO_SRC) -> Path:
+    """A clean copy of a feature repository: no registry or online store files.
+
+    Never copy an applied registry.db: Feast records the online store's absolute
+    sqlite path in the registry, and `feast apply` in the copy then drops the
+    tables of the ORIGINAL online store (seen with Feast 0.67).
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    skip = shutil.ignore_patterns("*.db", "*.db-journal", "__pycache__", "*.tmp", ".featctl")
+    shutil.copytree(src, dest, ignore=skip)
+    return dest
+
+
+def feast_apply(repo: Path, *, python: Path = FEAST_PY, timeout: float = 300) -> float:
+    t0 = time.perf_counter()
+    run([python, "-m", "feast.cli.cli", "--chdir", str(repo), "apply"], timeout=timeout)
+    return time.perf_counter() - t0
+
+
+class Deployment:
+    """A featctl deployment of a repository copy into its own workspace directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.record: dict[str, Any] = {}
+
+    @property
+    def port(self) -> int:
+        return int(self.record["server_port"])
+
+    @property
+    def base(self) -> Path:
+        return Path(self.record["remote_base_dir"])
+
+    @property
+    def repo(self) -> Path:
+        """The deployed (applied) repository on the host: <base>/repo, or the current release's."""
+        for cand in ("repo", "current", "current/repo"):
+            if (self.base / cand / "feature_store.yaml").exists():
+                return (self.base / cand).resolve()
+        found = sorted(self.base.glob("**/feature_store.yaml"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise RuntimeError(f"no deployed feature_store.yaml under {self.base}")
+        return found[-1].parent
+
+    @property
+    def feast_bin(self) -> Path:
+        return self.base / "envs" / "feast-0.67.0" / "bin" / "feast"
+
+
+@contextlib.contextmanager
+def deployment(workdir: Path, edit_repo: Any = None, timeout: float = 600) -> Iterator[Deployment]:
+    """`featctl deploy` a fresh copy of feature_repo in WORKDIR; always `featctl destroy --yes` after."""
+    if workdir.exists():
+        with contextlib.suppress(Exception):
+            if (workdir / ".featctl" / "deployment.json").exists():
+                run([FEATCTL, "destroy", "--yes"], cwd=workdir, timeout=300, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    repo = copy_repo(workdir / "feature_repo")
+    if edit_repo:
+        edit_repo(repo)
+    dep = Deployment(workdir)
+    try:
+        t0 = time.perf_counter()
+        run([FEATCTL, "deploy"], cwd=workdir, timeout=timeout)
+        dep.record = json.loads((workdir / ".featctl" / "deployment.json").read_text())
+        log(f"deployed {workdir} in {time.perf_counter() - t0:.1f} s: server 127.0.0.1:{dep.port}, host dir {dep.base}")
+        yield dep
+    finally:
+        proc = run([FEATCTL, "destroy", "--yes"], cwd=workdir, timeout=300, check=False)
+        if proc.returncode != 0:
+            log(f"WARNING: featctl destroy failed in {workdir}: {proc.stderr[-1000:]}")
+            LEAKS.append(f"`featctl destroy --yes` failed in {workdir} (exit {proc.returncode}): "
+                         f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+        else:
+            log(f"destroyed {workdir}")
+        reap_leftovers(workdir)
+
+
+#: Problems seen while cleaning up deployments (scripts copy them into their notes).
+LEAKS: list[str] = []
+
+
+def processes_under(path: Path) -> list[tuple[int, str]]:
+    """(pid, cmdline) of every process whose command line mentions PATH."""
+    found = []
+    needle = str(path)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if needle in cmd:
+            found.append((int(entry.name), cmd))
+    return found
+
+
+def reap_leftovers(workdir: Path) -> None:
+    """After destroy: stop (by pid) any process still running from this bench's own workspace."""
+    left = processes_under(workdir)
+    if not left:
+        return
+    LEAKS.append(f"after `featctl destroy --yes` in {workdir}, {len(left)} process(es) from that workspace were "
+                 "still running (the benchmark stopped them): " + "; ".join(c[:160] for _, c in left))
+    log("WARNING: " + LEAKS[-1])
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    time.sleep(1.0)
+    for pid, _ in processes_under(workdir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}"
