@@ -224,22 +224,29 @@ def provision_existing(session: Session, record: Deployment | None) -> Deploymen
     return base
 
 
-def provision(session: Session, record: Deployment | None, keys: HostKeys) -> Deployment:
-    """Run Terraform for the target and return the updated deployment record."""
+def prepared_stack(session: Session, record: Deployment | None, keys: HostKeys) -> tuple[Stack, dict[str, Any]]:
+    """The target's stack, copied into the workspace and initialised, with its variables."""
     s = session.settings
-    ws = session.workspace
-    stack = Stack(s.target, ws.terraform_dir(s.target))
-    session.reporter.step(f"terraform: {s.target} stack")
+    stack = Stack(s.target, session.workspace.terraform_dir(s.target))
     stack.prepare()
     stack.init()
     variables = stack_variables(
         s.target,
         name=s.name,
         keys=keys,
-        workspace=ws,
+        workspace=session.workspace,
         target_vars=s.target_vars.get(s.target, {}),
         previous=record.stack_vars if record else None,
     )
+    return stack, variables
+
+
+def provision(session: Session, record: Deployment | None, keys: HostKeys) -> Deployment:
+    """Run Terraform for the target and return the updated deployment record."""
+    s = session.settings
+    ws = session.workspace
+    session.reporter.step(f"terraform: {s.target} stack")
+    stack, variables = prepared_stack(session, record, keys)
     replace: list[str] = []
     if s.target == "local" and stack.has_state and record and record.host:
         # The local host's sshd is a process: after a reboot or a crash
@@ -491,17 +498,7 @@ def plan(session: Session) -> PlanResult:
             client = generate_ed25519(Path(tmp) / "client", "plan")
             host_pub = generate_ed25519(Path(tmp) / "host", "plan")
             keys = HostKeys(client_public=client, host_private_path=str(Path(tmp) / "host"), host_public=host_pub)
-        stack = Stack(s.target, ws.terraform_dir(s.target))
-        stack.prepare()
-        stack.init()
-        variables = stack_variables(
-            s.target,
-            name=s.name,
-            keys=keys,
-            workspace=ws,
-            target_vars=s.target_vars.get(s.target, {}),
-            previous=record.stack_vars if record else None,
-        )
+        stack, variables = prepared_stack(session, record, keys)
         result.terraform = stack.plan(variables)
         local = releases.local_manifest(s.repo)
         if not (record and record.host and record.stage == "deployed"):
