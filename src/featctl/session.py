@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from featctl.config import Settings
@@ -63,14 +62,7 @@ class Session:
         return record
 
     def endpoint(self, record: Deployment) -> Endpoint:
-        from featctl.remote.ssh import Endpoint
-
-        ws = self.workspace
-        if record.target == "ssh":
-            key = Path(record.identity).expanduser() if record.identity else None
-        else:
-            key = ws.client_key
-        return Endpoint(record.host, int(record.port), record.user, key, ws.known_hosts)
+        return self.workspace.endpoint(record)
 
     def layout(self, record: Deployment) -> Layout:
         from featctl.remote.host import Layout

@@ -21,9 +21,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeatctlError, UsageError
+
+if TYPE_CHECKING:
+    from featctl.remote.ssh import Endpoint
 
 RECORD_VERSION = 1
 
@@ -120,6 +123,16 @@ class Workspace:
     @property
     def local_dir(self) -> Path:
         return self.root / "local"
+
+    def endpoint(self, record: Deployment) -> Endpoint:
+        """Where and how to log in to the deployment's host, with this workspace's pins."""
+        from featctl.remote.ssh import Endpoint
+
+        if record.target == "ssh":  # the user's own key (or ssh-agent / ~/.ssh)
+            key = Path(record.identity).expanduser() if record.identity else None
+        else:
+            key = self.client_key
+        return Endpoint(record.host, int(record.port), record.user, key, self.known_hosts)
 
     # lifecycle ---------------------------------------------------------
     def ensure(self) -> None:

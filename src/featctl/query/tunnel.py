@@ -39,18 +39,6 @@ def socket_path(workspace: Path) -> Path:
 INFO = "tunnel.json"
 
 
-def _pinned_key(workspace: Path, host: str, port: int) -> str | None:
-    name = host if port == 22 else f"[{host}]:{port}"
-    try:
-        for line in (workspace / "known_hosts").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == name:
-                return f"{parts[1]} {parts[2]}"
-    except OSError:
-        return None
-    return None
-
-
 def available(workspace: Path) -> str | None:
     """The socket path when a tunnel process answers there, else None.
 
@@ -64,7 +52,9 @@ def available(workspace: Path) -> str | None:
 
     try:
         info = json.loads((workspace / INFO).read_text())
-        pinned = _pinned_key(workspace, str(info["host"]), int(info["port"]))
+        from featctl.remote.keys import pinned_key
+
+        pinned = pinned_key(workspace / "known_hosts", str(info["host"]), int(info["port"]))
     except (OSError, ValueError, KeyError, TypeError):
         pinned, info = None, {}
     if pinned is None or pinned != info.get("host_key"):
@@ -143,19 +133,14 @@ def _pipe(client: socket.socket, chan: Any) -> None:
 
 
 def _serve(workspace: Path) -> int:
-    from featctl.remote.ssh import Endpoint, connect
+    from featctl.remote.ssh import connect
     from featctl.workspace import Workspace
 
     ws = Workspace(workspace)
     record = ws.load()
     if record is None or not record.host:
         return 1
-    key = (
-        Path(record.identity).expanduser()
-        if record.target == "ssh" and record.identity
-        else (None if record.target == "ssh" else ws.client_key)
-    )
-    conn = connect(Endpoint(record.host, int(record.port), record.user, key, ws.known_hosts))
+    conn = connect(ws.endpoint(record))
     path = socket_path(workspace)
     tmp = workspace / f".{SOCKET}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

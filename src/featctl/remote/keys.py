@@ -59,6 +59,19 @@ def known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+def pinned_key(known_hosts: Path, host: str, port: int) -> str | None:
+    """The pinned key for host:port as ``type base64``, or None."""
+    name = known_hosts_name(host, port)
+    try:
+        for line in known_hosts.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == name:
+                return f"{parts[1]} {parts[2]}"
+    except OSError:
+        return None
+    return None
+
+
 def pin_host_key(known_hosts: Path, host: str, port: int, public_line: str) -> None:
     """Make ``public_line`` the one trusted key for host:port (replacing older pins)."""
     name = known_hosts_name(host, port)
