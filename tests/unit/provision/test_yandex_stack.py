@@ -16,7 +16,7 @@ from typing import Any
 import hcl2
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 YANDEX_DIR = ROOT / "terraform" / "yandex"
 LOCAL_DIR = ROOT / "terraform" / "local"
 TEMPLATE = YANDEX_DIR / "cloud-init.yaml.tftpl"
