@@ -46,3 +46,22 @@ def featctl(
 @pytest.fixture
 def run_featctl():
     return featctl
+
+
+_AGENT_COPY: Path | None = None
+
+
+def agent_command(python: str | os.PathLike[str] = sys.executable) -> tuple[list[str], dict[str, str]]:
+    """argv prefix and environment that run featctl's host agent the way a host
+    does: the package copied alone as ``featctl_agent`` and run as a module."""
+    global _AGENT_COPY
+    if _AGENT_COPY is None:
+        import shutil
+        import tempfile
+
+        _AGENT_COPY = Path(tempfile.mkdtemp(prefix="featctl-agent-"))
+        shutil.copytree(
+            ROOT / "src" / "featctl" / "agent", _AGENT_COPY / "featctl_agent", ignore=shutil.ignore_patterns("__pycache__")
+        )
+    env = {**os.environ, "PYTHONPATH": str(_AGENT_COPY)}
+    return [str(python), "-m", "featctl_agent"], env

@@ -14,7 +14,7 @@ from featctl.workspace import Deployment, Workspace
 
 if TYPE_CHECKING:
     from featctl.query.server import FeatureServer
-    from featctl.remote.host import Layout
+    from featctl.remote.layout import Layout
     from featctl.remote.ssh import Connection, Endpoint
 
 
@@ -62,10 +62,12 @@ class Session:
         return record
 
     def endpoint(self, record: Deployment) -> Endpoint:
-        return self.workspace.endpoint(record)
+        from featctl.remote.ssh import endpoint_for
+
+        return endpoint_for(self.workspace, record)
 
     def layout(self, record: Deployment) -> Layout:
-        from featctl.remote.host import Layout
+        from featctl.remote.layout import Layout
 
         return Layout(record.remote_base_dir)
 

@@ -21,12 +21,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from featctl.errors import FeatctlError, UsageError
-
-if TYPE_CHECKING:
-    from featctl.remote.ssh import Endpoint
+from featctl.errors import FeatctlError, NotDeployedError, UsageError
 
 RECORD_VERSION = 1
 
@@ -124,16 +121,6 @@ class Workspace:
     def local_dir(self) -> Path:
         return self.root / "local"
 
-    def endpoint(self, record: Deployment) -> Endpoint:
-        """Where and how to log in to the deployment's host, with this workspace's pins."""
-        from featctl.remote.ssh import Endpoint
-
-        if record.target == "ssh":  # the user's own key (or ssh-agent / ~/.ssh)
-            key = Path(record.identity).expanduser() if record.identity else None
-        else:
-            key = self.client_key
-        return Endpoint(record.host, int(record.port), record.user, key, self.known_hosts)
-
     # lifecycle ---------------------------------------------------------
     def ensure(self) -> None:
         """Create the workspace (0700) with a .gitignore that keeps it out of git."""
@@ -166,18 +153,14 @@ class Workspace:
     def require(self) -> Deployment:
         record = self.load()
         if record is None:
-            from featctl.errors import NotDeployedError
-
             raise NotDeployedError(
                 f"no deployment in {self.root}", hint="run `featctl deploy` first, or pass --workspace"
             )
         return record
 
     def forget(self, target: str) -> None:
-        """Remove the deployment's secrets, pins and record (after destroy)."""
-        from featctl.query import tunnel
-
-        tunnel.stop(self.root)
+        """Remove the deployment's secrets, pins and record (after destroy; the
+        caller stops the workspace's tunnel first)."""
         for p in (self.record_path, self.known_hosts):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

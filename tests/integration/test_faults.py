@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, featctl
+from tests.conftest import ROOT, agent_command, featctl
 from tests.integration.conftest import Deployed, processes_under
 
 pytestmark = pytest.mark.integration
 
-HOSTOPS = ROOT / "src" / "featctl" / "remote" / "hostops.py"
+AGENT, AGENT_ENV = agent_command()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def score(d: Deployed, driver: int = 1001) -> float:
 
 def host_state(d: Deployed) -> dict:
     base = d.record()["remote_base_dir"]
-    out = subprocess.run([sys.executable, str(HOSTOPS), "state", "--base", base], capture_output=True, text=True)
+    out = subprocess.run([*AGENT, "state", "--base", base], capture_output=True, text=True, env=AGENT_ENV)
     return json.loads(out.stdout)
 
 
@@ -231,8 +231,7 @@ def test_two_deploys_at_once(dep):
     base = dep.record()["remote_base_dir"]
     holder = subprocess.Popen(
         [
-            sys.executable,
-            str(HOSTOPS),
+            *AGENT,
             "lock",
             "--base",
             base,
@@ -240,6 +239,7 @@ def test_two_deploys_at_once(dep):
             json.dumps({"user": "ci", "client": "elsewhere", "pid": 1, "command": "deploy"}),
         ],
         stdin=subprocess.PIPE,
+        env=AGENT_ENV,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,

@@ -1,4 +1,4 @@
-"""hostagent.py against real Feast 0.67, without SSH: the agent runs with a local
+"""featctl's host agent against real Feast 0.67, without SSH: the agent runs with a local
 Feast interpreter on a copy of feature_repo/ filled with generated data.
 
 The interpreter is FEATCTL_TEST_FEAST_PYTHON, else .venv-feast/bin/python, the
@@ -29,8 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import agent_command
+
 ROOT = Path(__file__).resolve().parents[2]
-AGENT = ROOT / "src" / "featctl" / "remote" / "hostagent.py"
 REPO_SRC = ROOT / "feature_repo"
 FEAST_PYTHON = os.environ.get("FEATCTL_TEST_FEAST_PYTHON") or str(ROOT / ".venv-feast" / "bin" / "python")
 
@@ -71,8 +72,10 @@ class AgentRun:
 
 def run_agent(command: str, repo: Path, *args: str, timeout: float = 600) -> AgentRun:
     start = time.monotonic()
+    agent, env = agent_command(FEAST_PYTHON)
     proc = subprocess.run(
-        [FEAST_PYTHON, str(AGENT), command, "--repo", str(repo), *args],
+        [*agent, command, "--repo", str(repo), *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,4 +1,4 @@
-"""deploy, destroy, status, materialize."""
+"""deploy, plan, rollback, destroy: the commands that change a deployment."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ import typer
 from featctl.cli import options as o
 from featctl.cli.app import ENV, make_session, output_format
 from featctl.session import Session
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Example: featctl deploy --target local")(deploy)
+    app.command(epilog="Example: featctl plan --output json")(plan)
+    app.command(epilog="Example: featctl rollback")(rollback)
+    app.command(epilog="Example: featctl destroy --yes")(destroy)
 
 
 def with_ssh_options(session: Session, flags: dict[str, str | None]) -> None:
@@ -24,20 +31,6 @@ def with_ssh_options(session: Session, flags: dict[str, str | None]) -> None:
         session.settings = dataclasses.replace(session.settings, target_vars=tables)
     if ENV.stdin_isatty and ENV.stderr_isatty:
         session.confirm = lambda question: typer.confirm(question, default=False, err=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: featctl deploy --target local")(deploy)
-    app.command(epilog="Example: featctl destroy --yes")(destroy)
-    app.command(epilog="Example: featctl status --output json")(status)
-    app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(
-        materialize
-    )
-    app.command(epilog="Example: featctl rollback")(rollback)
-    app.command(epilog="Example: featctl plan --output json")(plan)
-    app.command(epilog="Example: featctl schedule --every 1h   |   featctl schedule --off")(schedule)
-    app.command(epilog="Example: featctl logs --lines 100")(logs)
-    app.command(epilog="Example: featctl unlock")(unlock)
 
 
 def deploy(
@@ -105,7 +98,7 @@ def deploy(
             config=config,
         )
         return
-    from featctl.deploy import deploy as run
+    from featctl.lifecycle.deploy import deploy as run
 
     ssh_flags = {
         "host": host,
@@ -152,198 +145,6 @@ def deploy(
         rep.info(f"release {result.previous_release} stopped; `featctl rollback` returns to it")
 
 
-def destroy(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-    verbose: o.Verbose = False,
-) -> None:
-    """Stop the feature server, destroy the host with Terraform and remove the deployment's keys and state."""
-    from featctl.deploy import destroy as run
-    from featctl.errors import UsageError
-
-    session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
-    record = session.workspace.load()
-    if not yes:
-        if not ENV.stdin_isatty:
-            raise UsageError("destroy needs confirmation: pass --yes when not on a terminal")
-        where = (
-            f"{record.target} host {record.host}:{record.port}"
-            if record and record.host
-            else str(session.workspace.root)
-        )
-        if not typer.confirm(
-            f"Destroy the deployment on {where}? Its data on the host is lost", default=False, err=True
-        ):
-            from featctl.errors import Cancelled
-
-            raise Cancelled("destroy cancelled; nothing was changed")
-    try:
-        result = run(session)
-    finally:
-        rep.close()
-        session.close()
-    for msg in result.messages:
-        rep.info(msg)
-    if result.destroyed:
-        rep.info(f"destroyed the {result.target} deployment")
-
-
-def status(
-    output: o.Output = None,
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-) -> None:
-    """Show the target, host, Terraform outputs, SSH and feature server health, and each view's last materialization."""
-    from featctl.cli.render import dumps_json, render, render_mapping
-    from featctl.deploy import status as run
-    from featctl.query.table import Table
-
-    fmt = output_format(output)
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
-    try:
-        st = run(session)
-    finally:
-        rep.close()
-        session.close()
-    views = Table.from_records(st.views, title="feature views")
-    if fmt == "json":
-        ENV.stdout.write(dumps_json({"deployment": st.info, "feature_views": st.views}) + "\n")
-    elif fmt == "csv":
-        render(views, fmt, ENV.stdout)
-    else:
-        render_mapping(st.info, fmt, ENV.stdout, title="deployment")
-        if views.rows:
-            render(views, fmt, ENV.stdout)
-
-
-def materialize(
-    start: Annotated[
-        str | None,
-        typer.Option("--start", help="Range start, ISO 8601 (UTC when no zone). Needs --end.", show_default=False),
-    ] = None,
-    end: Annotated[
-        str | None,
-        typer.Option("--end", help="Range end, ISO 8601 (UTC when no zone). Needs --start.", show_default=False),
-    ] = None,
-    views: Annotated[
-        list[str] | None, typer.Option("--view", help="Only this feature view; repeatable.", show_default=False)
-    ] = None,
-    output: o.Output = None,
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-) -> None:
-    """Load feature values into the online store: incremental up to now by default, or the range --start..--end."""
-    from featctl.cli.render import render
-    from featctl.deploy import materialize as run
-    from featctl.query.table import Table
-    from featctl.query.weights import parse_timestamp
-
-    fmt = output_format(output)
-    s = parse_timestamp(start, option="--start") if start is not None else None
-    e = parse_timestamp(end, option="--end") if end is not None else None
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
-    try:
-        done = run(session, start=s, end=e, views=list(views or []) or None)
-    finally:
-        rep.close()
-        session.close()
-    render(Table.from_records(done, title="materialized"), fmt, ENV.stdout)
-
-
-def rollback(
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-    verbose: o.Verbose = False,
-) -> None:
-    """Serve the previous release again (featctl keeps the last 5).
-
-    The previous release's server starts and is checked before the switch; if
-    it fails, the current release keeps serving.
-    """
-    from featctl.deploy import rollback as run
-
-    session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
-    try:
-        result = run(session)
-    finally:
-        rep.close()
-        session.close()
-    rep.info(f"rolled back from release {result.previous_release} to {result.release}")
-
-
-def schedule(
-    every: Annotated[
-        str | None, typer.Option("--every", help="Interval such as 30m, 1h, 1d (at least 1m).", show_default=False)
-    ] = None,
-    off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-) -> None:
-    """Materialize incrementally on the host on a schedule (a systemd timer, or a supervised loop).
-
-    Serving goes on while it runs; `featctl status` shows the last and next run and the last error.
-    """
-    from featctl.deploy import set_schedule
-    from featctl.errors import UsageError
-    from featctl.query.weights import parse_interval
-
-    if off == (every is not None):
-        raise UsageError("give either --every INTERVAL or --off")
-    seconds = parse_interval(every) if every is not None else None
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
-    try:
-        message = set_schedule(session, seconds)
-    finally:
-        rep.close()
-        session.close()
-    rep.info(message)
-
-
-def logs(
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.", min=1)] = 50,
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-) -> None:
-    """Show the end of the serving feature server's log from the host."""
-    from featctl.deploy import logs as run
-
-    session, _ = make_session(repo=repo, workspace=workspace, config=config)
-    try:
-        text = run(session, lines)
-    finally:
-        session.close()
-    ENV.stdout.write(text + ("\n" if text else ""))
-
-
-def unlock(
-    repo: o.Repo = None,
-    workspace: o.Workspace = None,
-    config: o.Config = None,
-) -> None:
-    """Clear a stale deploy lock on the host (left by a deploy whose client died)."""
-    from featctl.deploy import unlock as run
-
-    session, rep = make_session(repo=repo, workspace=workspace, config=config)
-    try:
-        result = run(session)
-    finally:
-        session.close()
-    if result.get("unlocked"):
-        h = result.get("holder") or {}
-        rep.info(
-            f"cleared the deploy lock held by {h.get('user', '?')}@{h.get('client', '?')} since {h.get('since', '?')}"
-        )
-    else:
-        rep.info("the deploy lock was not held; nothing to clear")
-
-
 def plan(
     target: Annotated[str | None, typer.Option("--target", "-t", help="local or yandex", show_default=False)] = None,
     name: Annotated[str | None, typer.Option("--name", help="Deployment name", show_default=False)] = None,
@@ -357,7 +158,7 @@ def plan(
 ) -> None:
     """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing."""
     from featctl.cli.render import dumps_json, render
-    from featctl.deploy import plan as run
+    from featctl.lifecycle.plan import plan as run
     from featctl.query.table import Table
 
     fmt = output_format(output)
@@ -396,3 +197,64 @@ def plan(
         ENV.stdout.write(f"feast registry: {result.registry.strip()}\n")
     if not result.changes:
         rep.info("no changes: deploy would upload, apply and restart nothing")
+
+
+def rollback(
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+    verbose: o.Verbose = False,
+) -> None:
+    """Serve the previous release again (featctl keeps the last 5).
+
+    The previous release's server starts and is checked before the switch; if
+    it fails, the current release keeps serving.
+    """
+    from featctl.lifecycle.rollback import rollback as run
+
+    session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
+    try:
+        result = run(session)
+    finally:
+        rep.close()
+        session.close()
+    rep.info(f"rolled back from release {result.previous_release} to {result.release}")
+
+
+def destroy(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+    verbose: o.Verbose = False,
+) -> None:
+    """Stop the feature server, destroy the host with Terraform and remove the deployment's keys and state."""
+    from featctl.errors import UsageError
+    from featctl.lifecycle.destroy import destroy as run
+
+    session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
+    record = session.workspace.load()
+    if not yes:
+        if not ENV.stdin_isatty:
+            raise UsageError("destroy needs confirmation: pass --yes when not on a terminal")
+        where = (
+            f"{record.target} host {record.host}:{record.port}"
+            if record and record.host
+            else str(session.workspace.root)
+        )
+        if not typer.confirm(
+            f"Destroy the deployment on {where}? Its data on the host is lost", default=False, err=True
+        ):
+            from featctl.errors import Cancelled
+
+            raise Cancelled("destroy cancelled; nothing was changed")
+    try:
+        result = run(session)
+    finally:
+        rep.close()
+        session.close()
+    for msg in result.messages:
+        rep.info(msg)
+    if result.destroyed:
+        rep.info(f"destroyed the {result.target} deployment")
+

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from featctl import __version__
-from featctl.cli import lifecycle, queries
+from featctl.cli import lifecycle, operate, queries
 
 app = typer.Typer(
     name="featctl",
@@ -44,6 +44,7 @@ def _root(
 
 
 lifecycle.register(app)
+operate.register(app)
 queries.register(app)
 
 

@@ -43,8 +43,8 @@ def online(
 
     Without --features or --feature-service every feature of every feature view is read.
     """
-    from featctl.query.service import online as run
-    from featctl.query.weights import parse_drivers, parse_feature_refs
+    from featctl.query.inputs import parse_drivers, parse_feature_refs
+    from featctl.query.online import online as run
 
     fmt = output_format(output)
     ids = parse_drivers(drivers or [])
@@ -97,7 +97,7 @@ def score(
 
     Online from the feature server by default; point-in-time from the offline store with --at or --entities.
     """
-    from featctl.query.weights import parse_drivers, parse_timestamp, parse_weights
+    from featctl.query.inputs import parse_drivers, parse_timestamp, parse_weights
 
     fmt = output_format(output)
     specs = list(weights or [])
@@ -108,11 +108,11 @@ def score(
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         if at is not None or entities is not None:
-            from featctl.query.service import score_at
+            from featctl.query.historical import score_at
 
             table = score_at(session, drivers=ids, weight_specs=specs, at=when, entities_file=entities, out=out)
         else:
-            from featctl.query.service import score as run
+            from featctl.query.online import score as run
 
             table = run(session, ids, specs)
             if out is not None:
@@ -146,8 +146,8 @@ def historical(
     config: o.Config = None,
 ) -> None:
     """Point-in-time correct features from the offline store on the host: one row per entity row, in order."""
-    from featctl.query.service import historical as run
-    from featctl.query.weights import parse_feature_refs
+    from featctl.query.historical import historical as run
+    from featctl.query.inputs import parse_feature_refs
 
     fmt = output_format(output)
     refs = parse_feature_refs(features or [])

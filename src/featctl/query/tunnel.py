@@ -133,14 +133,14 @@ def _pipe(client: socket.socket, chan: Any) -> None:
 
 
 def _serve(workspace: Path) -> int:
-    from featctl.remote.ssh import connect
+    from featctl.remote.ssh import connect, endpoint_for
     from featctl.workspace import Workspace
 
     ws = Workspace(workspace)
     record = ws.load()
     if record is None or not record.host:
         return 1
-    conn = connect(ws.endpoint(record))
+    conn = connect(endpoint_for(ws, record))
     path = socket_path(workspace)
     tmp = workspace / f".{SOCKET}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

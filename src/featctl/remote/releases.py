@@ -1,8 +1,9 @@
 """Releases on the host: each deploy builds a new release directory and
 switches ``current`` to it only once it is applied and its server is healthy.
 
-The bookkeeping runs on the host (hostops.py, stdlib only) so each step is one
-SSH round trip and every switch is a rename(2) there.
+The bookkeeping runs on the host (the agent's ``releases`` and ``lock``
+modules, stdlib only) so each step is one SSH round trip and every switch is a
+rename(2) there.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from featctl.errors import RemoteCommandError, SSHError, UsageError
-from featctl.remote.host import Layout
+from featctl.errors import SSHError, UsageError
+from featctl.remote.agent import hostops
+from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
 
 KEEP_RELEASES = 5
@@ -27,32 +29,6 @@ META = ".featctl"
 # Never uploaded: state Feast writes on the host, caches, VCS data.
 _SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", META, ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".db", ".db-journal", ".db-wal", ".db-shm", ".featctl-tmp", ".tmp")
-
-
-def host_python(layout: Layout) -> str:
-    """The Feast environment's interpreter once it exists (a plain binary: fast to
-    start), else the host's python3 (which may be a slow shim, as pyenv's is)."""
-    return f'"$(test -x {q(layout.python)} && echo {q(layout.python)} || echo python3)"'
-
-
-def hostops(
-    conn: Connection, layout: Layout, command: str, *args: str, stdin: bytes | None = None, timeout: float = 120
-) -> dict[str, Any]:
-    script = posixpath.join(layout.agent_dir, "hostops.py")
-    argv = " ".join(q(a) for a in args)
-    res = conn.run(
-        f"{host_python(layout)} {q(script)} {command} --base {q(layout.base)} {argv}",
-        timeout=timeout,
-        check=False,
-        stdin=stdin,
-    )
-    try:
-        data = json.loads(res.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {res.last_error_line()}") from None
-    if res.exit_status != 0 and "error" in data:
-        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {data['error']}")
-    return dict(data)
 
 
 @dataclass
@@ -171,11 +147,10 @@ def cleanup(conn: Connection, layout: Layout, *, spare: str = "") -> list[dict[s
 @contextmanager
 def deploy_lock(conn: Connection, layout: Layout, holder: dict[str, Any]) -> Iterator[None]:
     """Hold the host's deploy lock for the duration (released when the channel closes)."""
-    script = posixpath.join(layout.agent_dir, "hostops.py")
     try:
         chan = conn.transport.open_session(timeout=30)
         chan.exec_command(
-            f"{host_python(layout)} {q(script)} lock --base {q(layout.base)} --holder {q(json.dumps(holder))}"
+            f"{layout.agent_shell(layout.host_python())} lock --base {q(layout.base)} --holder {q(json.dumps(holder))}"
         )
         chan.settimeout(60)
         line = b""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 
-from featctl.remote.host import Layout
+from featctl.remote.layout import Layout
 from featctl.remote.service import _sudo, service_manager
 from featctl.remote.ssh import Connection, q
 
@@ -22,7 +22,8 @@ def _pidfile(layout: Layout) -> str:
 
 
 def _loop_command(layout: Layout, every: int, mode: str) -> str:
-    return f"python3 {q(posixpath.join(layout.agent_dir, 'hostops.py'))} {mode} --base {q(layout.base)} --every {every}"
+    agent = " ".join(q(a) for a in layout.agent_argv("python3"))
+    return f"{agent} {mode} --base {q(layout.base)} --every {every}"
 
 
 def timer_units(layout: Layout, user: str, every: int) -> tuple[str, str]:
@@ -64,7 +65,7 @@ def enable(conn: Connection, layout: Layout, every: int, user: str) -> str:
         return "systemd timer"
     log = posixpath.join(layout.run_dir, "schedule.log")
     conn.run(
-        f"{q(layout.python)} {q(layout.supervisor)} --pidfile {q(_pidfile(layout))} --log {q(log)} -- "
+        f"{layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(_pidfile(layout))} --log {q(log)} -- "
         f"{_loop_command(layout, every, 'materialize-loop')} </dev/null >/dev/null 2>&1",
         timeout=60,
     )

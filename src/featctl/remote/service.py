@@ -12,7 +12,8 @@ import posixpath
 import time
 
 from featctl.errors import FeastError
-from featctl.remote.host import Layout
+from featctl.remote.agent import hostops
+from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
 
 UNIT_PREFIX = "featctl-feature-server-"
@@ -32,8 +33,8 @@ def log_path(layout: Layout, release_id: str) -> str:
 
 def server_command(layout: Layout, release_id: str, port: int, workers: int) -> list[str]:
     return [
-        layout.python,
-        posixpath.join(layout.agent_dir, "serve.py"),
+        layout.feast,
+        "serve",
         "--host",
         "127.0.0.1",
         "--port",
@@ -128,7 +129,7 @@ def start(conn: Connection, layout: Layout, release_id: str, *, port: int, worke
     else:
         cmd = " ".join(q(a) for a in command)
         conn.run(
-            f"cd {q(rdir)} && {q(layout.python)} {q(layout.supervisor)} --pidfile {q(pidfile(layout, release_id))} "
+            f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(pidfile(layout, release_id))} "
             f"--log {q(log_path(layout, release_id))} --cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
             timeout=60,
         )
@@ -151,8 +152,6 @@ def stop(conn: Connection, layout: Layout, release_id: str) -> bool:
             timeout=60,
         )
         return was
-    from featctl.remote.releases import hostops
-
     return bool(hostops(conn, layout, "stop", "--id", release_id, timeout=60).get("stopped")) or was
 
 

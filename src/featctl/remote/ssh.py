@@ -26,6 +26,8 @@ from featctl.remote.keys import known_hosts_name
 if TYPE_CHECKING:
     import paramiko
 
+    from featctl.workspace import Deployment, Workspace
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -38,6 +40,15 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
+
+
+def endpoint_for(workspace: Workspace, record: Deployment) -> Endpoint:
+    """Where and how to log in to the deployment's host, with the workspace's pins."""
+    if record.target == "ssh":  # the user's own key (or ssh-agent / ~/.ssh)
+        key = Path(record.identity).expanduser() if record.identity else None
+    else:
+        key = workspace.client_key
+    return Endpoint(record.host, int(record.port), record.user, key, workspace.known_hosts)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Keep one command running on a host without systemd (stdlib only).
 
-featctl uploads this file to the host and starts it detached::
+featctl starts it detached on the host::
 
-    python3 supervise.py --pidfile run/server.pid --log run/server.log -- CMD ...
+    PYTHONPATH=<base>/agent python3 -m featctl_agent.supervise --pidfile run/server.pid --log run/server.log -- CMD ...
 
 It becomes a session leader (so one signal to its process group stops it and
 everything it started), writes its pid file, runs CMD, restarts CMD when it
@@ -18,12 +18,13 @@ import signal
 import subprocess
 import sys
 import time
+from typing import IO
 
 FAST_CRASH_SECONDS = 10.0
 MAX_FAST_CRASHES = 5
 
 
-def _log(fh, message: str) -> None:
+def _log(fh: IO[str], message: str) -> None:
     fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} supervise: {message}\n")
     fh.flush()
 

@@ -1,4 +1,4 @@
-"""Parsing ``--weights conv_rate=0.7,acc_rate=0.3`` and timestamps (pure, no I/O)."""
+"""Parsing what users type: weights, timestamps, driver ids, feature references, intervals (pure, no I/O)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Feature queries: online (feature server over SSH), score, historical.
-
-``online`` and ``score`` without ``--at`` talk HTTP to the feature server and
-never import Feast or pandas. Historical retrieval runs Feast on the host
-(featctl's host agent), where the offline store's data lives.
-"""
+"""Offline queries: ``historical`` and the point-in-time ``score``. Feast
+runs on the host (the agent's ``historical``), where the offline store's data
+lives; here only the entity file is checked and the result read."""
 
 from __future__ import annotations
 
@@ -11,186 +8,19 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from featctl.errors import FeatureServerError, UsageError
+from featctl.errors import UsageError
+from featctl.query.catalog import catalog, select_features
+from featctl.query.inputs import COEF_SUFFIX, parse_weights
+from featctl.query.online import SCORE_FEATURE, SCORE_VIEW, score_spec
 from featctl.query.table import Table
-from featctl.query.weights import COEF_SUFFIX, parse_weights, weight_names
-from featctl.remote import host as remote
+from featctl.remote import agent
 from featctl.session import Session
 from featctl.workspace import Deployment
-
-if TYPE_CHECKING:
-    from featctl.query.server import FeatureServer
-
-T = TypeVar("T")
-
-SCORE_VIEW = "driver_activity_rates_linear_combination_fv"
-SCORE_FEATURE = "linear_combination"
-DEFAULT_JOIN_KEY = "driver_id"
-
-
-# --- what the deployed registry holds (cached in the deployment record) ---------
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """The deployed registry as far as queries need it: no Feast import."""
-
-    desc: dict[str, Any]
-
-    def views(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for kind in ("feature_views", "on_demand_feature_views"):
-            for v in self.desc.get(kind, []):
-                out[v["name"]] = [f["name"] for f in v.get("features", [])]
-        return out
-
-    def services(self) -> dict[str, list[str]]:
-        return {s["name"]: list(s.get("features", [])) for s in self.desc.get("feature_services", [])}
-
-    def join_key(self) -> str:
-        for e in self.desc.get("entities", []):
-            if e.get("join_keys"):
-                return str(e["join_keys"][0])
-        return DEFAULT_JOIN_KEY
-
-    def odfv(self, name: str) -> dict[str, Any] | None:
-        return next((v for v in self.desc.get("on_demand_feature_views", []) if v["name"] == name), None)
-
-    def check_refs(self, refs: Sequence[str]) -> None:
-        if not self.desc:
-            return
-        views = self.views()
-        for ref in refs:
-            view, _, feat = ref.partition(":")
-            if view not in views:
-                raise UsageError(
-                    f"unknown feature view {view!r} in {ref!r}; deployed views: {', '.join(sorted(views))}"
-                )
-            if feat not in views[view]:
-                raise UsageError(f"feature view {view!r} has no feature {feat!r}; it has: {', '.join(views[view])}")
-
-    def check_service(self, name: str) -> list[str]:
-        services = self.services()
-        if self.desc and name not in services:
-            raise UsageError(f"unknown feature service {name!r}; deployed: {', '.join(sorted(services)) or 'none'}")
-        return services.get(name, [])
-
-    def default_features(self) -> list[str]:
-        return [f"{v['name']}:{f['name']}" for v in self.desc.get("feature_views", []) for f in v.get("features", [])]
-
-
-def catalog(record: Deployment) -> Catalog:
-    return Catalog(record.registry or {})
-
-
-def _select(cat: Catalog, features: Sequence[str], feature_service: str | None) -> tuple[list[str], str | None]:
-    if features and feature_service:
-        raise UsageError("give either --features or --feature-service, not both")
-    if feature_service:
-        return cat.check_service(feature_service), feature_service
-    refs = list(features) or cat.default_features()
-    if not refs:
-        raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
-    cat.check_refs(refs)
-    return refs, None
-
-
-# --- online ---------------------------------------------------------------------
-
-
-def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T]) -> T:
-    """Run ``call`` against the feature server; if the tunnel fails, once more directly
-    (which also reports the real reason when the server is down)."""
-    server = session.query_server(record)
-    try:
-        return call(server)
-    except FeatureServerError:
-        if server is session.server(record):
-            raise
-    return call(session.direct_server(record))
-
-
-def _missing_note(
-    key: str, ids: Sequence[int], columns: dict[str, list[Any]], feature_cols: Sequence[str]
-) -> list[str]:
-    notes = []
-    for i, entity in enumerate(ids):
-        if feature_cols and all(columns.get(c, [None] * len(ids))[i] is None for c in feature_cols):
-            notes.append(f"{key} {entity}: not found in the online store")
-    return notes
-
-
-def online(
-    session: Session, drivers: Sequence[int], *, features: Sequence[str] = (), feature_service: str | None = None
-) -> Table:
-    record = session.deployment()
-    cat = catalog(record)
-    refs, service = _select(cat, features, feature_service)
-    key = cat.join_key()
-    names_only = [r.partition(":")[2] for r in refs]
-    # Two views with a feature of the same name: name columns view__feature.
-    full = len(set(names_only)) != len(names_only)
-    columns = _ask(
-        session,
-        record,
-        lambda srv: srv.online_features(
-            {key: list(drivers)}, features=[] if service else refs, feature_service=service, full_feature_names=full
-        ),
-    )
-    wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
-    names = [key] + [c for c in wanted if c in columns] + [c for c in columns if c != key and c not in wanted]
-    rows = [[drivers[i] if c == key else columns[c][i] for c in names] for i in range(len(drivers))]
-    table = Table(names, rows, title="online features")
-    table.notes = _missing_note(key, drivers, columns, [c for c in names if c != key])
-    return table
-
-
-# --- score ----------------------------------------------------------------------
-
-
-def score_spec(cat: Catalog) -> tuple[list[str], str]:
-    """(weighted feature names, their source view) for the score's on-demand view."""
-    odfv = cat.odfv(SCORE_VIEW)
-    if cat.desc and odfv is None:
-        raise UsageError(f"the deployed repository has no on-demand view {SCORE_VIEW!r}; `score` needs it")
-    fields: list[str] = []
-    if odfv:
-        for req in (odfv.get("request_sources") or {}).values():
-            fields += [f["name"] if isinstance(f, dict) else str(f) for f in req]
-    names = weight_names(fields) or ["conv_rate", "acc_rate"]
-    sources = (odfv or {}).get("source_feature_views") or ["driver_quality_metrics"]
-    return names, str(sources[0])
-
-
-def score(session: Session, drivers: Sequence[int], weight_specs: Sequence[str]) -> Table:
-    """The weighted score from the feature server, computed by the on-demand view."""
-    record = session.deployment()
-    cat = catalog(record)
-    names, source = score_spec(cat)
-    weights = parse_weights(weight_specs, names)
-    key = cat.join_key()
-    entities: dict[str, list[Any]] = {key: list(drivers)}
-    for name, w in weights.items():
-        entities[f"{name}{COEF_SUFFIX}"] = [w] * len(drivers)
-    refs = [f"{source}:{n}" for n in names] + [f"{SCORE_VIEW}:{SCORE_FEATURE}"]
-    columns = _ask(session, record, lambda srv: srv.online_features(entities, features=refs))
-    out_cols = [key] + names + [f"{n}{COEF_SUFFIX}" for n in names] + [SCORE_FEATURE]
-    rows = []
-    for i, d in enumerate(drivers):
-        row: list[Any] = [d]
-        row += [columns.get(n, [None] * len(drivers))[i] for n in names]
-        row += [weights[n] for n in names]
-        row.append(columns.get(SCORE_FEATURE, [None] * len(drivers))[i])
-        rows.append(row)
-    table = Table(out_cols, rows, title="weighted score")
-    table.notes = _missing_note(key, drivers, columns, names)
-    return table
 
 
 def score_at(
@@ -237,9 +67,6 @@ def score_at(
     if out is not None:
         write_frame(result, out)
     return frame_table(result, title="weighted score (point in time)")
-
-
-# --- historical ---------------------------------------------------------------------
 
 
 def read_entities(path: Path, *, required: Sequence[str]) -> Any:
@@ -311,7 +138,7 @@ def historical(
     frame = read_entities(entities_file, required=["event_timestamp"])  # bad input fails before any SSH
     record = session.deployment()
     cat = catalog(record)
-    refs, service = _select(cat, features, feature_service)
+    refs, service = select_features(cat, features, feature_service)
     if cat.join_key() not in frame.columns:
         raise UsageError(
             f"entity file {entities_file} lacks column {cat.join_key()}; it has {', '.join(map(str, frame.columns))}"
@@ -342,7 +169,7 @@ def _historical_frame(
             conn.put_files([(local_in, remote_in)])
             args = ["--entities", remote_in, "--out", remote_out]
             args += ["--feature-service", service] if service else ["--features", ",".join(refs)]
-            remote.run_agent(conn, layout, "historical", args, timeout=session.settings.command_timeout)
+            agent.run_agent(conn, layout, "historical", args, timeout=session.settings.command_timeout)
             conn.get_file(remote_out, local_out)
         finally:
             conn.run(f"rm -f {remote_in} {remote_out}", timeout=30, check=False)
@@ -390,3 +217,4 @@ def frame_table(frame: Any, title: str) -> Table:
                 row.append(v)
         rows.append(row)
     return Table([str(c) for c in frame.columns], rows, title=title)
+

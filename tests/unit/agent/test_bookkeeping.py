@@ -4,18 +4,19 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-HOSTOPS = Path(__file__).resolve().parents[2] / "src" / "featctl" / "remote" / "hostops.py"
+from tests.conftest import agent_command
+
+AGENT, AGENT_ENV = agent_command()
 
 
 def ops(base, *args, stdin=None, check=True):
     proc = subprocess.run(
-        [sys.executable, str(HOSTOPS), args[0], "--base", str(base), *args[1:]],
+        [*AGENT, args[0], "--base", str(base), *args[1:]],
+        env=AGENT_ENV,
         input=stdin,
         capture_output=True,
         text=True,
@@ -113,8 +114,7 @@ def test_cleanup_stops_the_server_of_an_unfinished_release(tmp_path):
 def test_lock_is_exclusive_and_released_when_the_holder_goes(tmp_path):
     holder = subprocess.Popen(
         [
-            sys.executable,
-            str(HOSTOPS),
+            *AGENT,
             "lock",
             "--base",
             str(tmp_path),
@@ -122,6 +122,7 @@ def test_lock_is_exclusive_and_released_when_the_holder_goes(tmp_path):
             json.dumps({"user": "ann", "pid": 7}),
         ],
         stdin=subprocess.PIPE,
+        env=AGENT_ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -138,8 +139,9 @@ def test_lock_is_exclusive_and_released_when_the_holder_goes(tmp_path):
 
 def test_unlock_breaks_a_hung_holder(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, str(HOSTOPS), "lock", "--base", str(tmp_path), "--holder", json.dumps({"user": "bob"})],
+        [*AGENT, "lock", "--base", str(tmp_path), "--holder", json.dumps({"user": "bob"})],
         stdin=subprocess.PIPE,
+        env=AGENT_ENV,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,

@@ -4,8 +4,8 @@ import hashlib
 from datetime import datetime, timezone
 
 from featctl import FEAST_VERSION
-from featctl.deploy import choose_server_ports
-from featctl.remote.host import Layout
+from featctl.lifecycle.deploy import choose_server_ports
+from featctl.remote.layout import Layout
 from featctl.remote.releases import local_manifest, new_release_id
 from featctl.remote.schedule import timer_units
 from featctl.remote.service import server_command, systemd_unit, unit_name
@@ -44,8 +44,8 @@ def test_release_ids_sort_in_time_order():
 
 def test_server_binds_loopback_only_and_never_recycles_workers():
     cmd = server_command(Layout("/opt/featctl"), "R1", 6566, 2)
-    assert cmd[0] == f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/python"
-    assert cmd[1] == "/opt/featctl/agent/serve.py"
+    assert cmd[0] == f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/feast"
+    assert cmd[1] == "serve"
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--port") + 1] == "6566"
     assert cmd[cmd.index("--workers") + 1] == "2"
@@ -66,7 +66,8 @@ def test_systemd_unit_per_release():
 def test_timer_units():
     service, timer = timer_units(Layout("/opt/featctl"), "featctl", 3600)
     assert (
-        "ExecStart=python3 /opt/featctl/agent/hostops.py materialize-once --base /opt/featctl --every 3600" in service
+        "ExecStart=/usr/bin/env PYTHONPATH=/opt/featctl/agent python3 -m featctl_agent materialize-once "
+        "--base /opt/featctl --every 3600" in service
     )
     assert "OnUnitActiveSec=3600s" in timer and "Persistent=true" in timer
 

@@ -1,14 +1,8 @@
-"""What featctl does on the host: its directory layout, the pinned Feast
-environment, the feature repository upload, and the feature server service.
+"""The client side of featctl's host agent: shipping it, building the pinned
+Feast environment it runs in, and calling it over SSH.
 
-Layout under the remote base directory::
-
-    releases/<id>/             one deployed feature repository each (see releases.py)
-    current -> releases/<id>   the release that serves; switched atomically
-    agent/                     hostagent.py, supervise.py, requirements.txt
-    envs/feast-<version>/      the pinned Feast environment (built with uv)
-    tools/                     uv itself, when the host has none
-    run/                       the deploy lock, the materialization schedule
+The agent itself (``featctl.agent``) runs on the host; here only its files are
+read (as package data) and its JSON answers parsed.
 """
 
 from __future__ import annotations
@@ -17,96 +11,41 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from featctl import FEAST_VERSION
 from featctl.errors import FeastError, RemoteCommandError, UsageError
+from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
 
 UV_VERSION = "0.13.9"
-
-
-@dataclass(frozen=True)
-class Layout:
-    base: str
-
-    @property
-    def releases(self) -> str:
-        return posixpath.join(self.base, "releases")
-
-    def release(self, release_id: str) -> str:
-        return posixpath.join(self.releases, release_id)
-
-    @property
-    def current(self) -> str:
-        """The serving release, through the ``current`` link."""
-        return posixpath.join(self.base, "current")
-
-    @property
-    def repo(self) -> str:
-        """Where queries run Feast: the current release."""
-        return self.current
-
-    @property
-    def agent_dir(self) -> str:
-        return posixpath.join(self.base, "agent")
-
-    @property
-    def agent(self) -> str:
-        return posixpath.join(self.agent_dir, "hostagent.py")
-
-    @property
-    def supervisor(self) -> str:
-        return posixpath.join(self.agent_dir, "supervise.py")
-
-    @property
-    def requirements(self) -> str:
-        return posixpath.join(self.agent_dir, "requirements.txt")
-
-    @property
-    def env(self) -> str:
-        return posixpath.join(self.base, "envs", f"feast-{FEAST_VERSION}")
-
-    @property
-    def python(self) -> str:
-        return posixpath.join(self.env, "bin", "python")
-
-    @property
-    def feast(self) -> str:
-        return posixpath.join(self.env, "bin", "feast")
-
-    @property
-    def run_dir(self) -> str:
-        return posixpath.join(self.base, "run")
-
-    @property
-    def tmp(self) -> str:
-        return posixpath.join(self.base, "tmp")
 
 
 # --- files featctl ships to the host ------------------------------------------
 
 
 def _packaged(name: str) -> str:
-    return (resources.files("featctl.remote") / name).read_text()
+    return (resources.files("featctl.agent") / name).read_text()
 
 
 def agent_files() -> dict[str, str]:
-    return {
-        "hostagent.py": _packaged("hostagent.py"),
-        "hostops.py": _packaged("hostops.py"),
-        "serve.py": _packaged("serve.py"),
-        "supervise.py": _packaged("supervise.py"),
-        "requirements.txt": _packaged("host-requirements.txt"),
+    """Relative path under the host's agent/ directory -> text: the agent package
+    and the Feast environment's lock."""
+    package = resources.files("featctl.agent")
+    files = {
+        f"featctl_agent/{entry.name}": entry.read_text()
+        for entry in sorted(package.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".py")
     }
+    files["requirements.txt"] = _packaged("requirements.txt")
+    return files
 
 
 def install_agent(conn: Connection, layout: Layout) -> None:
-    """Upload featctl's host-side scripts when they differ from what is there."""
+    """Upload featctl's host agent when it differs from what is there."""
     files = agent_files()
-    digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()
+    digest = hashlib.sha256("".join(k + files[k] for k in sorted(files)).encode()).hexdigest()
     stamp = posixpath.join(layout.agent_dir, ".digest")
     have = conn.run(f"cat {q(stamp)} 2>/dev/null || true", timeout=30).text.strip()
     if have == digest:
@@ -127,7 +66,7 @@ def ensure_feast_env(
     Returns True when something was installed. The environment is marked
     ready only after a complete install, so an interrupted one is redone.
     """
-    req_digest = hashlib.sha256(_packaged("host-requirements.txt").encode()).hexdigest()
+    req_digest = hashlib.sha256(_packaged("requirements.txt").encode()).hexdigest()
     ready = posixpath.join(layout.env, ".featctl-ready")
     have = conn.run(f"cat {q(ready)} 2>/dev/null || true", timeout=30).text.strip()
     if have == req_digest:
@@ -162,7 +101,7 @@ echo "Feast {FEAST_VERSION} installed"
     return True
 
 
-# --- Feast on the host ----------------------------------------------------------
+# --- Feast's CLI on the host ------------------------------------------------------
 
 
 def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
@@ -190,6 +129,17 @@ def feast_message(raw: bytes) -> str:
     return lines[-1][:400] if lines else "no output"
 
 
+# --- calling the agent ----------------------------------------------------------------
+
+
+def _answer(stdout: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(stdout.decode().strip().splitlines()[-1]) if stdout.strip() else None
+    except (ValueError, IndexError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def run_agent(
     conn: Connection,
     layout: Layout,
@@ -199,22 +149,40 @@ def run_agent(
     timeout: float,
     repo: str | None = None,
 ) -> dict[str, Any]:
-    """Run hostagent.py with the Feast environment on ``repo`` (default: current); return its JSON."""
+    """Run an agent command on a feature repository (default: the current release)
+    with the Feast environment; return its JSON. Request errors are UsageErrors."""
     argv = " ".join(q(a) for a in args)
     result = conn.run(
-        f"{q(layout.python)} {q(layout.agent)} {command} --repo {q(repo or layout.repo)} {argv}",
+        f"{layout.agent_shell()} {command} --repo {q(repo or layout.repo)} {argv}",
         timeout=timeout,
         check=False,
     )
-    try:
-        data = json.loads(result.stdout.decode().strip().splitlines()[-1]) if result.stdout.strip() else None
-    except (ValueError, IndexError):
-        data = None
-    if not isinstance(data, dict):
+    data = _answer(result.stdout)
+    if data is None:
         raise FeastError(f"featctl's host agent failed ({command}): {result.last_error_line()}")
     if result.exit_status != 0 or "error" in data:
         message = str(data.get("error") or result.last_error_line())
         if data.get("kind") == "input":
             raise UsageError(message)
         raise FeastError(f"{command} failed on the host: {message}")
+    return data
+
+
+def hostops(
+    conn: Connection, layout: Layout, command: str, *args: str, stdin: bytes | None = None, timeout: float = 120
+) -> dict[str, Any]:
+    """Run an agent bookkeeping command on the deployment directory (stdlib only on
+    the host: it works before the Feast environment exists)."""
+    argv = " ".join(q(a) for a in args)
+    res = conn.run(
+        f"{layout.agent_shell(layout.host_python())} {command} --base {q(layout.base)} {argv}",
+        timeout=timeout,
+        check=False,
+        stdin=stdin,
+    )
+    data = _answer(res.stdout)
+    if data is None:
+        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {res.last_error_line()}")
+    if res.exit_status != 0 and "error" in data:
+        raise RemoteCommandError(f"featctl's host bookkeeping failed ({command}): {data['error']}")
     return data

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from featctl.errors import ExitCode, UsageError
-from featctl.query.weights import parse_drivers, parse_feature_refs, parse_timestamp, parse_weights, weight_names
+from featctl.query.inputs import parse_drivers, parse_feature_refs, parse_timestamp, parse_weights, weight_names
 
 ALLOWED = ["conv_rate", "acc_rate"]
 
@@ -102,7 +102,7 @@ def test_feature_refs():
 
 
 def test_intervals():
-    from featctl.query.weights import parse_interval
+    from featctl.query.inputs import parse_interval
 
     assert parse_interval("1h") == 3600
     assert parse_interval("30m") == 1800

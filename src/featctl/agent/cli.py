@@ -1,0 +1,147 @@
+"""The agent's command line: one argparse parser for every command, lazy
+imports per command (bookkeeping never imports pandas or Feast), and the
+protocol of ``__init__``: one JSON document on stdout, exit 0 or 1."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from .output import AgentError, InputError, emit, one_line, protect_stdout
+
+# Feast exceptions that mean "the request is wrong" rather than "Feast broke".
+_INPUT_EXCEPTIONS = {
+    "FeatureViewNotFoundException",
+    "FeatureServiceNotFoundException",
+    "OnDemandFeatureViewNotFoundException",
+    "EntityNotFoundException",
+    "RequestDataNotFoundInEntityDfException",
+    "FeatureNameCollisionError",
+    "FeastEntityDFMissingColumnsError",
+    "EntityDFNotDateTime",
+    "EntityTimestampInferenceException",
+    "ProjectNotFoundException",
+    "SpecifiedFeaturesNotPresentError",
+}
+
+#: command -> (module, function). Commands on a feature repository take
+#: --repo; bookkeeping commands take --base (the deployment directory).
+REPO_COMMANDS = {
+    "describe": ("registry", "cmd_describe"),
+    "historical": ("historical", "cmd_historical"),
+    "materialize": ("materialize", "cmd_materialize"),
+    "rebase": ("rebase", "cmd_rebase"),
+}
+BASE_COMMANDS = {
+    "state": ("releases", "cmd_state"),
+    "prepare": ("releases", "cmd_prepare"),
+    "finish-upload": ("releases", "cmd_finish_upload"),
+    "set": ("releases", "cmd_set"),
+    "switch": ("releases", "cmd_switch"),
+    "stop": ("releases", "cmd_stop"),
+    "cleanup": ("releases", "cmd_cleanup"),
+    "lock": ("lock", "cmd_lock"),
+    "unlock": ("lock", "cmd_unlock"),
+    "materialize-loop": ("schedule", "cmd_materialize_loop"),
+    "materialize-once": ("schedule", "cmd_materialize_once"),
+}
+#: Commands that own their exit status and output (they do not return a document).
+STREAMING = {"lock", "materialize-loop"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"usage: {message}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="featctl_agent", description="featctl host agent (JSON on stdout)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("describe", help="describe the applied registry")
+    d.add_argument("--full", action="store_true", help="skip the fast protobuf path (import feast)")
+
+    h = sub.add_parser("historical", help="point-in-time correct training data to parquet")
+    h.add_argument("--entities", required=True)
+    h.add_argument("--features", action="append", help="view:feature[,view:feature...]")
+    h.add_argument("--feature-service")
+    h.add_argument("--out", required=True)
+    h.add_argument("--full-feature-names", action="store_true")
+
+    m = sub.add_parser("materialize", help="materialize into the online store")
+    m.add_argument("--start")
+    m.add_argument("--end")
+    m.add_argument("--views", action="append")
+
+    r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
+    r.add_argument("--from", dest="from_repo", required=True)
+
+    for name in REPO_COMMANDS:
+        sub.choices[name].add_argument("--repo", required=True)
+
+    for name in BASE_COMMANDS:
+        sp = sub.add_parser(name)
+        sp.add_argument("--base", required=True)
+        if name in ("prepare", "finish-upload", "set", "switch", "stop"):
+            sp.add_argument("--id", required=True)
+        if name == "set":
+            sp.add_argument("--state", choices=("preparing", "ready", "failed"))
+            sp.add_argument("--port", type=int)
+        if name == "cleanup":
+            sp.add_argument("--keep", type=int, default=5)
+            sp.add_argument("--spare", default="")
+        if name == "lock":
+            sp.add_argument("--holder", default="{}")
+        if name.startswith("materialize-"):
+            sp.add_argument("--every", type=int, default=3600)
+    return p
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], Any]:
+    module, func = {**REPO_COMMANDS, **BASE_COMMANDS}[command]
+    mod = importlib.import_module(f"{__package__}.{module}")
+    handler: Callable[[argparse.Namespace], Any] = getattr(mod, func)
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    protect_stdout()
+    try:
+        args = parser().parse_args(argv)
+        if args.command in REPO_COMMANDS:
+            repo = os.path.abspath(args.repo)
+            if not os.path.isdir(repo):
+                raise InputError(f"repo directory {repo} not found")
+            args.repo = repo
+            for attr in ("entities", "out"):
+                if getattr(args, attr, None):
+                    setattr(args, attr, os.path.abspath(getattr(args, attr)))
+            os.chdir(repo)  # like the feast CLI: relative paths in the repo resolve from here
+        else:
+            os.umask(0o022)
+        handler = _handler(args.command)
+        if args.command in STREAMING:
+            return int(handler(args))
+        return emit(handler(args), 0)
+    except InputError as exc:
+        return emit({"error": one_line(exc), "kind": "input"}, 1)
+    except AgentError as exc:
+        return emit({"error": one_line(exc), "kind": "feast"}, 1)
+    except KeyboardInterrupt:
+        return emit({"error": "interrupted", "kind": "feast"}, 1)
+    except SystemExit as exc:  # e.g. --help
+        if exc.code in (0, None):
+            return emit({"error": "help requested", "kind": "input"}, 1)
+        return emit({"error": one_line(f"exit {exc.code}"), "kind": "feast"}, 1)
+    except OSError as exc:
+        return emit({"error": one_line(f"{type(exc).__name__}: {exc}"), "kind": "feast"}, 1)
+    except BaseException as exc:
+        traceback.print_exc(file=sys.stderr)
+        kind = "input" if type(exc).__name__ in _INPUT_EXCEPTIONS else "feast"
+        msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return emit({"error": one_line(msg), "kind": kind}, 1)

@@ -1,0 +1,74 @@
+"""Materialization with Feast's SDK on the host (the feature server's endpoints
+are featctl's fast path; this is the standalone one)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+from typing import Any
+
+from .catalog import Catalog, split_refs
+from .output import UTC, InputError, iso
+from .registry import import_feast, load_registry
+from .repo import load_repo_config
+from .timeutil import EPOCH, parse_iso
+
+
+def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
+    if bool(args.start) != bool(args.end):
+        raise InputError("--start and --end must be given together")
+    start = parse_iso(args.start, "--start") if args.start else None
+    end = parse_iso(args.end, "--end") if args.end else None
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"--start {iso(start)} is not before --end {iso(end)}")
+    requested = split_refs(args.views)
+    # Cheap checks first (registry read without importing feast).
+    cfg = load_repo_config(args.repo)
+    known = Catalog(load_registry(args.repo, cfg)[0], cfg["project"]).fvs
+    unknown = [v for v in requested if v not in known]
+    if unknown:
+        raise InputError(f"unknown feature view(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
+
+    import_feast()
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=args.repo)
+    fvs = {fv.name: fv for fv in store.list_feature_views()}
+    with contextlib.suppress(Exception):
+        fvs.update({fv.name: fv for fv in store.list_stream_feature_views()})
+    if requested:
+        unknown = [v for v in requested if v not in fvs]
+        if unknown:
+            raise InputError(
+                f"unknown feature view(s): {', '.join(unknown)} (known: {', '.join(sorted(fvs)) or 'none'})"
+            )
+        offline_only = [v for v in requested if not fvs[v].online]
+        if offline_only:
+            raise InputError(f"feature view(s) not online, cannot materialize: {', '.join(offline_only)}")
+        names = requested
+    else:
+        names = sorted(n for n, fv in fvs.items() if fv.online)
+    if not names:
+        raise InputError("no online feature views to materialize")
+
+    now = _dt.datetime.now(UTC)
+    report = []
+    if start is not None:
+        store.materialize(start_date=start, end_date=end, feature_views=names)
+        report = [{"name": n, "start": iso(start), "end": iso(end)} for n in names]
+        final_end = end
+    else:
+        final_end = now
+        first = [n for n in names if not fvs[n].materialization_intervals]
+        incr = [n for n in names if n not in first]
+        # First run: materialize_incremental would start at now - ttl and miss older data,
+        # so load everything since the epoch (the file source filters by timestamp).
+        if first:
+            store.materialize(start_date=EPOCH, end_date=now, feature_views=first)
+        if incr:
+            store.materialize_incremental(end_date=now, feature_views=incr)
+        for n in names:
+            s = EPOCH if n in first else fvs[n].most_recent_end_time
+            report.append({"name": n, "start": iso(s), "end": iso(now)})
+    return {"views": report, "end": iso(final_end)}

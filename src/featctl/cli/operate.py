@@ -1,0 +1,153 @@
+"""status, materialize, schedule, logs, unlock: operating a deployment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from featctl.cli import options as o
+from featctl.cli.app import ENV, make_session, output_format
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog="Example: featctl status --output json")(status)
+    app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(
+        materialize
+    )
+    app.command(epilog="Example: featctl schedule --every 1h   |   featctl schedule --off")(schedule)
+    app.command(epilog="Example: featctl logs --lines 100")(logs)
+    app.command(epilog="Example: featctl unlock")(unlock)
+
+
+def status(
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Show the target, host, Terraform outputs, SSH and feature server health, and each view's last materialization."""
+    from featctl.cli.render import dumps_json, render, render_mapping
+    from featctl.lifecycle.status import status as run
+    from featctl.query.table import Table
+
+    fmt = output_format(output)
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        st = run(session)
+    finally:
+        rep.close()
+        session.close()
+    views = Table.from_records(st.views, title="feature views")
+    if fmt == "json":
+        ENV.stdout.write(dumps_json({"deployment": st.info, "feature_views": st.views}) + "\n")
+    elif fmt == "csv":
+        render(views, fmt, ENV.stdout)
+    else:
+        render_mapping(st.info, fmt, ENV.stdout, title="deployment")
+        if views.rows:
+            render(views, fmt, ENV.stdout)
+
+
+def materialize(
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Range start, ISO 8601 (UTC when no zone). Needs --end.", show_default=False),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Range end, ISO 8601 (UTC when no zone). Needs --start.", show_default=False),
+    ] = None,
+    views: Annotated[
+        list[str] | None, typer.Option("--view", help="Only this feature view; repeatable.", show_default=False)
+    ] = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Load feature values into the online store: incremental up to now by default, or the range --start..--end."""
+    from featctl.cli.render import render
+    from featctl.lifecycle.materialize import materialize as run
+    from featctl.query.inputs import parse_timestamp
+    from featctl.query.table import Table
+
+    fmt = output_format(output)
+    s = parse_timestamp(start, option="--start") if start is not None else None
+    e = parse_timestamp(end, option="--end") if end is not None else None
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        done = run(session, start=s, end=e, views=list(views or []) or None)
+    finally:
+        rep.close()
+        session.close()
+    render(Table.from_records(done, title="materialized"), fmt, ENV.stdout)
+
+
+def schedule(
+    every: Annotated[
+        str | None, typer.Option("--every", help="Interval such as 30m, 1h, 1d (at least 1m).", show_default=False)
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Materialize incrementally on the host on a schedule (a systemd timer, or a supervised loop).
+
+    Serving goes on while it runs; `featctl status` shows the last and next run and the last error.
+    """
+    from featctl.errors import UsageError
+    from featctl.lifecycle.housekeeping import set_schedule
+    from featctl.query.inputs import parse_interval
+
+    if off == (every is not None):
+        raise UsageError("give either --every INTERVAL or --off")
+    seconds = parse_interval(every) if every is not None else None
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        message = set_schedule(session, seconds)
+    finally:
+        rep.close()
+        session.close()
+    rep.info(message)
+
+
+def logs(
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.", min=1)] = 50,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Show the end of the serving feature server's log from the host."""
+    from featctl.lifecycle.housekeeping import logs as run
+
+    session, _ = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        text = run(session, lines)
+    finally:
+        session.close()
+    ENV.stdout.write(text + ("\n" if text else ""))
+
+
+def unlock(
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Clear a stale deploy lock on the host (left by a deploy whose client died)."""
+    from featctl.lifecycle.housekeeping import unlock as run
+
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        result = run(session)
+    finally:
+        session.close()
+    if result.get("unlocked"):
+        h = result.get("holder") or {}
+        rep.info(
+            f"cleared the deploy lock held by {h.get('user', '?')}@{h.get('client', '?')} since {h.get('since', '?')}"
+        )
+    else:
+        rep.info("the deploy lock was not held; nothing to clear")
+

@@ -1,0 +1,72 @@
+"""What every lifecycle verb shares: time stamps, the lock holder record,
+Ctrl-C shielding, the SSH wait and the repository check."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featctl.errors import UsageError
+from featctl.session import Session
+from featctl.workspace import Deployment
+
+if TYPE_CHECKING:
+    from featctl.remote.ssh import Connection
+
+
+EPOCH = "1970-01-01T00:00:00+00:00"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat()
+
+
+def check_repo(repo: Path) -> None:
+    if not repo.is_dir():
+        raise UsageError(f"feature repository {repo} does not exist", hint="pass --repo PATH")
+    if not (repo / "feature_store.yaml").is_file():
+        raise UsageError(f"{repo} is not a Feast feature repository: it has no feature_store.yaml")
+
+
+def holder(command: str) -> dict[str, Any]:
+    import getpass
+    import os
+
+    return {"user": getpass.getuser(), "client": socket.gethostname(), "pid": os.getpid(), "command": command}
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Defer Ctrl-C across a few steps that must happen together (switch + record)."""
+    import signal
+
+    got: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda sig, frame: got.append(sig))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got:
+            raise KeyboardInterrupt
+
+
+def connect_host(session: Session, record: Deployment) -> Connection:
+    from featctl.remote.ssh import wait_for_ssh
+
+    endpoint = session.endpoint(record)
+    session.reporter.step(f"waiting for SSH on {endpoint}")
+    session.adopt(wait_for_ssh(endpoint, deadline_seconds=session.settings.ssh_wait_seconds))
+    return session.connection(record)
+

@@ -1,0 +1,144 @@
+"""``featctl deploy``: every target runs the same steps; only the Terraform
+stack differs.
+
+1. Terraform creates (or converges) the host, with the host key featctl made.
+2. featctl pins that key and waits for SSH.
+3. It installs its host agent and the pinned Feast environment (uv).
+4. When anything changed it builds a new release (release.py): uploads what
+   changed, ``feast apply``, starts that release's feature server, checks
+   ``/health``, materializes, and switches ``current`` to it.
+5. Running it again with nothing changed changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from featctl import FEAST_VERSION
+from featctl.errors import UsageError
+from featctl.lifecycle.common import check_repo, connect_host, holder
+from featctl.lifecycle.release import build_release
+from featctl.provision.machine import ensure_keys, provision, provision_existing
+from featctl.query.server import FeatureServer
+from featctl.remote import agent, releases
+from featctl.remote.keys import fingerprint
+from featctl.session import Session
+from featctl.store.prepare import prepare_sample_data
+
+
+@dataclass
+class DeployResult:
+    target: str
+    host: str
+    port: int
+    remote_base_dir: str
+    host_key_fingerprint: str
+    uploaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    installed_feast: bool = False
+    applied: bool = False
+    restarted_server: bool = False
+    materialized: list[dict[str, Any]] = field(default_factory=list)
+    data_messages: list[str] = field(default_factory=list)
+    release: str | None = None
+    previous_release: str | None = None
+    cleaned: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.uploaded or self.deleted or self.installed_feast or self.applied or self.restarted_server)
+
+
+def deploy(session: Session) -> DeployResult:
+    s = session.settings
+    ws = session.workspace
+    rep = session.reporter
+    check_repo(s.repo)
+    started = time.monotonic()
+    ws.ensure()
+    with ws.lock():
+        record = ws.load()
+        if record and record.target != s.target:
+            raise UsageError(
+                f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace"
+            )
+        previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
+        data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json")
+        if s.target == "ssh":
+            record = provision_existing(session, record)
+            host_fp = fingerprint(record.host_public_key)
+        else:
+            keys = ensure_keys(session)
+            record = provision(session, record, keys)
+            host_fp = fingerprint(keys.host_public)
+        record.server_ports = choose_server_ports(
+            s.target, s.server_port, s.sources.get("server_port", "default"), previous_ports
+        )
+        if record.stage == "new":
+            record.stage = "provisioned"
+        ws.save(record)
+
+        conn = connect_host(session, record)
+        layout = session.layout(record)
+        result = DeployResult(
+            target=s.target,
+            host=record.host,
+            port=record.port,
+            remote_base_dir=record.remote_base_dir,
+            host_key_fingerprint=host_fp,
+            data_messages=data_messages,
+        )
+        rep.step("installing featctl's host agent")
+        agent.install_agent(conn, layout)
+        with releases.deploy_lock(conn, layout, holder("deploy")):
+            rep.step(f"installing Feast {FEAST_VERSION} with uv")
+            result.installed_feast = agent.ensure_feast_env(
+                conn, layout, on_line=rep.detail, timeout=s.command_timeout
+            )
+            result.cleaned = releases.cleanup(conn, layout)
+            host = releases.state(conn, layout)
+            local = releases.local_manifest(s.repo)
+            cur = host.current_release
+            if (
+                cur is not None
+                and local == host.manifest
+                and not result.installed_feast
+                and cur.port in record.server_ports
+                and cur.server_pid is not None
+                and FeatureServer(conn, cur.port).healthy()
+            ):
+                record.release, record.server_port, record.stage = cur.id, cur.port, "deployed"
+                ws.save(record)
+                result.release = cur.id
+                result.seconds = time.monotonic() - started
+                return result
+            built = build_release(session, record, host, local)
+            result.uploaded, result.deleted, result.materialized = built.uploaded, built.removed, built.materialized
+            result.applied = result.restarted_server = True
+            result.cleaned += built.cleaned
+            result.release, result.previous_release = built.id, built.previous
+        result.seconds = time.monotonic() - started
+        return result
+
+
+def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
+    """Two ports for the feature servers of consecutive releases (blue/green).
+
+    Every local deployment shares this machine's loopback, so unless the user
+    set a port, a local deployment takes two free ones once and keeps them.
+    """
+    if source != "default" or target != "local":
+        return [configured, configured + 1 if configured < 65535 else configured - 1]
+    if previous and len(previous) == 2:
+        return list(previous)
+    from featctl.provision.targets import free_loopback_port
+
+    first = free_loopback_port()
+    second = free_loopback_port()
+    while second == first:
+        second = free_loopback_port()
+    return [first, second]
+

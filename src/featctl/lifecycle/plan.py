@@ -1,0 +1,100 @@
+"""``featctl plan``: what deploy would change, changing nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import HostKeyMismatch, SSHError, UsageError
+from featctl.lifecycle.common import check_repo, holder
+from featctl.provision.machine import prepared_stack
+from featctl.provision.targets import HostKeys
+from featctl.remote import agent, releases
+from featctl.remote.keys import generate_ed25519
+from featctl.session import Session
+
+
+@dataclass
+class PlanResult:
+    target: str
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+    upload: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    install_feast: bool = False
+    registry: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.terraform or self.upload or self.remove or self.install_feast)
+
+
+def plan(session: Session) -> PlanResult:
+    """What ``deploy`` would change: the Terraform plan, the files, the Feast registry diff.
+
+    Changes nothing: the registry diff comes from ``feast plan`` run in a
+    scratch copy of the serving release, removed afterwards.
+    """
+    import tempfile
+
+    s = session.settings
+    ws = session.workspace
+    check_repo(s.repo)
+    record = ws.load()
+    if record and record.target != s.target:
+        raise UsageError(f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace")
+    result = PlanResult(target=s.target)
+    with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
+        if ws.client_key.exists() and ws.host_key.exists():
+            keys = HostKeys(
+                client_public=ws.client_key.with_suffix(".pub").read_text().strip(),
+                host_private_path=str(ws.host_key),
+                host_public=ws.host_key.with_suffix(".pub").read_text().strip(),
+            )
+        else:  # not deployed yet: plan with throwaway keys, keep none of them
+            client = generate_ed25519(Path(tmp) / "client", "plan")
+            host_pub = generate_ed25519(Path(tmp) / "host", "plan")
+            keys = HostKeys(client_public=client, host_private_path=str(Path(tmp) / "host"), host_public=host_pub)
+        stack, variables = prepared_stack(session, record, keys)
+        result.terraform = stack.plan(variables)
+        local = releases.local_manifest(s.repo)
+        if not (record and record.host and record.stage == "deployed"):
+            result.upload = sorted(local)
+            result.registry = "everything in the repository (first feast apply)"
+            result.notes.append("nothing is deployed from this workspace yet")
+            return result
+        try:
+            conn = session.connection(record)
+        except HostKeyMismatch:
+            raise
+        except SSHError as exc:
+            result.notes.append(f"the host did not answer ({exc}); file and registry changes unknown")
+            return result
+        layout = session.layout(record)
+        host = releases.state(conn, layout)
+        result.upload = sorted(rel for rel, digest in local.items() if host.manifest.get(rel) != digest)
+        result.remove = sorted(set(host.manifest) - set(local))
+        ready = conn.run(f"cat {layout.env}/.featctl-ready 2>/dev/null || true", timeout=30).text.strip()
+        result.install_feast = not ready
+        if not (result.upload or result.remove) or host.current is None:
+            result.registry = "no changes" if host.current else None
+            return result
+        scratch = f"plan-{releases.new_release_id()}"
+        with releases.deploy_lock(conn, layout, holder("plan")):
+            try:
+                releases.prepare(conn, layout, scratch)
+                releases.upload(conn, s.repo, layout, scratch, local, host.manifest)
+                agent.run_agent(
+                    conn,
+                    layout,
+                    "rebase",
+                    ["--from", layout.release(host.current)],
+                    timeout=120,
+                    repo=layout.release(scratch),
+                )
+                result.registry = agent.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
+            finally:
+                conn.run(f"rm -rf {layout.release(scratch)}", timeout=120, check=False)
+    return result
+

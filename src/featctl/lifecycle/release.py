@@ -1,0 +1,131 @@
+"""Building a release beside the serving one and switching to it when it is
+healthy (blue/green); shared by deploy and rollback."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from featctl.errors import FeastError, FeatctlError
+from featctl.lifecycle.common import iso, shielded, utcnow
+from featctl.lifecycle.materialize import materialize_views
+from featctl.query.server import FeatureServer
+from featctl.remote import agent, releases, service
+from featctl.remote.layout import Layout
+from featctl.session import Session
+from featctl.workspace import Deployment
+
+if TYPE_CHECKING:
+    from featctl.remote.ssh import Connection
+
+
+HEALTH_WAIT_SECONDS = 120.0
+
+
+@dataclass
+class BuiltRelease:
+    """A release that was built and now serves."""
+
+    id: str
+    previous: str | None
+    uploaded: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    materialized: list[dict[str, Any]] = field(default_factory=list)
+    cleaned: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_release(
+    session: Session, record: Deployment, host: releases.HostState, local: dict[str, str]
+) -> BuiltRelease:
+    """Build a new release beside the serving one and switch to it when it is healthy.
+
+    Any failure leaves the previous release serving and names the failed step.
+    """
+    s = session.settings
+    rep = session.reporter
+    conn = session.connection(record)
+    layout = session.layout(record)
+    cur = host.current_release
+    new_id = releases.new_release_id()
+    port = next(p for p in record.server_ports if cur is None or p != cur.port)
+    built = BuiltRelease(id=new_id, previous=cur.id if cur else None)
+    step = "preparing the release"
+    try:
+        rep.step(f"preparing release {new_id}")
+        releases.prepare(conn, layout, new_id)
+        step = "the upload"
+        rep.step("uploading the feature repository")
+        up = releases.upload(
+            conn,
+            s.repo,
+            layout,
+            new_id,
+            local,
+            host.manifest,
+            on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
+        )
+        built.uploaded, built.removed = up.uploaded, up.removed
+        if cur is not None:
+            agent.run_agent(
+                conn, layout, "rebase", ["--from", layout.release(cur.id)], timeout=120, repo=layout.release(new_id)
+            )
+        step = "feast apply"
+        rep.step("feast apply")
+        agent.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
+        step = "starting the feature server"
+        rep.step(f"starting the feature server of release {new_id}")
+        releases.set_meta(conn, layout, new_id, port=port)
+        service.start(conn, layout, new_id, port=port, workers=s.server_workers, user=record.user)
+        server = FeatureServer(conn, port)
+        wait_healthy(conn, layout, new_id, server)
+        step = "materialization"
+        rep.step("materializing")
+        built.materialized = materialize_views(session, record, repo=layout.release(new_id), server=server)
+        registry = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(new_id))
+        server.close()
+    except BaseException as exc:
+        _abandon(conn, layout, new_id)
+        if isinstance(exc, FeatctlError):
+            kept = f"release {cur.id} keeps serving" if cur else "nothing was serving before"
+            exc.message = f"deploy failed at {step}; {kept}: {exc.message}"
+        raise
+    step = "the switch"
+    with shielded():
+        rep.step(f"switching to release {new_id}")
+        releases.switch(conn, layout, new_id)
+        record.release, record.server_port, record.registry, record.stage = new_id, port, registry, "deployed"
+        record.last_materialized = max((m["end"] for m in built.materialized), default=record.last_materialized)
+        record.deployed_at = iso(utcnow())
+        session.workspace.save(record)
+    session.close_server()
+    if cur is not None:
+        rep.step(f"stopping release {cur.id}")
+        service.stop(conn, layout, cur.id)
+    built.cleaned = releases.cleanup(conn, layout)
+    return built
+
+
+def _abandon(conn: Connection, layout: Layout, release_id: str) -> None:
+    """Stop and mark a release that did not make it (best effort: the next deploy cleans up)."""
+    try:
+        service.stop(conn, layout, release_id)
+        releases.set_meta(conn, layout, release_id, state="failed")
+    except (FeatctlError, OSError):
+        pass
+
+
+def wait_healthy(conn: Connection, layout: Layout, release_id: str, server: FeatureServer) -> None:
+    deadline = time.monotonic() + HEALTH_WAIT_SECONDS
+    while True:
+        if server.healthy():
+            return
+        if service.running_pid(conn, layout, release_id) is None:
+            raise FeastError(f"the feature server exited: {service.tail_log(conn, layout, release_id, 1) or 'no log'}")
+        if time.monotonic() > deadline:
+            raise FeastError(
+                f"the feature server did not become healthy within {HEALTH_WAIT_SECONDS:.0f} s: "
+                f"{service.tail_log(conn, layout, release_id, 1) or 'no log'}"
+            )
+        time.sleep(0.5)
+

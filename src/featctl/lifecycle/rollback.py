@@ -1,0 +1,70 @@
+"""``featctl rollback``: serve the previous release again, blue/green like a deploy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from featctl.errors import FeatctlError, UsageError
+from featctl.lifecycle.common import holder, iso, shielded, utcnow
+from featctl.lifecycle.materialize import materialize_views
+from featctl.lifecycle.release import wait_healthy
+from featctl.query.server import FeatureServer
+from featctl.remote import agent, releases, service
+from featctl.session import Session
+
+
+@dataclass
+class RollbackResult:
+    release: str
+    previous_release: str
+    materialized: list[dict[str, Any]] = field(default_factory=list)
+
+
+def rollback(session: Session) -> RollbackResult:
+    """Serve the release before the current one again (blue/green, like a deploy)."""
+    record = session.deployment()
+    ws = session.workspace
+    rep = session.reporter
+    with ws.lock():
+        conn = session.connection(record)
+        layout = session.layout(record)
+        with releases.deploy_lock(conn, layout, holder("rollback")):
+            host = releases.state(conn, layout)
+            cur = host.current_release
+            if cur is None:
+                raise UsageError("nothing is serving on the host; run `featctl deploy`")
+            earlier = [r for r in host.releases if r.state == "ready" and r.id < cur.id]
+            if not earlier:
+                raise UsageError(f"release {cur.id} is the oldest one kept; there is nothing to roll back to")
+            target = earlier[-1]
+            ports = record.server_ports or [record.server_port]
+            port = next((p for p in ports if p != cur.port), ports[0])
+            try:
+                rep.step(f"starting the feature server of release {target.id}")
+                releases.set_meta(conn, layout, target.id, port=port)
+                service.start(
+                    conn, layout, target.id, port=port, workers=session.settings.server_workers, user=record.user
+                )
+                server = FeatureServer(conn, port)
+                wait_healthy(conn, layout, target.id, server)
+                rep.step("materializing (catching up)")
+                done = materialize_views(session, record, repo=layout.release(target.id), server=server)
+                registry = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(target.id))
+                server.close()
+            except BaseException as exc:
+                service.stop(conn, layout, target.id)
+                if isinstance(exc, FeatctlError):
+                    exc.message = f"rollback failed; release {cur.id} keeps serving: {exc.message}"
+                raise
+            with shielded():
+                rep.step(f"switching to release {target.id}")
+                releases.switch(conn, layout, target.id)
+                record.release, record.server_port, record.registry = target.id, port, registry
+                record.deployed_at = iso(utcnow())
+                ws.save(record)
+            session.close_server()
+            rep.step(f"stopping release {cur.id}")
+            service.stop(conn, layout, cur.id)
+    return RollbackResult(release=target.id, previous_release=cur.id, materialized=done)
+

@@ -1,0 +1,99 @@
+"""``featctl status``: what is deployed and whether it answers. Never imports Feast locally."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
+from featctl.remote import agent, releases
+from featctl.remote.keys import fingerprint
+from featctl.session import Session
+
+
+@dataclass
+class Status:
+    info: dict[str, Any]
+    views: list[dict[str, Any]]
+
+
+def status(session: Session) -> Status:
+    """What is deployed and whether it answers. Never imports Feast locally."""
+    record = session.workspace.require()
+    info: dict[str, Any] = {
+        "target": record.target,
+        "name": record.name,
+        "stage": record.stage,
+        "host": f"{record.user}@{record.host}:{record.port}" if record.host else None,
+        "remote_base_dir": record.remote_base_dir or None,
+        "host_key": fingerprint(record.host_public_key) if record.host_public_key else None,
+        "feast_version": record.feast_version or None,
+        "deployed_at": record.deployed_at,
+        "repo": record.repo,
+        "terraform_outputs": {k: v for k, v in record.outputs.items() if k != "host_public_key"},
+    }
+    views: list[dict[str, Any]] = []
+    try:
+        conn = session.connection(record)
+        info["ssh"] = "answers"
+    except HostKeyMismatch:
+        raise  # a security problem, not a status line
+    except SSHError as exc:
+        info["ssh"] = f"no answer: {exc}"
+        info["feature_server"] = "unknown (no SSH)"
+        return Status(info, _views_from(record.registry, stale=True))
+    layout = session.layout(record)
+    host = releases.state(conn, layout)
+    cur = host.current_release
+    info["release"] = cur.id if cur else None
+    info["releases_kept"] = [r.id for r in host.releases if r.state == "ready"]
+    if cur is None or cur.server_pid is None:
+        info["feature_server"] = "not running"
+    else:
+        if cur.port and cur.port != record.server_port:
+            record.server_port = cur.port  # the host is the source of truth
+        healthy = session.server(record).healthy()
+        info["feature_server"] = (
+            f"healthy on 127.0.0.1:{cur.port} (host side)" if healthy else f"running on port {cur.port} but not healthy"
+        )
+    if host.lock:
+        h = host.lock
+        info["deploy_lock"] = (
+            f"held by {h.get('user', '?')}@{h.get('client', '?')} ({h.get('command', '?')}) since {h.get('since', '?')}"
+        )
+    if host.schedule:
+        info["schedule"] = host.schedule
+    try:
+        desc = agent.run_agent(conn, layout, "describe", timeout=120)
+        views = _views_from(desc)
+        info["project"] = desc.get("project")
+    except FeatctlError as exc:
+        info["registry"] = f"unavailable: {exc}"
+        views = _views_from(record.registry, stale=True)
+    return Status(info, views)
+
+
+def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for v in desc.get("feature_views", []):
+        rows.append(
+            {
+                "view": v["name"],
+                "kind": "feature view",
+                "features": ", ".join(f["name"] for f in v.get("features", [])),
+                "ttl_seconds": v.get("ttl_seconds"),
+                "last_materialized": v.get("last_materialized") or ("never" if not stale else None),
+            }
+        )
+    for v in desc.get("on_demand_feature_views", []):
+        rows.append(
+            {
+                "view": v["name"],
+                "kind": "on-demand view",
+                "features": ", ".join(f["name"] for f in v.get("features", [])),
+                "ttl_seconds": None,
+                "last_materialized": None,
+            }
+        )
+    return rows
+

@@ -1,0 +1,96 @@
+"""Where things live on the host (pure: paths and command prefixes only).
+
+Layout under the remote base directory::
+
+    releases/<id>/             one deployed feature repository each (see releases.py)
+    current -> releases/<id>   the release that serves; switched atomically
+    agent/featctl_agent/       featctl's host agent (the package featctl.agent)
+    agent/requirements.txt     the pinned Feast environment's lock
+    envs/feast-<version>/      the pinned Feast environment (built with uv)
+    tools/                     uv itself, when the host has none
+    run/                       the deploy lock, the materialization schedule
+    tmp/                       entity files and results of historical queries
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from dataclasses import dataclass
+
+from featctl import FEAST_VERSION
+
+#: The agent's package name on the host (it is ``featctl.agent`` here).
+AGENT_PACKAGE = "featctl_agent"
+
+
+@dataclass(frozen=True)
+class Layout:
+    base: str
+
+    @property
+    def releases(self) -> str:
+        return posixpath.join(self.base, "releases")
+
+    def release(self, release_id: str) -> str:
+        return posixpath.join(self.releases, release_id)
+
+    @property
+    def current(self) -> str:
+        """The serving release, through the ``current`` link."""
+        return posixpath.join(self.base, "current")
+
+    @property
+    def repo(self) -> str:
+        """Where queries run Feast: the current release."""
+        return self.current
+
+    @property
+    def agent_dir(self) -> str:
+        return posixpath.join(self.base, "agent")
+
+    @property
+    def agent_package(self) -> str:
+        return posixpath.join(self.agent_dir, AGENT_PACKAGE)
+
+    @property
+    def requirements(self) -> str:
+        return posixpath.join(self.agent_dir, "requirements.txt")
+
+    @property
+    def env(self) -> str:
+        return posixpath.join(self.base, "envs", f"feast-{FEAST_VERSION}")
+
+    @property
+    def python(self) -> str:
+        return posixpath.join(self.env, "bin", "python")
+
+    @property
+    def feast(self) -> str:
+        return posixpath.join(self.env, "bin", "feast")
+
+    @property
+    def run_dir(self) -> str:
+        return posixpath.join(self.base, "run")
+
+    @property
+    def tmp(self) -> str:
+        return posixpath.join(self.base, "tmp")
+
+    def agent_argv(self, python: str, module: str = AGENT_PACKAGE) -> list[str]:
+        """argv that runs the agent (or one of its modules) with ``python``:
+        ``env`` sets PYTHONPATH, so it works in a shell and in a systemd unit alike."""
+        return ["/usr/bin/env", f"PYTHONPATH={self.agent_dir}", python, "-m", module]
+
+    def agent_shell(self, python_word: str | None = None, module: str = AGENT_PACKAGE) -> str:
+        """The same as a shell command prefix. ``python_word`` is a shell word
+        (default: the Feast environment's interpreter, quoted)."""
+        py = python_word or shlex.quote(self.python)
+        return f"env PYTHONPATH={shlex.quote(self.agent_dir)} {py} -m {module}"
+
+    def host_python(self) -> str:
+        """The Feast environment's interpreter once it exists (a plain binary: fast to
+        start), else the host's python3 (which may be a slow shim, as pyenv's is).
+        A shell expression: use it in commands run by a shell."""
+        env = shlex.quote(self.python)
+        return f'"$(test -x {env} && echo {env} || echo python3)"'
