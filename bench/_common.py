@@ -36,7 +36,7 @@ FEATCTL = ROOT / ".venv" / "bin" / "featctl"
 HARNESS_PY = ROOT / ".venv" / "bin" / "python"
 FEAST_PY = ROOT / ".venv-feast" / "bin" / "python"
 FEAST_BIN = ROOT / ".venv-feast" / "bin" / "feast"
-HOSTAGENT = ROOT / "src" / "featctl" / "remote" / "hostagent.py"
+AGENT_SRC = ROOT / "src" / "featctl" / "agent"
 REPO_SRC = ROOT / "feature_repo"
 TMP = Path(os.environ.get("FEATCTL_BENCH_TMP", "/tmp/featctl-bench"))
 LOOPBACK = "127.0.0.1"
@@ -182,23 +182,39 @@ def run(cmd: Sequence[str], *, cwd: str | Path | None = None, timeout: float = 6
 
 
 def timed_run(cmd: Sequence[str], *, cwd: str | Path | None = None, timeout: float = 900,
-              env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a command under /usr/bin/time -v: wall seconds, max RSS (MiB), exit code, output."""
+              env: dict[str, str] | None = None, check: bool = False, rss: bool = True) -> dict[str, Any]:
+    """The one timing helper: run a command, return its wall seconds, exit code and output.
+
+    With ``rss`` it runs under /usr/bin/time -v and also reports the maximum RSS
+    (MiB); leave it off for sub-second commands, where the extra exec shows.
+    With ``check`` a non-zero exit raises RuntimeError with the command's stderr.
+    """
     fmt_file = TMP / f"time.{os.getpid()}.txt"
     TMP.mkdir(parents=True, exist_ok=True)
-    use_time = Path("/usr/bin/time").exists()
+    use_time = rss and Path("/usr/bin/time").exists()
     full = (["/usr/bin/time", "-v", "-o", str(fmt_file)] if use_time else []) + [str(c) for c in cmd]
     log("$ " + " ".join(str(c) for c in cmd))
     t0 = time.perf_counter()
     proc = subprocess.run(full, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - t0
-    rss = None
+    max_rss = None
     if use_time and fmt_file.exists():
         for line in fmt_file.read_text().splitlines():
             if "Maximum resident set size" in line:
-                rss = int(line.split(":")[1]) / 1024.0
+                max_rss = int(line.split(":")[1]) / 1024.0
         fmt_file.unlink()
-    return {"wall_s": wall, "max_rss_mib": rss, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return {"wall_s": wall, "max_rss_mib": max_rss, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def agent_command(python: str | Path = FEAST_PY) -> tuple[list[str], dict[str, str]]:
+    """argv prefix and environment that run featctl's host agent as a host does."""
+    copy = TMP / "agent"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(AGENT_SRC, copy / "featctl_agent", ignore=shutil.ignore_patterns("__pycache__"))
+    return [str(python), "-m", "featctl_agent"], {**os.environ, "PYTHONPATH": str(copy)}
 
 
 @contextlib.contextmanager

@@ -17,25 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEAST_PY, FEATCTL, LEAKS, TMP, deployment, log, median, percentile, row, write_result
+from _common import FEAST_PY, FEATCTL, LEAKS, TMP, deployment, log, median, percentile, row, timed_run, write_result
 
 SCORE = ["score", "--weights", "conv_rate=0.7,acc_rate=0.3", "--driver", "1001", "--driver", "1002", "-o", "json"]
 
 
 def wall(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stderr[-500:]}")
-    return took
+    return timed_run(cmd, cwd=cwd, env=env, timeout=120, check=True, rss=False)["wall_s"]
 
 
 def main() -> int:

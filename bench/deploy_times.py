@@ -24,19 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEATCTL, LEAKS, ROOT, TMP, copy_repo, log, median, row, run, write_result
+from _common import FEATCTL, LEAKS, ROOT, TMP, copy_repo, log, median, row, run, timed_run, write_result
 
-REQS = ROOT / "src" / "featctl" / "remote" / "host-requirements.txt"
+REQS = ROOT / "src" / "featctl" / "agent" / "requirements.txt"
 UV = ROOT / ".venv" / "bin" / "uv"
 
 
 def timed(cmd: list[str], cwd: Path, timeout: float = 1800) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stderr[-800:]}")
-    return took, proc.stderr
+    t = timed_run(cmd, cwd=cwd, timeout=timeout, check=True, rss=False)
+    return t["wall_s"], t["stderr"]
 
 
 def install_times(work: Path) -> tuple[float, float]:
@@ -98,7 +94,7 @@ def main() -> int:
         "a /health check); nothing uploaded, applied or restarted.",
         "One-definition redeploy: uploads the changed file into a new release (a copy of the serving one), runs "
         "feast apply there, starts its server beside the old one, materializes incrementally, switches, stops the old.",
-        "Install comparison: the pinned host-requirements.txt into an empty directory; both tools with their download "
+        "Install comparison: the pinned agent/requirements.txt into an empty directory; both tools with their download "
         "caches as this machine has them (warm after earlier runs), so the ratio is the tools' own work.",
         *LEAKS,
     ]

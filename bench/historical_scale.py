@@ -6,7 +6,7 @@ same schema as data/driver_stats.parquet) and 100,000 entity rows of which 15,00
 repeat an earlier (driver_id, event_timestamp) with other weights. Then, on temp
 copies of feature_repo applied with the pinned Feast env (.venv-feast):
 
-* featctl's host agent (`hostagent.py historical`) on the `file` offline store
+* featctl's host agent (`featctl_agent historical`) on the `file` offline store
 * the same on `offline_store: type: duckdb`
 * plain Feast `get_historical_features` on the file store (row count)
 
@@ -254,8 +254,8 @@ def main() -> int:
 
     from _common import (
         FEAST_PY,
-        HOSTAGENT,
         TMP,
+        agent_command,
         copy_repo,
         feast_apply,
         log,
@@ -321,8 +321,9 @@ def main() -> int:
         for store, repo in repos.items():
             out = work / f"out-{store}.parquet"
             log(f"agent historical on the {store} store (run {rep + 1})")
-            t = timed_run([FEAST_PY, HOSTAGENT, "historical", "--repo", repo, "--entities", data / "entities.parquet",
-                           "--features", ",".join(FEATURES), "--out", out], timeout=1200)
+            agent, agent_env = agent_command(FEAST_PY)
+            t = timed_run([*agent, "historical", "--repo", repo, "--entities", data / "entities.parquet",
+                           "--features", ",".join(FEATURES), "--out", out], timeout=1200, env=agent_env)
             a = agent.setdefault(store, {"walls": [], "rss": [], "rc": t["rc"]})
             a["rc"] = t["rc"]
             try:
@@ -377,7 +378,7 @@ def main() -> int:
                     f"(driver_id, event_timestamp) with other weights ({gen['unique_entity_keys']:,} unique keys); "
                     "timestamps mostly inside the data, some before it or past both TTLs (nulls).")
     notes.append(f"Request: {', '.join(FEATURES)} (two feature-view joins plus the python-mode on-demand view).")
-    notes.append(f"Each run is a fresh process: `.venv-feast/bin/python hostagent.py historical --repo R --entities "
+    notes.append(f"Each run is a fresh process: `.venv-feast/bin/python -m featctl_agent historical --repo R --entities "
                  f"E.parquet --features ... --out O.parquet` under /usr/bin/time -v; wall includes reading the "
                  f"entity file, `import feast` (median {import_s:.1f} s alone) and writing the parquet; "
                  f"{args.repeats} run(s) per store (median reported). `feast apply`: "
@@ -408,7 +409,7 @@ def main() -> int:
                             met=a["doc"].get("rows") == gen["entity_rows"]))
         else:
             rows.append(row(f"agent historical, {store} store", "FAILED", "", baseline=a.get("error")))
-            notes.append(f"{store} store: hostagent.py historical exited {a['rc']}: {a.get('error')}; traceback: "
+            notes.append(f"{store} store: the agent's historical exited {a['rc']}: {a.get('error')}; traceback: "
                          f"{a.get('traceback')}")
     rows.append(row("plain Feast get_historical_features rows out, file store", plain["rows_out"], "rows",
                     baseline=f"{plain['rows_in']} entity rows", ratio=round(plain["rows_out"] / plain["rows_in"], 4),

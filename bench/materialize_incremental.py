@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEATCTL, LEAKS, TMP, deployment, log, median, row, write_result
+from _common import FEATCTL, LEAKS, TMP, deployment, log, median, row, timed_run, write_result
 
 DRIVERS = [1001, 1002, 1003, 1004, 1005]
 
@@ -51,12 +51,7 @@ os.replace(p + ".tmp", p)
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    took = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stderr[-800:]}")
-    return took
+    return timed_run(cmd, cwd=cwd, timeout=600, check=True, rss=False)["wall_s"]
 
 
 def main() -> int:

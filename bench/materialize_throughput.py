@@ -384,7 +384,7 @@ def main() -> int:
         f"before every run. Start {start_iso}, end = bench start. {reps} run(s) per path, interleaved; medians.",
         "Main runs use `registry: serve_features_while_materializing: true` (feature_repo as featctl ships it "
         f"{'has' if shipped_flag else 'does NOT have'} it); a last server run sets it to false (Feast's default). "
-        "The servers here are stock `feast serve` (not featctl's serve.py launcher): Feast 0.67.0's file registry "
+        "The servers here are stock `feast serve` (as featctl runs them): Feast 0.67.0's file registry "
         "reads the option itself (feast/infra/registry/registry.py sets serve_features_while_materializing from "
         "the registry config).",
         f"Baseline: Feast's local engine took ~{BASELINE_S:g} s for 100,000 drivers beyond its import (brief)"

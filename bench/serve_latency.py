@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import textwrap
 import time
@@ -50,6 +49,7 @@ from _common import (  # noqa: E402
     processes_under,
     row,
     run,
+    timed_run,
     write_result,
 )
 from _load import build_request, concurrent, request_once, sequential
@@ -178,16 +178,9 @@ def sdk_breakdown(repo_python: Path, repo: Path, pandas_repo: Path, n: int) -> d
 
 def cli_score_wall(workdir: Path, runs: int) -> list[float]:
     """End-to-end `featctl score` (new process, SSH connect, tunnelled request) wall times."""
-    walls = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        proc = subprocess.run([str(FEATCTL), "score", "--weights", "conv_rate=0.7,acc_rate=0.3", "--driver", "1001",
-                               "--driver", "1002", "--output", "json"], cwd=workdir, capture_output=True,
-                              text=True, timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"featctl score failed: {proc.stderr[-500:]}")
-        walls.append(time.perf_counter() - t0)
-    return walls
+    cmd = [str(FEATCTL), "score", "--weights", "conv_rate=0.7,acc_rate=0.3", "--driver", "1001", "--driver", "1002",
+           "--output", "json"]
+    return [timed_run(cmd, cwd=workdir, timeout=120, check=True, rss=False)["wall_s"] for _ in range(runs)]
 
 
 def n_tune_total(tune_n: int) -> int:
