@@ -88,14 +88,28 @@ variable "zone" {
   default     = "ru-central1-a"
 }
 
+# Yandex VPC accepts only RFC 1918 ranges for subnets, from /16 to /28
+# (https://yandex.cloud/en/docs/vpc/concepts/network#subnet): checked here so
+# that a bad value fails at plan time instead of half-way through an apply.
 variable "subnet_cidr" {
-  description = "IPv4 CIDR of the VPC subnet created for the VM."
+  description = "IPv4 CIDR of the VPC subnet created for the VMs (and the managed stores): a private RFC 1918 range, /16 to /28."
   type        = string
   default     = "10.10.0.0/24"
 
   validation {
-    condition     = can(cidrnetmask(var.subnet_cidr))
-    error_message = "The subnet_cidr must be an IPv4 CIDR block, e.g. \"10.10.0.0/24\"."
+    # && does not short-circuit: try() keeps cidrhost() from failing the check itself.
+    condition     = can(cidrnetmask(var.subnet_cidr)) && try(cidrhost(var.subnet_cidr, 0) == split("/", var.subnet_cidr)[0], false)
+    error_message = "The subnet_cidr must be an IPv4 CIDR block written with its network address, e.g. \"10.10.0.0/24\" (not \"10.10.0.1/24\")."
+  }
+
+  validation {
+    condition     = try(tonumber(split("/", var.subnet_cidr)[1]) >= 16 && tonumber(split("/", var.subnet_cidr)[1]) <= 28, false)
+    error_message = "The subnet_cidr prefix length must be between /16 and /28 (Yandex VPC limits)."
+  }
+
+  validation {
+    condition     = can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", var.subnet_cidr))
+    error_message = "The subnet_cidr must lie in a private range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16): Yandex VPC subnets use only these."
   }
 }
 

@@ -1,7 +1,7 @@
 """The Yandex VM's user-data, rendered by Terraform and checked by cloud-init.
 
 The template is rendered with Terraform's templatefile() (no provider needed,
-see render.py) from realistic values, including a real multi-line OpenSSH
+see tfeval.py) from realistic values, including a real multi-line OpenSSH
 private key, and then validated by the validator of the cloud-init package
 itself (``cloud-init schema --config-file``). Under CI the validator must be
 installed (Debian: ``apt-get install --no-install-recommends cloud-init``);
@@ -20,7 +20,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.unit.provision.render import TEMPLATE, render_template
+from tests.unit.provision.tfeval import TEMPLATE, render_template
 
 SSH_USER = "featctl"
 REMOTE_BASE_DIR = "/opt/featctl"

@@ -1,19 +1,23 @@
-"""Render the Yandex stack's templates with Terraform's own templatefile().
+"""Evaluate parts of the Yandex stack with Terraform itself, offline.
 
-Terraform's built-in functions need no provider, so ``terraform console`` in an
-empty scratch directory evaluates them without ``terraform init`` and without
-network. Values travel base64-encoded both ways, so no HCL or console quoting
-can change them.
+The stack's provider cannot be installed here, but Terraform's built-in
+functions need none: ``terraform console`` in an empty scratch directory
+renders the templates with templatefile(), and ``terraform plan`` of
+variables.tf alone runs every variable validation. Neither needs
+``terraform init`` or network. Values for the console travel base64-encoded
+both ways, so no HCL or console quoting can change them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +63,22 @@ def render_template(template: Path, values: Mapping[str, str], scratch: Path) ->
     """templatefile(template, values) exactly as Terraform renders it."""
     args = ", ".join(f'{name} = base64decode("{_b64(value)}")' for name, value in sorted(values.items()))
     return console(f'templatefile(base64decode("{_b64(str(template))}"), {{ {args} }})', scratch)
+
+
+def plan_variables(values: Mapping[str, Any], scratch: Path) -> subprocess.CompletedProcess[str]:
+    """``terraform plan`` of the stack's variables.tf alone, with these values.
+
+    variables.tf uses only built-in functions, so this runs every validation
+    block for real, offline and without ``terraform init``.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    shutil.copy(YANDEX_DIR / "variables.tf", scratch / "variables.tf")
+    (scratch / "values.tfvars.json").write_text(json.dumps(values), encoding="utf-8")
+    return subprocess.run(
+        [terraform(), "plan", "-input=false", "-no-color", "-lock=false", "-var-file=values.tfvars.json"],
+        cwd=scratch,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
