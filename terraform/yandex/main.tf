@@ -45,6 +45,19 @@ resource "yandex_vpc_security_group" "this" {
   }
 }
 
+# A static public address: "When a VM with a dynamic public IP is stopped, its
+# address is released" (https://yandex.cloud/en/docs/vpc/concepts/address), and
+# a preemptible VM is stopped at least every 24 hours, so featctl's host would
+# change under it. A reserved address survives stops and VM replacements.
+resource "yandex_vpc_address" "this" {
+  name   = "${var.name}-ip"
+  labels = local.labels
+
+  external_ipv4_address {
+    zone_id = var.zone # must be the VM's zone
+  }
+}
+
 resource "yandex_compute_instance" "this" {
   name                      = "${var.name}-vm"
   hostname                  = "${var.name}-vm"
@@ -68,8 +81,10 @@ resource "yandex_compute_instance" "this" {
   }
 
   network_interface {
-    subnet_id          = yandex_vpc_subnet.this.id
+    subnet_id = yandex_vpc_subnet.this.id
+    # The provider uses nat_ip_address only together with nat = true.
     nat                = true
+    nat_ip_address     = yandex_vpc_address.this.external_ipv4_address[0].address
     security_group_ids = [yandex_vpc_security_group.this.id]
   }
 

@@ -199,7 +199,7 @@ def test_instance_wiring(yandex: dict) -> None:
     assert init["image_id"].startswith("data.yandex_compute_image.")
     assert init["size"] == "var.disk_size"
     nic = _blocks(vm, "network_interface")[0]
-    assert nic["nat"] is True
+    assert nic["nat"] is True  # the provider ignores nat_ip_address without it
     assert nic["subnet_id"].startswith("yandex_vpc_subnet.")
     assert "yandex_vpc_security_group." in str(nic["security_group_ids"])
     assert vm["platform_id"] == "var.platform_id"
@@ -269,3 +269,14 @@ def test_local_stack_shares_contract() -> None:
     for name, body in outputs.items():
         assert body.get("sensitive") is not True, name
         assert "host_private_key" not in str(body["value"]), f"local output {name} may expose a secret"
+
+
+def test_static_public_address(yandex: dict) -> None:
+    """A preemptible VM loses a dynamic public address on every stop: pin a reserved one."""
+    address = _one(yandex, "yandex_vpc_address")
+    [external] = _blocks(address, "external_ipv4_address")
+    assert external["zone_id"] == "var.zone"
+    vm = _one(yandex, "yandex_compute_instance")
+    assert vm["zone"] == "var.zone"
+    nic = _blocks(vm, "network_interface")[0]
+    assert nic["nat_ip_address"] == "yandex_vpc_address.this.external_ipv4_address[0].address"
