@@ -3,6 +3,16 @@ locals {
     managed-by = "featctl"
     deployment = var.name
   }
+
+  # Contains the host PRIVATE key: sensitive() keeps it out of plan output. It
+  # is still stored in the Terraform state and in the instance metadata.
+  user_data = sensitive(templatefile("${path.module}/cloud-init.yaml.tftpl", {
+    ssh_user         = var.ssh_user
+    ssh_public_key   = trimspace(var.ssh_public_key)
+    host_private_key = file(var.host_private_key_path)
+    host_public_key  = trimspace(var.host_public_key)
+    remote_base_dir  = var.remote_base_dir
+  }))
 }
 
 data "yandex_compute_image" "os" {
@@ -58,6 +68,18 @@ resource "yandex_vpc_address" "this" {
   }
 }
 
+# cloud-init applies users, ssh_keys and runcmd once per instance, and a
+# metadata change is an in-place update of a running VM: a new user, base
+# directory or host key would never reach it. This resource changes exactly
+# when the rendered user-data does, and the VM is replaced with it (see
+# replace_triggered_by below). Only a hash is kept: the plan shows that the
+# user-data changed, never the private key inside it.
+resource "terraform_data" "user_data" {
+  # A SHA-256 of user-data that holds a random 256-bit private key reveals
+  # nothing about the key; nonsensitive() lets the plan show which hash changed.
+  input = nonsensitive(sha256(local.user_data))
+}
+
 resource "yandex_compute_instance" "this" {
   name                      = "${var.name}-vm"
   hostname                  = "${var.name}-vm"
@@ -93,19 +115,13 @@ resource "yandex_compute_instance" "this" {
   }
 
   metadata = {
-    # Contains the host PRIVATE key: keep it out of plan output. Note that it is
-    # still stored in the Terraform state and in the instance metadata.
-    user-data = sensitive(templatefile("${path.module}/cloud-init.yaml.tftpl", {
-      ssh_user         = var.ssh_user
-      ssh_public_key   = trimspace(var.ssh_public_key)
-      host_private_key = file(var.host_private_key_path)
-      host_public_key  = trimspace(var.host_public_key)
-      remote_base_dir  = var.remote_base_dir
-    }))
+    user-data = local.user_data
   }
 
   lifecycle {
     # A newer image in the family must not force re-creation of the VM.
     ignore_changes = [boot_disk[0].initialize_params[0].image_id]
+    # New user-data only takes effect on a new instance (see terraform_data.user_data).
+    replace_triggered_by = [terraform_data.user_data]
   }
 }

@@ -210,13 +210,37 @@ def test_instance_wiring(yandex: dict) -> None:
     assert subnet["v4_cidr_blocks"] == ["var.subnet_cidr"]
 
 
+def _locals(doc: dict) -> dict:
+    merged: dict = {}
+    for block in doc.get("locals", []):
+        merged.update({k: v for k, v in block.items() if k != "__comments__"})
+    return merged
+
+
 def test_cloud_init_metadata(yandex: dict) -> None:
     vm = _one(yandex, "yandex_compute_instance")
-    user_data = str(vm["metadata"]["user-data"])
+    assert vm["metadata"]["user-data"] == "local.user_data"
+    user_data = str(_locals(yandex)["user_data"])
     assert "templatefile(" in user_data and "cloud-init.yaml.tftpl" in user_data
     assert "file(var.host_private_key_path)" in user_data
     # The rendered user-data holds the host private key: keep it out of plans.
     assert user_data.startswith("sensitive(")
+
+
+def test_user_data_change_replaces_vm(yandex: dict) -> None:
+    """cloud-init runs users/ssh_keys/runcmd once per instance and metadata updates
+    in place: only a new VM gets new user-data. A terraform_data holding the
+    user-data's hash changes with it and triggers the VM's replacement."""
+    data = _resources(yandex, "terraform_data")
+    hashers = {name: body for name, body in data.items() if "local.user_data" in str(body.get("input"))}
+    assert len(hashers) == 1, data
+    [(name, body)] = hashers.items()
+    # Only a hash reaches the plan, never the user-data (private key) itself.
+    assert re.fullmatch(r"(nonsensitive\()?sha256\(local\.user_data\)\)?", body["input"]), body["input"]
+    assert "triggers_replace" not in body
+    vm = _one(yandex, "yandex_compute_instance")
+    [lifecycle] = _blocks(vm, "lifecycle")
+    assert f"terraform_data.{name}" in lifecycle["replace_triggered_by"], lifecycle
 
 
 def test_cloud_init_template() -> None:
