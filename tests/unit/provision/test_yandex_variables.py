@@ -1,7 +1,8 @@
 """The Yandex stack's input validations, run by Terraform itself.
 
-``terraform plan`` of variables.tf alone (see tfeval.plan_variables) needs no
-provider, so each case below is the real plan-time outcome of a value.
+variables.tf needs no provider, so one ``terraform plan`` calls it once per
+case below (see tfeval.check_variables): each outcome is the real plan-time
+result of those values, not a reading of the condition's text.
 """
 
 from __future__ import annotations
@@ -11,58 +12,105 @@ from typing import Any
 
 import pytest
 
-from tests.unit.provision.tfeval import plan_variables
+from tests.unit.provision.tfeval import check_variables
 
 CLIENT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG3VQ0nRzWZ9Q0XtZ0bW8m0qH8C3rZQyZkY6nqg6m9Yk featctl-client"
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGYLDLWlS77wabFkbXHhAUgi39Gj8K0ZqXVZwbSvD4AZ featctl-host"
+MAX_HOSTS = 9
 
 
-@pytest.fixture
-def valid(tmp_path: Path) -> dict[str, Any]:
-    """A complete, valid variable set (what featctl passes, plus [yandex] settings)."""
-    private = tmp_path / "host_ed25519"
-    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
-    return {
-        "name": "drivers",
-        "ssh_public_key": CLIENT_KEY,
-        "host_private_key_path": str(private),
-        "host_public_key": HOST_KEY,
-        "ssh_allowed_cidrs": ["203.0.113.7/32"],
-    }
+def _public(i: int) -> str:
+    return f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{i:043d} featctl-host-{i}"
 
 
-def _plan(values: dict[str, Any], tmp_path: Path) -> tuple[bool, str]:
-    proc = plan_variables(values, tmp_path / "plan")
-    return proc.returncode == 0, proc.stdout + proc.stderr
+def _host_keys(count: int) -> list[dict[str, str]]:
+    # Paths are relative to the scratch directory, where the fixture creates them.
+    return [{"private_key_path": f"keys/host_{i}", "public_key": _public(i)} for i in range(count)]
 
 
-def test_valid_values_plan(valid: dict[str, Any], tmp_path: Path) -> None:
-    ok, out = _plan(valid, tmp_path)
-    assert ok, out
+VALID: dict[str, Any] = {
+    "name": "drivers",
+    "ssh_public_key": CLIENT_KEY,
+    "host_keys": _host_keys(1),
+    "ssh_allowed_cidrs": ["203.0.113.7/32"],
+}
 
 
-@pytest.mark.parametrize("cidr", ["10.10.0.0/24", "172.16.0.0/16", "192.168.5.0/28", "172.31.255.240/28"])
-def test_subnet_cidr_accepts(cidr: str, valid: dict[str, Any], tmp_path: Path) -> None:
-    ok, out = _plan({**valid, "subnet_cidr": cidr}, tmp_path)
-    assert ok, out
+def _with(**overrides: Any) -> dict[str, Any]:
+    return {**VALID, **overrides}
 
 
-@pytest.mark.parametrize(
-    ("cidr", "message"),
-    [
-        ("10.0.0.0/15", "between /16 and /28"),
-        ("10.0.0.0/29", "between /16 and /28"),
-        ("10.0.0.0/8", "between /16 and /28"),
-        ("10.10.0.1/24", "network address"),
-        ("10.10.0.0", "IPv4 CIDR block"),
-        ("fd00::/64", "IPv4 CIDR block"),
-        ("not-a-cidr", "IPv4 CIDR block"),
-        ("8.8.8.0/24", "private range"),
-        ("172.32.0.0/16", "private range"),
-    ],
-)
-def test_subnet_cidr_rejects(cidr: str, message: str, valid: dict[str, Any], tmp_path: Path) -> None:
-    ok, out = _plan({**valid, "subnet_cidr": cidr}, tmp_path)
-    assert not ok, f"{cidr} was accepted"
-    assert "Invalid value for variable" in out, out
-    assert message in " ".join(out.split()), out
+def _replace_key(count: int, index: int, **fields: str) -> list[dict[str, str]]:
+    keys = _host_keys(count)
+    keys[index] = {**keys[index], **fields}
+    return keys
+
+
+# case name -> (values, None if accepted else a fragment of the expected error)
+CASES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "valid": (VALID, None),
+    # subnet_cidr: Yandex VPC takes RFC 1918 ranges from /16 to /28.
+    "subnet_24": (_with(subnet_cidr="10.10.0.0/24"), None),
+    "subnet_16": (_with(subnet_cidr="172.16.0.0/16"), None),
+    "subnet_28": (_with(subnet_cidr="192.168.5.0/28"), None),
+    "subnet_28_high": (_with(subnet_cidr="172.31.255.240/28"), None),
+    "subnet_15": (_with(subnet_cidr="10.0.0.0/15"), "between /16 and /28"),
+    "subnet_29": (_with(subnet_cidr="10.0.0.0/29"), "between /16 and /28"),
+    "subnet_8": (_with(subnet_cidr="10.0.0.0/8"), "between /16 and /28"),
+    "subnet_host_bits": (_with(subnet_cidr="10.10.0.1/24"), "network address"),
+    "subnet_no_prefix": (_with(subnet_cidr="10.10.0.0"), "IPv4 CIDR block"),
+    "subnet_ipv6": (_with(subnet_cidr="fd00::/64"), "IPv4 CIDR block"),
+    "subnet_garbage": (_with(subnet_cidr="not-a-cidr"), "IPv4 CIDR block"),
+    "subnet_public": (_with(subnet_cidr="8.8.8.0/24"), "private range"),
+    "subnet_172_32": (_with(subnet_cidr="172.32.0.0/16"), "private range"),
+    # host_keys: one element per host, 1 to 9, each its own existing ed25519 key.
+    "hosts_3": (_with(host_keys=_host_keys(3)), None),
+    "hosts_9": (_with(host_keys=_host_keys(MAX_HOSTS)), None),
+    "hosts_0": (_with(host_keys=[]), "1 to 9 elements"),
+    "hosts_10": (_with(host_keys=_host_keys(MAX_HOSTS + 1)), "1 to 9 elements"),
+    "hosts_missing_file": (_with(host_keys=_replace_key(2, 1, private_key_path="keys/nowhere")), "existing file"),
+    "hosts_rsa_key": (_with(host_keys=_replace_key(2, 1, public_key="ssh-rsa AAAAB3NzaC1yc2E host-1")), "ssh-ed25519"),
+    # The same key under another comment is still the same key.
+    "hosts_same_public_key": (
+        _with(host_keys=_replace_key(3, 2, public_key=_public(0).replace("featctl-host-0", "other"))),
+        "its own host key",
+    ),
+    "hosts_same_private_key": (
+        _with(host_keys=_replace_key(3, 2, private_key_path="keys/host_0")),
+        "its own host key",
+    ),
+    # No usable default: featctl.toml must say who may reach SSH. (The default
+    # is [], see test_yandex_stack; an unset input's error names no module call,
+    # so the case passes [] itself.)
+    "ssh_cidrs_empty": (_with(ssh_allowed_cidrs=[]), "ssh_allowed_cidrs list is empty"),
+    "ssh_cidrs_bad": (_with(ssh_allowed_cidrs=["203.0.113.7"]), "IPv4 CIDR block"),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    scratch = tmp_path_factory.mktemp("variables")
+    (scratch / "keys").mkdir()
+    for i in range(MAX_HOSTS + 1):
+        (scratch / "keys" / f"host_{i}").write_text(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n"
+        )
+    return check_variables({name: values for name, (values, _) in CASES.items()}, scratch)
+
+
+@pytest.mark.parametrize("case", [name for name, (_, error) in CASES.items() if error is None])
+def test_accepted(case: str, outcomes: dict[str, list[str]]) -> None:
+    assert outcomes[case] == [], f"{case}: {CASES[case][0]}"
+
+
+@pytest.mark.parametrize("case", [name for name, (_, error) in CASES.items() if error is not None])
+def test_rejected(case: str, outcomes: dict[str, list[str]]) -> None:
+    expected = CASES[case][1]
+    assert outcomes[case], f"{case} was accepted: {CASES[case][0]}"
+    assert any(expected in error for error in outcomes[case]), outcomes[case]
+
+
+def test_host_public_keys_in_cases_are_distinct() -> None:
+    """The cases themselves must not trip the distinct-key rule by accident."""
+    keys = [k["public_key"] for k in _host_keys(MAX_HOSTS + 1)]
+    assert len(set(keys)) == len(keys)
+    assert all(Path(k["private_key_path"]).name.startswith("host_") for k in _host_keys(2))

@@ -40,19 +40,15 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def _run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, input=stdin, cwd=cwd, env=TF_ENV, capture_output=True, text=True, timeout=60)
+
+
 def console(expression: str, scratch: Path) -> str:
     """Evaluate ``expression`` (which must yield a string) in an empty module."""
     scratch.mkdir(parents=True, exist_ok=True)
     assert not any(scratch.glob("*.tf")), "the scratch directory must declare nothing (no providers)"
-    proc = subprocess.run(
-        [terraform(), "console"],
-        input=f"base64encode({expression})\n",
-        cwd=scratch,
-        env=TF_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run([terraform(), "console"], scratch, stdin=f"base64encode({expression})\n")
     assert proc.returncode == 0, f"terraform console failed:\n{proc.stdout}{proc.stderr}"
     printed = proc.stdout.strip()
     assert printed.startswith('"') and printed.endswith('"'), printed
@@ -65,20 +61,32 @@ def render_template(template: Path, values: Mapping[str, str], scratch: Path) ->
     return console(f'templatefile(base64decode("{_b64(str(template))}"), {{ {args} }})', scratch)
 
 
-def plan_variables(values: Mapping[str, Any], scratch: Path) -> subprocess.CompletedProcess[str]:
-    """``terraform plan`` of the stack's variables.tf alone, with these values.
+def check_variables(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> dict[str, list[str]]:
+    """Run the stack's variable validations for every case in one ``terraform plan``.
 
-    variables.tf uses only built-in functions, so this runs every validation
-    block for real, offline and without ``terraform init``.
+    variables.tf uses only built-in functions, so it is a module of its own that
+    needs no provider: the scratch root module calls it once per case, and
+    Terraform reports each failing validation against that module call. Relative
+    paths in the values are relative to ``scratch``. Returns, for each case, the
+    errors (summary and detail) Terraform reported for it; [] means accepted.
     """
-    scratch.mkdir(parents=True, exist_ok=True)
-    shutil.copy(YANDEX_DIR / "variables.tf", scratch / "variables.tf")
-    (scratch / "values.tfvars.json").write_text(json.dumps(values), encoding="utf-8")
-    return subprocess.run(
-        [terraform(), "plan", "-input=false", "-no-color", "-lock=false", "-var-file=values.tfvars.json"],
-        cwd=scratch,
-        env=TF_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    module = scratch / "stack_variables"
+    module.mkdir(parents=True, exist_ok=True)
+    shutil.copy(YANDEX_DIR / "variables.tf", module / "variables.tf")
+    calls = {name: {"source": "./stack_variables", **values} for name, values in cases.items()}
+    (scratch / "main.tf.json").write_text(json.dumps({"module": calls}), encoding="utf-8")
+    init = _run([terraform(), "init", "-input=false", "-no-color", "-backend=false"], scratch)
+    assert init.returncode == 0, f"terraform init (local module only) failed:\n{init.stdout}{init.stderr}"
+    plan = _run([terraform(), "plan", "-json", "-input=false", "-lock=false"], scratch)
+    errors: dict[str, list[str]] = {name: [] for name in cases}
+    for line in plan.stdout.splitlines():
+        message = json.loads(line)
+        diag = message.get("diagnostic") if message.get("type") == "diagnostic" else None
+        if not diag or diag["severity"] != "error":
+            continue
+        context = (diag.get("snippet") or {}).get("context") or ""
+        name = context.removeprefix("module.")
+        assert name in errors, f"an error outside the cases: {diag}"
+        errors[name].append(" ".join(f"{diag['summary']}: {diag['detail']}".split()))
+    assert (plan.returncode == 0) == (not any(errors.values())), plan.stdout + plan.stderr
+    return errors
