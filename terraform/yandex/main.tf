@@ -4,6 +4,14 @@ locals {
     deployment = var.name
   }
 
+  # Yandex's CA certificate, which signs the managed stores' TLS certificates
+  # (https://yandex.cloud/en/docs/managed-redis/operations/connect/ and
+  # .../managed-postgresql/operations/connect/: "wget https://storage.yandexcloud.net/cloud-certs/CA.pem").
+  # cloud-init fetches it on every host; the stores output points clients at it.
+  ca_url  = "https://storage.yandexcloud.net/cloud-certs/CA.pem"
+  ca_dir  = "${var.remote_base_dir}/tls"
+  ca_file = "${local.ca_dir}/YandexInternalRootCA.crt"
+
   # One user-data per host, each with that host's own key pair. It contains
   # the host PRIVATE key: sensitive() keeps it out of plan output. It is still
   # stored in the Terraform state and in the instance metadata.
@@ -13,6 +21,9 @@ locals {
     host_private_key = file(key.private_key_path)
     host_public_key  = trimspace(key.public_key)
     remote_base_dir  = var.remote_base_dir
+    ca_url           = local.ca_url
+    ca_dir           = local.ca_dir
+    ca_file          = local.ca_file
   }))]
 }
 

@@ -9,6 +9,28 @@ locals {
   }]
 }
 
+locals {
+  # Endpoints of the enabled stores, without secrets (the passwords stay in
+  # featctl's files). A for expression over each store's resources (count 0 or
+  # 1) yields an entry only for an enabled store; {} when none is.
+  stores = merge(
+    { for cluster in yandex_mdb_redis_cluster_v2.this : "redis" => {
+      host    = cluster.hosts["a"].fqdn
+      port    = local.redis_tls_port
+      tls     = true
+      ca_file = local.ca_file
+    } },
+    { for i, cluster in yandex_mdb_postgresql_cluster.this : "postgres" => {
+      host     = cluster.host[0].fqdn
+      port     = local.postgres_port
+      database = yandex_mdb_postgresql_database.this[i].name
+      user     = yandex_mdb_postgresql_user.this[i].name
+      sslmode  = "verify-full"
+      ca_file  = local.ca_file
+    } },
+  )
+}
+
 output "target" {
   description = "Stack kind."
   value       = "yandex"
@@ -42,4 +64,9 @@ output "user" {
 output "remote_base_dir" {
   description = "Deployment directory on every host."
   value       = var.remote_base_dir
+}
+
+output "stores" {
+  description = "Enabled store name -> endpoint, without secrets. redis: {host, port, tls, ca_file}; postgres: {host, port, database, user, sslmode, ca_file}. ca_file is the CA certificate's path on every host. {} when no store is enabled."
+  value       = local.stores
 }

@@ -79,6 +79,53 @@ variable "remote_base_dir" {
   }
 }
 
+variable "stores" {
+  description = "Managed stores to create beside the hosts, reachable only from the featctl subnet: \"redis\" (Yandex Managed Service for Valkey, TLS) and/or \"postgres\" (Managed Service for PostgreSQL). \"spark\" belongs to the shared contract but is not provided by this stack yet."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for s in var.stores : contains(["redis", "postgres", "spark"], s)])
+    error_message = "Every stores entry must be one of \"redis\", \"postgres\", \"spark\"."
+  }
+
+  validation {
+    condition     = length(distinct(var.stores)) == length(var.stores)
+    error_message = "The stores list must not repeat a store."
+  }
+
+  validation {
+    condition     = !contains(var.stores, "spark")
+    error_message = "The yandex stack does not create a Spark (Yandex Data Proc) cluster yet: remove \"spark\" from stores."
+  }
+}
+
+variable "store_password_files" {
+  description = "Store name -> path of a file featctl generated (mode 0600) holding that store's password (8 to 128 characters from A-Z a-z 0-9 @=+?*.,!&#$^<>_-; surrounding whitespace is ignored). Every enabled store except spark needs one. The stack reads them with file() and keeps them sensitive; they are stored in the Terraform state, never in outputs."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for store in keys(var.store_password_files) : contains(["redis", "postgres", "spark"], store)])
+    error_message = "The store_password_files keys must be store names: \"redis\", \"postgres\" or \"spark\"."
+  }
+
+  validation {
+    condition     = alltrue([for path in values(var.store_password_files) : fileexists(path)])
+    error_message = "Every store_password_files entry must point to an existing file."
+  }
+
+  validation {
+    # Yandex's rule for Valkey passwords, the stricter of the two services
+    # (https://yandex.cloud/en/docs/managed-redis/operations/cluster-create).
+    # The message never shows a password: only the variable (paths) is printed.
+    condition     = alltrue([for path in values(var.store_password_files) : can(regex("^[a-zA-Z0-9@=+?*.,!&#$^<>_-]{8,128}$", trimspace(file(path))))])
+    error_message = "Every store password file must hold 8 to 128 characters from A-Z a-z 0-9 @=+?*.,!&#$^<>_- (Yandex's password rules)."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Yandex Cloud specific inputs (featctl passes the [yandex] table of
 # featctl.toml as -var arguments).
@@ -199,4 +246,88 @@ variable "preemptible" {
   description = "Create a preemptible (cheaper, may be stopped at any time and after 24 h) VM."
   type        = bool
   default     = false
+}
+
+# Managed stores (used only for the entries of `stores`). The smallest sensible
+# host class is the burstable b3-c1-m4 (2 vCPU at 50%, 4 GB): enough for a
+# featctl deployment, not for production load. Valkey allows 8-32 GB of disk on
+# it, PostgreSQL 10-512 GB (https://yandex.cloud/en/docs/managed-redis/concepts/instance-types,
+# https://yandex.cloud/en/docs/managed-postgresql/concepts/instance-types).
+
+variable "redis_version" {
+  description = "Valkey version of the redis store (the provider's config.version, e.g. \"8.1-valkey\")."
+  type        = string
+  default     = "8.1-valkey"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+-valkey$", var.redis_version))
+    error_message = "The redis_version must be a Valkey version such as \"8.1-valkey\"."
+  }
+}
+
+variable "redis_resource_preset" {
+  description = "Host class of the redis store."
+  type        = string
+  default     = "b3-c1-m4"
+}
+
+variable "redis_disk_size" {
+  description = "Disk size of the redis store in GB (network-ssd; at least twice the host class's RAM)."
+  type        = number
+  default     = 16
+}
+
+variable "postgres_version" {
+  description = "PostgreSQL major version of the postgres store."
+  type        = string
+  default     = "17"
+
+  validation {
+    condition     = contains(["15", "16", "17", "18"], var.postgres_version)
+    error_message = "The postgres_version must be one of \"15\", \"16\", \"17\", \"18\"."
+  }
+}
+
+variable "postgres_resource_preset" {
+  description = "Host class of the postgres store."
+  type        = string
+  default     = "b3-c1-m4"
+}
+
+variable "postgres_disk_size" {
+  description = "Disk size of the postgres store in GB (network-ssd)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.postgres_disk_size >= 10
+    error_message = "The postgres_disk_size must be at least 10 GB."
+  }
+}
+
+variable "postgres_database" {
+  description = "Database created in the postgres store."
+  type        = string
+  default     = "feast"
+
+  validation {
+    # https://yandex.cloud/en/docs/managed-postgresql/operations/databases
+    condition     = can(regex("^[A-Za-z0-9_-]{1,63}$", var.postgres_database)) && !contains(["postgres", "template0", "template1"], var.postgres_database)
+    error_message = "The postgres_database must be 1-63 letters, digits, '_' or '-', and not postgres, template0 or template1."
+  }
+}
+
+variable "postgres_user" {
+  description = "User created in the postgres store (owner of postgres_database); its password comes from store_password_files[\"postgres\"]."
+  type        = string
+  default     = "feast"
+
+  validation {
+    # https://yandex.cloud/en/docs/managed-postgresql/operations/cluster-users
+    condition = (
+      can(regex("^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$", var.postgres_user)) && !startswith(var.postgres_user, "pg_") &&
+      !contains(["admin", "repl", "monitor", "postgres", "mdb_superuser", "mdb_admin", "mdb_monitor", "mdb_replication"], var.postgres_user)
+    )
+    error_message = "The postgres_user must be 1-63 letters, digits, '_' or '-', must not start with pg_ and must not be a name Yandex reserves (admin, repl, monitor, postgres, mdb_*)."
+  }
 }

@@ -24,6 +24,7 @@ from tests.unit.provision.tfeval import TEMPLATE, render_template
 
 SSH_USER = "featctl"
 REMOTE_BASE_DIR = "/opt/featctl"
+CA_URL = "https://storage.yandexcloud.net/cloud-certs/CA.pem"
 CLIENT_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG3VQ0nRzWZ9Q0XtZ0bW8m0qH8C3rZQyZkY6nqg6m9Yk featctl-client"
 
 
@@ -44,6 +45,9 @@ def template_values(private_key: str, public_key: str, **overrides: str) -> dict
         "host_private_key": private_key,  # file() content: multi-line, trailing newline
         "host_public_key": public_key,
         "remote_base_dir": REMOTE_BASE_DIR,
+        "ca_url": CA_URL,
+        "ca_dir": f"{overrides.get('remote_base_dir', REMOTE_BASE_DIR)}/tls",
+        "ca_file": f"{overrides.get('remote_base_dir', REMOTE_BASE_DIR)}/tls/YandexInternalRootCA.crt",
     }
     values.update(overrides)
     return values
@@ -110,6 +114,14 @@ def test_rendered_values_survive_yaml(rendered: str, host_key: tuple[str, str]) 
     assert doc["disable_root"] is True and doc["ssh_pwauth"] is False
     assert ["install", "-d", "-m", "0755", REMOTE_BASE_DIR] in doc["runcmd"]
     assert ["chown", f"{SSH_USER}:", REMOTE_BASE_DIR] in doc["runcmd"]
+    # Yandex's CA certificate, for TLS to the managed stores, fetched after the
+    # base directory exists (runcmd runs in order, after packages).
+    ca_file = f"{REMOTE_BASE_DIR}/tls/YandexInternalRootCA.crt"
+    [fetch] = [cmd for cmd in doc["runcmd"] if cmd[0] == "curl"]
+    assert fetch[-2:] == [ca_file, CA_URL] and "--fail" in fetch, fetch
+    assert doc["runcmd"].index(fetch) > doc["runcmd"].index(["install", "-d", "-m", "0755", f"{REMOTE_BASE_DIR}/tls"])
+    assert ["chmod", "0644", ca_file] in doc["runcmd"]
+    assert "curl" in doc["packages"]
 
 
 def test_unusual_but_valid_values_stay_valid(host_key: tuple[str, str], tmp_path: Path) -> None:

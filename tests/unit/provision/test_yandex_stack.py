@@ -24,10 +24,15 @@ TEMPLATE = YANDEX_DIR / "cloud-init.yaml.tftpl"
 
 # featctl always passes these; they have no default.
 REQUIRED_INPUTS = ("name", "ssh_public_key", "host_keys")
-CONTRACT_INPUTS = (*REQUIRED_INPUTS, "ssh_user", "remote_base_dir")
+CONTRACT_INPUTS = (*REQUIRED_INPUTS, "ssh_user", "remote_base_dir", "stores", "store_password_files")
 # Replaced by host_keys (one key pair per host).
 REMOVED_INPUTS = ("host_private_key_path", "host_public_key")
-CONTRACT_OUTPUTS = ("target", "hosts", "host", "port", "user", "host_public_key", "remote_base_dir")
+CONTRACT_OUTPUTS = ("target", "hosts", "host", "port", "user", "host_public_key", "remote_base_dir", "stores")
+# store -> (resource type of its cluster, the local that holds its port, the port)
+STORES = {
+    "redis": ("yandex_mdb_redis_cluster_v2", "redis_tls_port", 6380),
+    "postgres": ("yandex_mdb_postgresql_cluster", "postgres_port", 6432),
+}
 
 SECRET_MARKERS = re.compile(
     r"private|secret|password|token|file\(|templatefile\(|metadata|user-data|user_data",
@@ -90,6 +95,11 @@ def test_contract_inputs(yandex: dict) -> None:
         assert v not in variables, f"{v} is replaced by host_keys"
     assert variables["ssh_user"].get("default") == "featctl"
     assert variables["remote_base_dir"].get("default") == "/opt/featctl"
+    assert variables["stores"].get("default") == []
+    assert variables["store_password_files"].get("default") == {}
+    assert re.sub(r"\s+", "", str(variables["store_password_files"]["type"])) == "map(string)"
+    stores_rules = " ".join(str(b["condition"]) for b in blocks(variables["stores"], "validation"))
+    assert re.search(r'contains\(\["redis", ?"postgres", ?"spark"\], s\)', stores_rules), stores_rules
     name_validation = " ".join(str(b["condition"]) for b in blocks(variables["name"], "validation"))
     assert "^[a-z][a-z0-9-]{0,40}$" in name_validation
 
@@ -146,6 +156,7 @@ def test_contract_outputs(yandex: dict) -> None:
     assert outputs["remote_base_dir"]["value"] == "var.remote_base_dir"
     # host, port and host_public_key stay what they were: host 0's.
     assert outputs["hosts"]["value"] == "local.hosts"
+    assert outputs["stores"]["value"] == "local.stores"
     for name in ("host", "port", "host_public_key"):
         assert outputs[name]["value"] == f"local.hosts[0].{name}", outputs[name]
 
@@ -182,6 +193,77 @@ def test_vm_security_group_only_ssh_ingress(yandex: dict) -> None:
     assert "security_group_id" not in rule and "predefined_target" not in rule
     egress = blocks(sg, "egress")
     assert len(egress) == 1 and str(egress[0]["protocol"]).upper() == "ANY"
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_store_security_group_only_from_subnet(store: str, yandex: dict) -> None:
+    cluster_type, port_local, port = STORES[store]
+    assert locals_of(yandex)[port_local] == port
+    sg = resources(yandex, "yandex_vpc_security_group")[store]
+    assert sg["count"] == f"local.{store}_enabled ? 1 : 0"
+    assert sg["network_id"] == "yandex_vpc_network.this.id"
+    [rule] = blocks(sg, "ingress")
+    assert str(rule["protocol"]).upper() == "TCP"
+    assert rule["port"] == f"local.{port_local}"
+    assert "from_port" not in rule and "to_port" not in rule
+    assert rule["v4_cidr_blocks"] == ["var.subnet_cidr"]
+    assert "security_group_id" not in rule and "predefined_target" not in rule
+    assert "egress" not in sg
+    cluster = one(yandex, cluster_type)
+    assert cluster["security_group_ids"] == [f"yandex_vpc_security_group.{store}[0].id"]
+    assert cluster["network_id"] == "yandex_vpc_network.this.id"
+    assert cluster["count"] == f"local.{store}_enabled ? 1 : 0"
+    assert locals_of(yandex)[f"{store}_enabled"] == f'contains(var.stores, "{store}")'
+
+
+def test_store_passwords_are_read_sensitive_and_only_for_enabled_stores(yandex: dict) -> None:
+    passwords = re.sub(r"\s+", " ", str(locals_of(yandex)["store_passwords"]))
+    match = re.fullmatch(
+        r"\{for (\w+), (\w+) in var\.store_password_files : \1 => sensitive\(trimspace\(file\(\2\)\)\) "
+        r'if contains\(var\.stores, \1\) && \1 != "spark"\}',
+        passwords,
+    )
+    assert match, passwords
+
+
+def _preconditions(body: dict) -> str:
+    return " ".join(str(p["condition"]) for lc in blocks(body, "lifecycle") for p in blocks(lc, "precondition"))
+
+
+def test_redis_store(yandex: dict) -> None:
+    redis = one(yandex, "yandex_mdb_redis_cluster_v2")
+    assert redis["tls_enabled"] is True
+    assert redis["config"]["password"] == 'local.store_passwords["redis"]'
+    assert redis["config"]["version"] == "var.redis_version"
+    assert redis["resources"]["resource_preset_id"] == "var.redis_resource_preset"
+    assert redis["resources"]["disk_size"] == "var.redis_disk_size"
+    assert redis["hosts"] == {"a": {"zone": "var.zone", "subnet_id": "yandex_vpc_subnet.this.id"}}
+    assert 'contains(keys(var.store_password_files), "redis")' in _preconditions(redis)
+    defaults = named(yandex, "variable")
+    assert defaults["redis_resource_preset"]["default"] == "b3-c1-m4"
+
+
+def test_postgres_store(yandex: dict) -> None:
+    cluster = one(yandex, "yandex_mdb_postgresql_cluster")
+    [config] = blocks(cluster, "config")
+    assert config["version"] == "var.postgres_version"
+    [res] = blocks(config, "resources")
+    assert res["resource_preset_id"] == "var.postgres_resource_preset"
+    [host] = blocks(cluster, "host")
+    assert host == {"zone": "var.zone", "subnet_id": "yandex_vpc_subnet.this.id"}
+    assert "user" not in cluster and "database" not in cluster, "deprecated blocks: use the separate resources"
+    user = one(yandex, "yandex_mdb_postgresql_user")
+    assert user["password"] == 'local.store_passwords["postgres"]'
+    assert user["name"] == "var.postgres_user"
+    assert user["cluster_id"] == "yandex_mdb_postgresql_cluster.this[0].id"
+    assert 'contains(keys(var.store_password_files), "postgres")' in _preconditions(user)
+    database = one(yandex, "yandex_mdb_postgresql_database")
+    assert database["name"] == "var.postgres_database"
+    assert database["owner"] == "yandex_mdb_postgresql_user.this[0].name"
+    version_rule = " ".join(
+        str(b["condition"]) for b in blocks(named(yandex, "variable")["postgres_version"], "validation")
+    )
+    assert '"14"' not in version_rule and '"15"' in version_rule
 
 
 def test_instance_wiring(yandex: dict) -> None:

@@ -27,6 +27,13 @@ def _host_keys(count: int) -> list[dict[str, str]]:
     return [{"private_key_path": f"keys/host_{i}", "public_key": _public(i)} for i in range(count)]
 
 
+PASSWORDS = {"redis": "keys/pw_good", "postgres": "keys/pw_good"}
+PASSWORD_FILES = {
+    "pw_good": "Xk3-vQ9_pL2@mN7=wR4+\n",  # a trailing newline is ignored
+    "pw_short": "abc123",
+    "pw_slash": "abc/def+ghi=jkl",  # base64's '/' is not allowed by Yandex
+}
+
 VALID: dict[str, Any] = {
     "name": "drivers",
     "ssh_public_key": CLIENT_KEY,
@@ -83,6 +90,22 @@ CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     # so the case passes [] itself.)
     "ssh_cidrs_empty": (_with(ssh_allowed_cidrs=[]), "ssh_allowed_cidrs list is empty"),
     "ssh_cidrs_bad": (_with(ssh_allowed_cidrs=["203.0.113.7"]), "IPv4 CIDR block"),
+    # stores and their password files. (That every enabled store has a file is
+    # a precondition on the store resources: it needs both inputs.)
+    "stores_both": (_with(stores=["redis", "postgres"], store_password_files=PASSWORDS), None),
+    "stores_unknown": (_with(stores=["mysql"]), 'one of "redis", "postgres", "spark"'),
+    "stores_repeated": (_with(stores=["redis", "redis"], store_password_files=PASSWORDS), "must not repeat"),
+    "stores_spark": (_with(stores=["spark"]), "does not create a Spark"),
+    "passwords_unknown_store": (_with(store_password_files={"mysql": "keys/pw_good"}), "must be store names"),
+    "passwords_missing_file": (_with(store_password_files={"redis": "keys/nowhere"}), "existing file"),
+    "passwords_too_short": (_with(store_password_files={"redis": "keys/pw_short"}), "8 to 128 characters"),
+    "passwords_bad_chars": (_with(store_password_files={"postgres": "keys/pw_slash"}), "8 to 128 characters"),
+    "redis_version_old_style": (_with(redis_version="7.2"), "Valkey version"),
+    "postgres_14": (_with(postgres_version="14"), '"15", "16", "17", "18"'),
+    "postgres_18": (_with(postgres_version="18"), None),
+    "postgres_user_reserved": (_with(postgres_user="admin"), "reserves"),
+    "postgres_user_pg_prefix": (_with(postgres_user="pg_feast"), "pg_"),
+    "postgres_database_reserved": (_with(postgres_database="template1"), "not postgres, template0 or template1"),
 }
 
 
@@ -94,6 +117,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         (scratch / "keys" / f"host_{i}").write_text(
             "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n"
         )
+    for name, content in PASSWORD_FILES.items():
+        (scratch / "keys" / name).write_text(content)
     return check_variables({name: values for name, (values, _) in CASES.items()}, scratch)
 
 
