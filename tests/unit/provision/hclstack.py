@@ -9,6 +9,8 @@ block from an attribute) so the assertions do not depend on it.
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,20 @@ def norm(value: Any, *, keep_block_marker: bool = False) -> Any:
     return value
 
 
+@functools.cache
+def parse_file(path: Path) -> dict[str, Any]:
+    """python-hcl2's raw result for one file (parsed once per test run)."""
+    with path.open(encoding="utf-8") as fp:
+        return hcl2.load(fp)
+
+
 def load_dir(directory: Path, *, keep_block_marker: bool = False) -> dict[str, list[dict]]:
     """Parse every .tf file of a directory; merge the top-level block lists."""
     merged: dict[str, list[dict]] = {}
     files = sorted(directory.glob("*.tf"))
     assert files, f"no .tf files in {directory}"
     for tf in files:
-        with tf.open(encoding="utf-8") as fp:
-            doc = norm(hcl2.load(fp), keep_block_marker=keep_block_marker)
+        doc = norm(copy.deepcopy(parse_file(tf)), keep_block_marker=keep_block_marker)
         for kind, blocks in doc.items():
             merged.setdefault(kind, []).extend(blocks)
     return merged

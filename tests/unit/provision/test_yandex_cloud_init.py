@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.unit.provision.tfeval import TEMPLATE, render_template
+from tests.unit.provision.tfeval import TEMPLATE, render_templates
 
 SSH_USER = "featctl"
 REMOTE_BASE_DIR = "/opt/featctl"
@@ -58,10 +57,22 @@ def host_key() -> tuple[str, str]:
     return _host_key()
 
 
+UNUSUAL = {"ssh_user": "feast_ops-1", "remote_base_dir": "/srv/feat.ctl/base-dir"}
+BROKEN = "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\n"
+
+
 @pytest.fixture(scope="module")
-def rendered(host_key: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+def renderings(host_key: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The default rendering and one with unusual but valid values (one terraform console run)."""
     private, public = host_key
-    return render_template(TEMPLATE, template_values(private, public), tmp_path_factory.mktemp("tf"))
+    values = [template_values(private, public), template_values(private, public, **UNUSUAL)]
+    default, unusual = render_templates(TEMPLATE, values, tmp_path_factory.mktemp("tf"))
+    return {"default": default, "unusual": unusual}
+
+
+@pytest.fixture(scope="module")
+def rendered(renderings: dict[str, str]) -> str:
+    return renderings["default"]
 
 
 def _cloud_init() -> str:
@@ -74,28 +85,36 @@ def _cloud_init() -> str:
     return exe
 
 
-def _validate(user_data: str, where: Path) -> subprocess.CompletedProcess[str]:
-    path = where / "user-data.yaml"
-    path.write_text(user_data, encoding="utf-8")
-    return subprocess.run(
-        [_cloud_init(), "schema", "--config-file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.fixture(scope="module")
+def verdicts(renderings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]:
+    """``cloud-init schema --config-file`` on each document, run side by side: (exit code, output)."""
+    exe = _cloud_init()
+    where = tmp_path_factory.mktemp("cloud-init")
+    running = {}
+    for name, text in {**renderings, "broken": BROKEN}.items():
+        path = where / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        running[name] = subprocess.Popen(
+            [exe, "schema", "--config-file", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    verdicts = {}
+    for name, proc in running.items():
+        out, _ = proc.communicate(timeout=60)
+        verdicts[name] = (proc.returncode, out)
+    return verdicts
 
 
-def test_rendered_user_data_passes_cloud_init_schema(rendered: str, tmp_path: Path) -> None:
-    proc = _validate(rendered, tmp_path)
-    assert proc.returncode == 0, f"cloud-init rejects the rendered user-data:\n{proc.stdout}{proc.stderr}"
-    assert "Valid cloud-config" in proc.stdout, proc.stdout
+def test_rendered_user_data_passes_cloud_init_schema(verdicts: dict[str, tuple[int, str]]) -> None:
+    code, out = verdicts["default"]
+    assert code == 0, f"cloud-init rejects the rendered user-data:\n{out}"
+    assert "Valid cloud-config" in out, out
 
 
-def test_validator_rejects_what_broke_cloud_init(tmp_path: Path) -> None:
+def test_validator_rejects_what_broke_cloud_init(verdicts: dict[str, tuple[int, str]]) -> None:
     """The validator used above does catch the defect issue 11 fixed."""
-    proc = _validate("#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\n", tmp_path)
-    assert proc.returncode != 0
-    assert "ssh_genkeytypes" in proc.stdout + proc.stderr
+    code, out = verdicts["broken"]
+    assert code != 0
+    assert "ssh_genkeytypes" in out
 
 
 def test_rendered_values_survive_yaml(rendered: str, host_key: tuple[str, str]) -> None:
@@ -124,12 +143,9 @@ def test_rendered_values_survive_yaml(rendered: str, host_key: tuple[str, str]) 
     assert "curl" in doc["packages"]
 
 
-def test_unusual_but_valid_values_stay_valid(host_key: tuple[str, str], tmp_path: Path) -> None:
-    private, public = host_key
-    values = template_values(private, public, ssh_user="feast_ops-1", remote_base_dir="/srv/feat.ctl/base-dir")
-    user_data = render_template(TEMPLATE, values, tmp_path / "tf")
-    doc = yaml.safe_load(user_data)
+def test_unusual_but_valid_values_stay_valid(renderings: dict[str, str], verdicts: dict[str, tuple[int, str]]) -> None:
+    doc = yaml.safe_load(renderings["unusual"])
     assert doc["users"][0]["name"] == "feast_ops-1"
     assert ["chown", "feast_ops-1:", "/srv/feat.ctl/base-dir"] in doc["runcmd"]
-    proc = _validate(user_data, tmp_path)
-    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}"
+    code, out = verdicts["unusual"]
+    assert code == 0, out

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 
+from tests.unit.provision.hclstack import parse_file
 from tests.unit.provision.tfeval import YANDEX_DIR, console
 
 REMOTE_BASE_DIR = "/srv/featctl"
@@ -36,11 +36,10 @@ POSTGRES_FQDN = "rc1a-pg0000000000000.mdb.yandexcloud.net"
 def _raw(directory: Path, kind: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for tf in sorted(directory.glob("*.tf")):
-        with tf.open(encoding="utf-8") as fp:
-            for block in hcl2.load(fp).get(kind, []):
-                for name, value in block.items():
-                    if not name.startswith("__"):
-                        merged[name.strip('"')] = value
+        for block in parse_file(tf).get(kind, []):
+            for name, value in block.items():
+                if not name.startswith("__"):
+                    merged[name.strip('"')] = value
     return merged
 
 

@@ -55,10 +55,20 @@ def console(expression: str, scratch: Path) -> str:
     return base64.b64decode(printed[1:-1]).decode()
 
 
+def render_templates(template: Path, renderings: list[Mapping[str, str]], scratch: Path) -> list[str]:
+    """templatefile(template, values) for each set of values, exactly as Terraform renders it."""
+    calls = []
+    for values in renderings:
+        args = ", ".join(f'{name} = base64decode("{_b64(value)}")' for name, value in sorted(values.items()))
+        calls.append(f'templatefile(base64decode("{_b64(str(template))}"), {{ {args} }})')
+    rendered = json.loads(console(f"jsonencode([{', '.join(calls)}])", scratch))
+    assert isinstance(rendered, list) and all(isinstance(r, str) for r in rendered)
+    return rendered
+
+
 def render_template(template: Path, values: Mapping[str, str], scratch: Path) -> str:
-    """templatefile(template, values) exactly as Terraform renders it."""
-    args = ", ".join(f'{name} = base64decode("{_b64(value)}")' for name, value in sorted(values.items()))
-    return console(f'templatefile(base64decode("{_b64(str(template))}"), {{ {args} }})', scratch)
+    [rendered] = render_templates(template, [values], scratch)
+    return rendered
 
 
 def check_variables(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> dict[str, list[str]]:
