@@ -1,31 +1,72 @@
-# Contract outputs shared by every featctl stack. No output may carry secrets.
+# Outputs featctl reads. No output may carry a secret: host keys appear only as
+# their public lines, and the user-data (with the private keys) never.
+
+locals {
+  hosts = [for i, vm in yandex_compute_instance.this : {
+    host            = vm.network_interface[0].nat_ip_address
+    port            = 22
+    host_public_key = trimspace(var.host_keys[i].public_key)
+  }]
+}
+
+locals {
+  # Endpoints of the enabled stores, without secrets (the passwords stay in
+  # featctl's files). A for expression over each store's resources (count 0 or
+  # 1) yields an entry only for an enabled store; {} when none is.
+  stores = merge(
+    { for cluster in yandex_mdb_redis_cluster_v2.this : "redis" => {
+      host    = cluster.hosts["a"].fqdn
+      port    = local.redis_tls_port
+      tls     = true
+      ca_file = local.ca_file
+    } },
+    { for i, cluster in yandex_mdb_postgresql_cluster.this : "postgres" => {
+      host     = cluster.host[0].fqdn
+      port     = local.postgres_port
+      database = yandex_mdb_postgresql_database.this[i].name
+      user     = yandex_mdb_postgresql_user.this[i].name
+      sslmode  = "verify-full"
+      ca_file  = local.ca_file
+    } },
+  )
+}
 
 output "target" {
   description = "Stack kind."
   value       = "yandex"
 }
 
+output "hosts" {
+  description = "Every host, in host_keys order: its static public IPv4 address, SSH port and the public host key installed on it (to pin in known_hosts)."
+  value       = local.hosts
+}
+
 output "host" {
-  description = "Public (NAT) IPv4 address of the VM."
-  value       = yandex_compute_instance.this.network_interface[0].nat_ip_address
+  description = "Public IPv4 address of host 0 (hosts[0].host)."
+  value       = local.hosts[0].host
 }
 
 output "port" {
-  description = "SSH port."
-  value       = 22
-}
-
-output "user" {
-  description = "SSH login user."
-  value       = var.ssh_user
+  description = "SSH port of host 0 (hosts[0].port)."
+  value       = local.hosts[0].port
 }
 
 output "host_public_key" {
-  description = "Public host key installed on the VM (to pin in known_hosts)."
-  value       = var.host_public_key
+  description = "Public host key of host 0 (hosts[0].host_public_key)."
+  value       = local.hosts[0].host_public_key
+}
+
+output "user" {
+  description = "SSH login user (the same on every host)."
+  value       = var.ssh_user
 }
 
 output "remote_base_dir" {
-  description = "Deployment directory on the VM."
+  description = "Deployment directory on every host."
   value       = var.remote_base_dir
+}
+
+output "stores" {
+  description = "Enabled store name -> endpoint, without secrets. redis: {host, port, tls, ca_file}; postgres: {host, port, database, user, sslmode, ca_file}. ca_file is the CA certificate's path on every host. {} when no store is enabled."
+  value       = local.stores
 }

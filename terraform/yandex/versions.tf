@@ -3,8 +3,12 @@ terraform {
 
   required_providers {
     yandex = {
-      source  = "yandex-cloud/yandex"
-      version = "~> 0.130"
+      source = "yandex-cloud/yandex"
+      # >= 0.180: yandex_mdb_redis_cluster_v2 (Valkey) and every argument the
+      # stack uses exist there (checked against the provider's source for
+      # v0.180.0 and v0.222.0, see tests/unit/provision/test_yandex_provider_schema.py).
+      # postgres_version = "18" is listed by the provider from v0.206.0 on.
+      version = "~> 0.180"
     }
   }
 }
