@@ -48,6 +48,7 @@ resource "terraform_data" "sshd" {
     var.ssh_public_key,
     var.ssh_user,
     var.sshd_path,
+    var.uv_path,
   ]
 
   input = {
@@ -66,6 +67,7 @@ resource "terraform_data" "sshd" {
       SSH_USER        = var.ssh_user
       REMOTE_BASE_DIR = var.remote_base_dir
       SSHD            = var.sshd_path
+      UV_PATH         = var.uv_path
     }
   }
 

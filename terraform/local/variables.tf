@@ -68,3 +68,9 @@ variable "sshd_path" {
   type        = string
   default     = "/usr/sbin/sshd"
 }
+
+variable "uv_path" {
+  description = "A uv binary on this machine that the local host's sessions may use (as FEATCTL_HOST_UV), so building the Feast environment needs no uv bootstrap; empty: the host bootstraps its own."
+  type        = string
+  default     = ""
+}

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -349,7 +350,10 @@ def test_schedule_runs_and_status_shows_it(dep):
 
 
 def test_nan_and_unknown_drivers_give_strict_json(dep):
-    path = dep.repo / "data" / "driver_stats.parquet"
+    # A NaN lands in the online store the way new data does: the serving release's
+    # source file gains a row, and an incremental materialization picks it up (no
+    # redeploy needed; the file is restored afterwards, so the host matches the repo).
+    path = Path(dep.record()["remote_base_dir"]) / "current" / "data" / "driver_stats.parquet"
     original = path.read_bytes()
     df = pd.read_parquet(path)
     row = df[df.driver_id == 1003].tail(1).copy()
@@ -357,7 +361,7 @@ def test_nan_and_unknown_drivers_give_strict_json(dep):
     row["conv_rate"] = float("nan")
     pd.concat([df, row]).to_parquet(path, index=False)
     try:
-        dep.run("deploy").ok()
+        dep.run("materialize").ok()
         for args in (
             ("score", "-w", "conv_rate=1,acc_rate=1", "-d", "1003", "-d", "99999999"),
             ("online", "-d", "1003", "-f", "driver_quality_metrics:conv_rate"),
@@ -369,7 +373,7 @@ def test_nan_and_unknown_drivers_give_strict_json(dep):
                 assert rows[1]["linear_combination"] is None and "99999999: not found" in res.stderr
     finally:
         path.write_bytes(original)
-    dep.run("deploy").ok()
+    assert "nothing changed" in dep.run("deploy").ok().stderr
 
 
 def test_logs_show_the_serving_release(dep):
@@ -377,80 +381,32 @@ def test_logs_show_the_serving_release(dep):
     assert "Application startup complete" in res.stdout or "Booting worker" in res.stdout
 
 
-def test_terraform_failure_then_rerun_converges(tmp_path):
-    import shutil
-
-    shutil.copytree(
-        ROOT / "feature_repo",
-        tmp_path / "feature_repo",
-        ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"),
-    )
-    (tmp_path / "featctl.toml").write_text('[local]\nsshd_path = "/nonexistent/sshd"\n')
+def test_terraform_failure_then_rerun_converges(dep):
+    """A provisioner that fails part-way (sshd cannot start): the serving release is
+    untouched, a rerun converges, and Terraform then plans no change."""
+    toml = dep.root / "featctl.toml"
+    toml.write_text('[local]\nsshd_path = "/nonexistent/sshd"\n')
     try:
-        res = featctl("deploy", cwd=tmp_path)
+        res = featctl("deploy", cwd=dep.root)
         assert res.returncode == 3, res.stderr
         assert "terraform apply failed" in last_line(res) and "/nonexistent/sshd" in last_line(res)
-        (tmp_path / "featctl.toml").unlink()
-        featctl("deploy", cwd=tmp_path, timeout=1200).ok()
-        plan = json.loads(featctl("plan", "-o", "json", cwd=tmp_path).ok().stdout)
-        assert plan["changes"] is False and plan["terraform"] == []
-        tf = subprocess.run(
-            [
-                "terraform",
-                "plan",
-                "-detailed-exitcode",
-                "-input=false",
-                "-no-color",
-                "-var-file=featctl.auto.tfvars.json",
-            ],
-            cwd=tmp_path / ".featctl" / "terraform" / "local",
-            capture_output=True,
-            text=True,
-        )
-        assert tf.returncode == 0, tf.stdout + tf.stderr
     finally:
-        featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
-    assert processes_under(tmp_path) == []
-
-
-def test_ssh_target_deploys_to_an_existing_host(dep, tmp_path):
-    """The same code path on a machine Terraform did not create: here the fault
-    deployment's sshd plays an existing server that we can log in to."""
-    import shutil
-
-    from featctl.remote.keys import fingerprint
-
-    r = dep.record()
-    identity = dep.workspace / "keys" / "client_ed25519"
-    real_fp = fingerprint((dep.workspace / "keys" / "host_ed25519.pub").read_text())
-    shutil.copytree(
-        ROOT / "feature_repo",
-        tmp_path / "feature_repo",
-        ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"),
+        toml.unlink()
+    featctl("deploy", cwd=dep.root, timeout=1200).ok()
+    score(dep)
+    plan = json.loads(featctl("plan", "-o", "json", cwd=dep.root).ok().stdout)
+    assert plan["changes"] is False and plan["terraform"] == []
+    tf = subprocess.run(
+        [
+            "terraform",
+            "plan",
+            "-detailed-exitcode",
+            "-input=false",
+            "-no-color",
+            "-var-file=featctl.auto.tfvars.json",
+        ],
+        cwd=dep.workspace / "terraform" / "local",
+        capture_output=True,
+        text=True,
     )
-    from featctl.provision.targets import free_loopback_port
-
-    # This machine serves other deployments too: give the "existing host" free ports.
-    port = free_loopback_port()
-    (tmp_path / "featctl.toml").write_text(f'server_port = {port}\n[ssh]\nremote_base_dir = "{tmp_path / "hostdir"}"\n')
-    target = ["--target", "ssh", "--host", f"{r['user']}@127.0.0.1:{r['port']}", "--identity", str(identity)]
-
-    unknown = featctl("deploy", *target, cwd=tmp_path)
-    assert unknown.returncode == 2 and real_fp in unknown.stderr and "--host-key-fingerprint" in unknown.stderr
-    wrong = featctl("deploy", *target, "--host-key-fingerprint", "SHA256:" + "A" * 43, cwd=tmp_path)
-    assert wrong.returncode == 4 and "refusing" in wrong.stderr
-    assert not (tmp_path / "hostdir").exists()
-
-    try:
-        featctl("deploy", *target, "--host-key-fingerprint", real_fp, cwd=tmp_path, timeout=1200).ok()
-        rows = json.loads(featctl("score", "-w", "conv_rate=1", "-d", "1001", "-o", "json", cwd=tmp_path).ok().stdout)
-        assert rows[0]["linear_combination"] is not None
-        st = json.loads(featctl("status", "-o", "json", cwd=tmp_path).ok().stdout)["deployment"]
-        assert st["target"] == "ssh" and st["feature_server"].startswith("healthy")
-        again = featctl("deploy", "--target", "ssh", cwd=tmp_path).ok()
-        assert "nothing changed" in again.stderr
-    finally:
-        featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
-    assert not (tmp_path / "hostdir").exists()
-    assert processes_under(tmp_path) == []
-    score(dep)  # the machine's own deployment is untouched
+    assert tf.returncode == 0, tf.stdout + tf.stderr

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REPO_SRC = ROOT / "feature_repo"
 FEAST_PYTHON = os.environ.get("FEATCTL_TEST_FEAST_PYTHON") or str(ROOT / ".venv-feast" / "bin" / "python")
 
-pytestmark = [pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import ROOT, featctl
 from tests.integration.conftest import processes_under
 from tests.integration.expected import as_of, latest, load
 
@@ -328,6 +329,50 @@ def test_redeploy_after_a_change_uploads_only_that_file(deployment):
         assert rows[0]["linear_combination"] is not None
     finally:
         features.write_text(original)
+
+
+def test_ssh_target_deploys_to_an_existing_host(deployment, tmp_path):
+    """The same code path on a machine Terraform did not create: here this module's
+    deployment's sshd plays an existing server that we can log in to."""
+    import shutil
+
+    from featctl.remote.keys import fingerprint
+
+    r = deployment.record()
+    identity = deployment.workspace / "keys" / "client_ed25519"
+    real_fp = fingerprint((deployment.workspace / "keys" / "host_ed25519.pub").read_text())
+    shutil.copytree(
+        ROOT / "feature_repo",
+        tmp_path / "feature_repo",
+        ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__"),
+    )
+    from featctl.provision.targets import free_loopback_port
+
+    # This machine serves other deployments too: give the "existing host" free ports.
+    port = free_loopback_port()
+    (tmp_path / "featctl.toml").write_text(f'server_port = {port}\n[ssh]\nremote_base_dir = "{tmp_path / "hostdir"}"\n')
+    target = ["--target", "ssh", "--host", f"{r['user']}@127.0.0.1:{r['port']}", "--identity", str(identity)]
+
+    unknown = featctl("deploy", *target, cwd=tmp_path)
+    assert unknown.returncode == 2 and real_fp in unknown.stderr and "--host-key-fingerprint" in unknown.stderr
+    wrong = featctl("deploy", *target, "--host-key-fingerprint", "SHA256:" + "A" * 43, cwd=tmp_path)
+    assert wrong.returncode == 4 and "refusing" in wrong.stderr
+    assert not (tmp_path / "hostdir").exists()
+
+    try:
+        featctl("deploy", *target, "--host-key-fingerprint", real_fp, cwd=tmp_path, timeout=1200).ok()
+        rows = json.loads(featctl("score", "-w", "conv_rate=1", "-d", "1001", "-o", "json", cwd=tmp_path).ok().stdout)
+        assert rows[0]["linear_combination"] is not None
+        st = json.loads(featctl("status", "-o", "json", cwd=tmp_path).ok().stdout)["deployment"]
+        assert st["target"] == "ssh" and st["feature_server"].startswith("healthy")
+        again = featctl("deploy", "--target", "ssh", cwd=tmp_path).ok()
+        assert "nothing changed" in again.stderr
+    finally:
+        featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
+    assert not (tmp_path / "hostdir").exists()
+    assert processes_under(tmp_path) == []
+    rows = deployment.json("score", "-w", "conv_rate=0.5,acc_rate=0.5", "-d", "1001")
+    assert rows[0]["linear_combination"] is not None  # the machine's own deployment is untouched
 
 
 def test_destroy_leaves_nothing_running(deployment):

@@ -77,6 +77,9 @@ set -eu
 # Trust the host's own certificate store (corporate proxies add their CA there).
 export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
 UV=$(command -v uv || true)
+if [ -z "$UV" ] && [ -n "${{FEATCTL_HOST_UV:-}}" ] && [ -x "${{FEATCTL_HOST_UV:-}}" ]; then
+  UV=$FEATCTL_HOST_UV  # the local target's host is this machine: featctl's own uv
+fi
 if [ -z "$UV" ]; then
   if [ ! -x {q(tools)}/bin/uv ]; then
     echo "bootstrapping uv {UV_VERSION}"

@@ -53,6 +53,10 @@ ClientAliveInterval 30
 LogLevel ERROR
 Subsystem sftp internal-sftp
 CONF
+if [ -n "${UV_PATH:-}" ] && [ -x "$UV_PATH" ]; then
+  # The local host is this machine: its sessions may use featctl's own uv.
+  printf 'SetEnv "FEATCTL_HOST_UV=%s"\n' "$UV_PATH" >> "$STATE_DIR/sshd_config.tmp"
+fi
 mv "$STATE_DIR/sshd_config.tmp" "$STATE_DIR/sshd_config"
 
 if ! "$SSHD" -t -f "$STATE_DIR/sshd_config" 2>"$STATE_DIR/sshd_check.log"; then
