@@ -36,6 +36,7 @@ REPO_COMMANDS = {
     "historical": ("historical", "cmd_historical"),
     "materialize": ("materialize", "cmd_materialize"),
     "rebase": ("rebase", "cmd_rebase"),
+    "probe": ("probe", "cmd_probe"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -47,6 +48,9 @@ BASE_COMMANDS = {
     "cleanup": ("releases", "cmd_cleanup"),
     "lock": ("lock", "cmd_lock"),
     "unlock": ("lock", "cmd_unlock"),
+    "owner": ("owner", "cmd_owner"),
+    "procs": ("procs", "cmd_procs"),
+    "free-port": ("procs", "cmd_free_port"),
     "materialize-loop": ("schedule", "cmd_materialize_loop"),
     "materialize-once": ("schedule", "cmd_materialize_once"),
 }
@@ -65,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("describe", help="describe the applied registry")
     d.add_argument("--full", action="store_true", help="skip the fast protobuf path (import feast)")
+    d.add_argument("--check", action="store_true", help="also check the sqlite online store's file and tables")
 
     h = sub.add_parser("historical", help="point-in-time correct training data to parquet")
     h.add_argument("--entities", required=True)
@@ -81,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
     r.add_argument("--from", dest="from_repo", required=True)
 
+    sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
+
     for name in REPO_COMMANDS:
         sub.choices[name].add_argument("--repo", required=True)
 
@@ -89,12 +96,21 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--base", required=True)
         if name in ("prepare", "finish-upload", "set", "switch", "stop"):
             sp.add_argument("--id", required=True)
+        if name == "prepare":
+            sp.add_argument("--fresh", action="store_true")
         if name == "set":
             sp.add_argument("--state", choices=("preparing", "ready", "failed"))
             sp.add_argument("--port", type=int)
         if name == "cleanup":
             sp.add_argument("--keep", type=int, default=5)
             sp.add_argument("--spare", default="")
+            sp.add_argument("--stop-idle", action="store_true")
+        if name == "owner":
+            sp.add_argument("--claim")
+        if name == "procs":
+            sp.add_argument("--kill", action="store_true")
+        if name == "free-port":
+            sp.add_argument("--port", type=int, required=True)
         if name == "lock":
             sp.add_argument("--holder", default="{}")
         if name.startswith("materialize-"):

@@ -180,12 +180,21 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
     if project not in known_projects and not any(o.spec.project == project for o in all_objs):
         raise InputError(f"project {project!r} not found in the registry: feature store not applied (run apply first)")
 
-    entities = [
-        {"name": e.spec.name, "join_keys": [e.spec.join_key]}
-        for e in mine(proto.entities)
-        if e.spec.name != DUMMY_ENTITY
-    ]
+    # A join key's type: the entity's declared one, else what the views inferred
+    # from their sources (an Entity without value_type is stored as INVALID).
+    inferred: dict[str, str] = {}
+    for fv in mine(proto.feature_views) + mine(proto.stream_feature_views):
+        for c in fv.spec.entity_columns:
+            inferred.setdefault(c.name, dtype_name(c))
+    entities = []
+    for e in mine(proto.entities):
+        if e.spec.name == DUMMY_ENTITY:
+            continue
+        declared = dtype_name(e.spec)
+        dtype = declared if declared not in ("Invalid", "Unknown") else inferred.get(e.spec.join_key, "Unknown")
+        entities.append({"name": e.spec.name, "join_keys": [e.spec.join_key], "join_key_types": {e.spec.join_key: dtype}})
 
+    stream_names = {fv.spec.name for fv in mine(proto.stream_feature_views)}
     fvs = []
     for fv in mine(proto.feature_views) + mine(proto.stream_feature_views):
         spec, meta = fv.spec, fv.meta
@@ -202,8 +211,10 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
         fvs.append(
             {
                 "name": spec.name,
+                "kind": "stream feature view" if spec.name in stream_names else "feature view",
                 "features": _fields(spec.features),
                 "entities": [e for e in spec.entities if e != DUMMY_ENTITY],
+                "join_keys": [f for f in _fields(spec.entity_columns) if f["name"] != DUMMY_JOIN_KEY],
                 "ttl_seconds": ttl,
                 "online": bool(spec.online),
                 "last_materialized": pb_ts(last, True) if last is not None else None,
@@ -237,6 +248,21 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
             }
         )
 
+    label_views = []
+    if "label_views" in proto.DESCRIPTOR.fields_by_name:  # Feast 0.67 has them
+        for lv in mine(proto.label_views):
+            spec = lv.spec
+            label_views.append(
+                {
+                    "name": spec.name,
+                    "kind": "label view",
+                    "features": _fields(spec.features),
+                    "entities": [e for e in spec.entities if e != DUMMY_ENTITY],
+                    "join_keys": [f for f in _fields(spec.entity_columns) if f["name"] != DUMMY_JOIN_KEY],
+                    "online": bool(spec.online),
+                }
+            )
+
     services = []
     for fs in mine(proto.feature_services):
         refs: list[str] = []
@@ -254,6 +280,7 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
         "entities": sorted(entities, key=by_name),
         "feature_views": sorted(fvs, key=by_name),
         "on_demand_feature_views": sorted(odfvs, key=by_name),
+        "label_views": sorted(label_views, key=by_name),
         "feature_services": sorted(services, key=by_name),
     }
 
@@ -263,5 +290,9 @@ def cmd_describe(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_repo_config(args.repo)
     proto, mode = load_registry(args.repo, cfg, full=args.full)
     doc = render_registry(proto, cfg["project"])
+    if args.check:
+        from .store import store_problems
+
+        doc["problems"] = store_problems(proto)
     print(f"hostagent: describe ({mode}) took {time.monotonic() - t0:.3f}s", file=sys.stderr)
     return doc

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from .common import alive, now, read, stop_pid, write
 from .lock import lock_holder
 from .output import InputError
+from .procs import group_alive, kill_groups
 
 META = ".featctl"
 
@@ -39,11 +41,18 @@ def current(base: str) -> str | None:
 
 
 def releases(base: str) -> list[dict[str, Any]]:
+    """Every release with its state, port and server: ``server_pid`` is its live
+    supervisor, ``server_group`` the live process group of the server itself
+    (alive without a supervisor when the supervisor was killed)."""
     root = os.path.join(base, "releases")
     out = []
     for rid in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         meta = os.path.join(root, rid, META)
         pid = read(os.path.join(meta, "server.pid"))
+        group = read(os.path.join(meta, "server-group.pid"))
+        probe = None
+        with contextlib.suppress(OSError, ValueError), open(os.path.join(meta, "probe.json")) as fh:
+            probe = json.load(fh)
         out.append(
             {
                 "id": rid,
@@ -51,19 +60,72 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "port": int(read(os.path.join(meta, "port"), "0") or 0) or None,
                 "created": read(os.path.join(meta, "created")) or None,
                 "server_pid": int(pid) if alive(pid) else None,
+                "server_group": int(group) if group_alive(group) else None,
+                "probe": probe,
             }
         )
+    return out
+
+
+def stop_server(base: str, release_id: str) -> bool:
+    """Stop a release's supervisor and its server's whole process group; True if
+    either ran. Works when the supervisor is gone and only the server is left."""
+    meta = os.path.join(base, "releases", release_id, META)
+    pid = read(os.path.join(meta, "server.pid"))
+    group = read(os.path.join(meta, "server-group.pid"))
+    was = alive(pid) or group_alive(group)
+    stop_pid(pid)  # the supervisor stops its server's group itself
+    if group_alive(group):
+        kill_groups({int(group)})
+    for name in ("server.pid", "server-group.pid"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(meta, name))
+    return was
+
+
+def _stat(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_json(path: str) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError), open(path) as fh:
+        data = json.load(fh)
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def verified_manifest(base: str, release_id: str) -> dict[str, str]:
+    """The release's manifest as its files are now: a file that vanished is left
+    out and one whose size or mtime changed since the upload is hashed again, so a
+    deploy uploads what the host lacks, not what featctl remembers sending."""
+    rel_dir = os.path.join(base, "releases", release_id)
+    manifest = _load_json(os.path.join(rel_dir, META, "manifest.json"))
+    stats = _load_json(os.path.join(rel_dir, META, "stat.json"))
+    out = {}
+    for rel, digest in manifest.items():
+        full = os.path.join(rel_dir, rel)
+        try:
+            st = _stat(full)
+        except OSError:
+            continue
+        out[rel] = str(digest) if stats.get(rel) == st else _sha256(full)
     return out
 
 
 def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
     base = args.base
     cur = current(base)
-    manifest = {}
-    if cur:
-        with contextlib.suppress(OSError, ValueError):
-            with open(os.path.join(base, "releases", cur, META, "manifest.json")) as fh:
-                manifest = json.load(fh)
+    manifest = verified_manifest(base, cur) if cur else {}
     schedule = None
     with contextlib.suppress(OSError, ValueError), open(os.path.join(base, "run", "schedule.json")) as fh:
         schedule = json.load(fh)
@@ -98,7 +160,12 @@ def _copy_file(src: str, dst: str) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
-    """Create releases/<id> as a copy of the current release (without its metadata)."""
+    """Create releases/<id> as a copy of the current release (without its metadata).
+
+    With --fresh only the files featctl uploaded are copied, none of the state
+    Feast wrote (registry, online store): the new release is applied and
+    materialized from scratch, as after a first deploy.
+    """
     base = args.base
     dest = os.path.join(base, "releases", args.id)
     if os.path.exists(dest):
@@ -107,7 +174,14 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
     write(os.path.join(dest, META, "state"), "preparing")
     write(os.path.join(dest, META, "created"), now())
     cur = current(base)
-    if cur:
+    if cur and args.fresh:
+        src = os.path.join(base, "releases", cur)
+        for rel in _load_json(os.path.join(src, META, "manifest.json")):
+            s = os.path.join(src, rel)
+            if os.path.isfile(s):
+                os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+                shutil.copy2(s, os.path.join(dest, rel))
+    elif cur:
         src = os.path.join(base, "releases", cur)
         for dirpath, dirnames, filenames in os.walk(src):
             rel = os.path.relpath(dirpath, src)
@@ -126,7 +200,7 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
                     os.symlink(os.readlink(s), os.path.join(target, name))
                 else:
                     _copy_file(s, os.path.join(target, name))
-    return {"release": args.id, "path": dest, "copied_from": cur}
+    return {"release": args.id, "path": dest, "copied_from": cur, "fresh": bool(args.fresh)}
 
 
 def cmd_finish_upload(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,6 +223,11 @@ def cmd_finish_upload(args: argparse.Namespace) -> dict[str, Any]:
             os.unlink(full)
             removed.append(path)
     write(os.path.join(rel_dir, META, "manifest.json"), json.dumps(new, sort_keys=True))
+    stats = {}
+    for path in new:
+        with contextlib.suppress(OSError):
+            stats[path] = _stat(os.path.join(rel_dir, path))
+    write(os.path.join(rel_dir, META, "stat.json"), json.dumps(stats, sort_keys=True))
     return {"removed": removed}
 
 
@@ -179,27 +258,28 @@ def cmd_switch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
-    meta = os.path.join(args.base, "releases", args.id, META)
-    pid = read(os.path.join(meta, "server.pid"))
-    was = alive(pid)
-    stop_pid(pid)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(meta, "server.pid"))
-    return {"stopped": was}
+    return {"stopped": stop_server(args.base, args.id)}
 
 
 def cmd_cleanup(args: argparse.Namespace) -> dict[str, Any]:
-    """Remove unfinished and failed releases and all but the newest ``keep`` ready ones."""
+    """Remove unfinished and failed releases and all but the newest ``keep`` ready
+    ones; stop the server of every release that is not current (with --stop-idle:
+    only a deploy or rollback in progress may run one, and they hold the lock)."""
     base = args.base
     cur = current(base)
     removed = []
+    stopped = []
     ready = [r for r in releases(base) if r["state"] == "ready"]
     keep = {r["id"] for r in ready[-args.keep :]} | ({cur} if cur else set())
     for r in releases(base):
-        if r["id"] in keep or r["id"] == args.spare:
+        if r["id"] == args.spare or r["id"] == cur:
             continue
-        meta = os.path.join(base, "releases", r["id"], META)
-        stop_pid(read(os.path.join(meta, "server.pid")))
+        if r["id"] in keep:
+            if args.stop_idle and (r["server_pid"] or r["server_group"]):
+                stop_server(base, r["id"])
+                stopped.append(r["id"])
+            continue
+        stop_server(base, r["id"])
         shutil.rmtree(os.path.join(base, "releases", r["id"]), ignore_errors=True)
         removed.append({"id": r["id"], "state": r["state"]})
-    return {"removed": removed}
+    return {"removed": removed, "stopped": stopped}

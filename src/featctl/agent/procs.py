@@ -1,0 +1,198 @@
+"""Which processes belong to the deployment, and who holds a port (stdlib only,
+Linux /proc).
+
+A process belongs to the deployment when its working directory is inside the
+deployment directory or an argument of its command line names a path inside
+it: every server featctl starts runs in its release directory, and every
+supervisor and agent command names the base directory. The agent's own
+process and its ancestors (the SSH session that runs it) are never counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import time
+from typing import Any
+
+from .common import alive
+from .output import InputError
+
+_LISTEN = "0A"
+
+
+def _ancestors() -> set[int]:
+    out = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
+def _inside(path: str, base: str) -> bool:
+    return path == base or path.startswith(base + "/")
+
+
+def _info(pid: int) -> dict[str, Any] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = ""
+    return {
+        "pid": pid,
+        "state": fields[0],
+        "ppid": int(fields[1]),
+        "pgid": int(fields[2]),
+        "cwd": cwd,
+        "argv": argv,
+        "cmd": " ".join(argv)[:300],
+    }
+
+
+def deployment_processes(base: str) -> list[dict[str, Any]]:
+    """Every live process of the deployment under ``base`` (not zombies, not us)."""
+    base = os.path.realpath(base)
+    skip = _ancestors()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        info = _info(int(entry))
+        if info is None or info["state"] == "Z":
+            continue
+        if _inside(info["cwd"], base) or any(_inside(a, base) for a in info["argv"]):
+            release = None
+            rel = os.path.relpath(info["cwd"], base) if _inside(info["cwd"], base) else ""
+            parts = rel.split("/")
+            if len(parts) >= 2 and parts[0] == "releases":
+                release = parts[1]
+            found.append({"pid": info["pid"], "pgid": info["pgid"], "release": release, "cmd": info["cmd"]})
+    return found
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            next(fh, None)
+            for line in fh:
+                cols = line.split()
+                if len(cols) < 10 or cols[3] != _LISTEN:
+                    continue
+                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    return inodes
+
+
+def port_holders(port: int) -> tuple[bool, list[int]]:
+    """(is the port listened on, pids whose sockets listen on it that we can see)."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False, []
+    wanted = {f"socket:[{i}]" for i in inodes}
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                        pids.append(int(entry))
+                        break
+    return True, sorted(pids)
+
+
+def kill_groups(pgids: set[int], timeout: float = 15.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is left after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_group_alive(g) for g in pgids):
+            time.sleep(0.1)
+        if not any(_group_alive(g) for g in pgids):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_procs(args: argparse.Namespace) -> dict[str, Any]:
+    """List the deployment's processes; with --kill stop them all (by process group)."""
+    procs = deployment_processes(args.base)
+    if not args.kill or not procs:
+        return {"processes": procs}
+    # Whole process groups only where the group's leader is the deployment's own
+    # (a server, a supervisor): a stray process in somebody's shell job must not
+    # take that shell with it.
+    pids = {p["pid"] for p in procs}
+    kill_groups({p["pgid"] for p in procs if p["pgid"] in pids and p["pgid"] > 1})
+    for p in deployment_processes(args.base):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p["pid"], signal.SIGTERM)
+    time.sleep(0.5)
+    for p in deployment_processes(args.base):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p["pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    return {"killed": len(procs), "processes": deployment_processes(args.base)}
+
+
+def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
+    """Make ``--port`` free for a new server of this deployment.
+
+    A server of this deployment holding it (an orphan of a killed supervisor, a
+    release that was never stopped) is stopped; anything else is reported and
+    left alone.
+    """
+    busy, pids = port_holders(args.port)
+    if not busy:
+        return {"free": True}
+    ours = {p["pid"]: p for p in deployment_processes(args.base)}
+    if not pids or any(pid not in ours for pid in pids):
+        foreign = [pid for pid in pids if pid not in ours]
+        return {"free": False, "owner": foreign[0] if foreign else None}
+    releases = sorted({ours[pid]["release"] for pid in pids if ours[pid]["release"]})
+    # Its supervisor first, if it still runs (it would start the server again).
+    for p in ours.values():
+        if p["release"] in releases and "featctl_agent.supervise" in p["cmd"]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p["pid"], signal.SIGKILL)
+    kill_groups({ours[pid]["pgid"] for pid in pids if ours[pid]["pgid"] in ours})
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while port_holders(args.port)[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if port_holders(args.port)[0]:
+        raise InputError(f"port {args.port} is still held after stopping this deployment's old server")
+    return {"free": True, "stopped": {"pids": pids, "releases": releases}}
+
+
+def group_alive(pid_text: str) -> bool:
+    """Whether the process group led by the pid in ``pid_text`` has a live member."""
+    return pid_text.isdigit() and (alive(pid_text) or _group_alive(int(pid_text)))

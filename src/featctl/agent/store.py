@@ -1,0 +1,37 @@
+"""Is the online store featctl can see on the host intact? (sqlite only)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def store_problems(proto: Any) -> list[str]:
+    """What is wrong with the sqlite online store the registry's infra records:
+    a missing file, a file that is not a database, a missing table. (A server
+    that still holds the deleted file open answers until it restarts: the file
+    is what the next restart and the next release see.)"""
+    import sqlite3
+
+    tables: dict[str, list[str]] = {}
+    for obj in proto.infra.infra_objects:
+        if obj.HasField("sqlite_table"):
+            tables.setdefault(obj.sqlite_table.path, []).append(obj.sqlite_table.name)
+    problems = []
+    for path, names in sorted(tables.items()):
+        if not os.path.exists(path):
+            problems.append(f"the online store {path} is missing")
+            continue
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            problems.append(f"the online store {path} cannot be read: {exc}")
+            continue
+        missing = sorted(set(names) - have)
+        if missing:
+            problems.append(f"the online store {path} lacks table(s) {', '.join(missing)}")
+    return problems
