@@ -72,10 +72,20 @@ class Session:
         return Layout(record.remote_base_dir)
 
     def connection(self, record: Deployment | None = None) -> Connection:
+        """The SSH connection to the host, made on first use; the host's copy of
+        featctl's agent is brought up to date with this client's (one digest check)."""
         if self._conn is None:
+            from featctl.remote.agent import install_agent
             from featctl.remote.ssh import connect
 
-            self._conn = connect(self.endpoint(record or self.deployment()))
+            record = record or self.deployment()
+            conn = connect(self.endpoint(record))
+            try:
+                install_agent(conn, self.layout(record))
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     def adopt(self, conn: Connection) -> None:

@@ -81,6 +81,11 @@ class Deployment:
     registry: dict[str, Any] = field(default_factory=dict)
     stack_vars: dict[str, Any] = field(default_factory=dict)
     last_materialized: str | None = None
+    #: Names this deployment on its host (run/owner.json there); a copied
+    #: workspace carries the same id but is not the host's last writer.
+    deployment_id: str = ""
+    #: How many changes this workspace made; the host records the last one.
+    generation: int = 0
     stage: str = "new"
     version: int = RECORD_VERSION
 

@@ -78,6 +78,7 @@ def deploy(
             show_default=False,
         ),
     ] = None,
+    take_over: o.TakeOver = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -116,7 +117,7 @@ def deploy(
     )
     with_ssh_options(session, ssh_flags)
     try:
-        result = run(session)
+        result = run(session, take_over=take_over)
     finally:
         rep.close()
         session.close()
@@ -200,6 +201,7 @@ def plan(
 
 
 def rollback(
+    take_over: o.TakeOver = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -207,14 +209,15 @@ def rollback(
 ) -> None:
     """Serve the previous release again (featctl keeps the last 5).
 
-    The previous release's server starts and is checked before the switch; if
-    it fails, the current release keeps serving.
+    The previous release's server starts and must pass the health check (an
+    online read of each view) before the switch; if it fails, the current
+    release keeps serving.
     """
     from featctl.lifecycle.rollback import rollback as run
 
     session, rep = make_session(repo=repo, workspace=workspace, config=config, verbose=verbose)
     try:
-        result = run(session)
+        result = run(session, take_over=take_over)
     finally:
         rep.close()
         session.close()
@@ -223,12 +226,17 @@ def rollback(
 
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    take_over: o.TakeOver = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
     verbose: o.Verbose = False,
 ) -> None:
-    """Stop the feature server, destroy the host with Terraform and remove the deployment's keys and state."""
+    """Stop every process of the deployment, destroy the host with Terraform and remove its keys and state.
+
+    Fails loudly (and keeps the record, so it can run again) when a process of
+    the deployment survives or, on the local target, a server port stays in use.
+    """
     from featctl.errors import UsageError
     from featctl.lifecycle.destroy import destroy as run
 
@@ -249,7 +257,7 @@ def destroy(
 
             raise Cancelled("destroy cancelled; nothing was changed")
     try:
-        result = run(session)
+        result = run(session, take_over=take_over)
     finally:
         rep.close()
         session.close()

@@ -131,16 +131,27 @@ def logs(
 
 
 def unlock(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Clear the lock even though its holder still lives (stopped, hung, or on a machine "
+            "featctl cannot see from here).",
+        ),
+    ] = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Clear a stale deploy lock on the host (left by a deploy whose client died)."""
+    """Clear a stale deploy lock on the host (left by a deploy whose client died).
+
+    A holder that still lives (a stopped process counts) is refused unless --force.
+    """
     from featctl.lifecycle.housekeeping import unlock as run
 
     session, rep = make_session(repo=repo, workspace=workspace, config=config)
     try:
-        result = run(session)
+        result = run(session, force=force)
     finally:
         session.close()
     if result.get("unlocked"):

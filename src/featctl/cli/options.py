@@ -48,3 +48,11 @@ FeatureService = Annotated[
     str | None,
     typer.Option("--feature-service", help="Feature service to read instead of --features.", show_default=False),
 ]
+TakeOver = Annotated[
+    bool,
+    typer.Option(
+        "--take-over",
+        help="Change the deployment although another workspace made its last change (a workspace "
+        "you moved, or whose original is gone). Never use it on a copy while the original is in use.",
+    ),
+]

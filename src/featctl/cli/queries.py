@@ -63,7 +63,8 @@ def score(
         typer.Option(
             "--weights",
             "-w",
-            help="Weights as NAME=VALUE[,NAME=VALUE]; a feature not given weighs 0.",
+            help="Weights as NAME=NUMBER[,NAME=NUMBER...] without spaces; NUMBER is a plain decimal "
+            "(0.7, -1, 2.5e-3). A feature not given weighs 0.",
             show_default=False,
         ),
     ] = None,
@@ -97,7 +98,8 @@ def score(
 
     Online from the feature server by default; point-in-time from the offline store with --at or --entities.
     """
-    from featctl.query.inputs import parse_drivers, parse_timestamp, parse_weights
+    from featctl.errors import UsageError
+    from featctl.query.inputs import check_out_path, parse_drivers, parse_timestamp, parse_weights
 
     fmt = output_format(output)
     specs = list(weights or [])
@@ -105,6 +107,10 @@ def score(
         parse_weights(specs, None)  # syntax first: bad input never reaches the host
     when = parse_timestamp(at, option="--at") if at is not None else None
     ids = parse_drivers(drivers or []) if drivers or entities is None else []
+    if out is not None:
+        if at is None and entities is None:
+            raise UsageError("--out is for --at/--entities scores; use --output csv > FILE for online scores")
+        check_out_path(out)
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         if at is not None or entities is not None:
@@ -115,10 +121,6 @@ def score(
             from featctl.query.online import score as run
 
             table = run(session, ids, specs)
-            if out is not None:
-                from featctl.errors import UsageError
-
-                raise UsageError("--out is for --at/--entities scores; use --output csv > FILE for online scores")
     finally:
         session.close()
     _show(table, fmt)
@@ -147,10 +149,12 @@ def historical(
 ) -> None:
     """Point-in-time correct features from the offline store on the host: one row per entity row, in order."""
     from featctl.query.historical import historical as run
-    from featctl.query.inputs import parse_feature_refs
+    from featctl.query.inputs import check_out_path, parse_feature_refs
 
     fmt = output_format(output)
     refs = parse_feature_refs(features or [])
+    if out is not None:
+        check_out_path(out)
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
         table = run(session, entities, features=refs, feature_service=feature_service, out=out)

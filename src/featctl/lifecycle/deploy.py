@@ -16,14 +16,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from featctl import FEAST_VERSION
 from featctl.errors import UsageError
+from featctl.lifecycle import ownership
 from featctl.lifecycle.common import check_repo, connect_host, holder
+from featctl.lifecycle.health import Health, release_health
 from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
-from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
+from featctl.repo import feature_store
+from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
 from featctl.store.prepare import prepare_sample_data
 
@@ -45,6 +47,8 @@ class DeployResult:
     release: str | None = None
     previous_release: str | None = None
     cleaned: list[dict[str, Any]] = field(default_factory=list)
+    #: The serving release was unhealthy and this deploy replaced it.
+    repaired: bool = False
     seconds: float = 0.0
 
     @property
@@ -52,7 +56,7 @@ class DeployResult:
         return bool(self.uploaded or self.deleted or self.installed_feast or self.applied or self.restarted_server)
 
 
-def deploy(session: Session) -> DeployResult:
+def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
     s = session.settings
     ws = session.workspace
     rep = session.reporter
@@ -66,11 +70,15 @@ def deploy(session: Session) -> DeployResult:
                 f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace"
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
-        data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json")
+        cfg = feature_store.load(s.repo)
+        data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json") if cfg.is_demo else []
+        bundle = build_bundle(s.repo, workspace=ws.root)  # bad paths and links fail before Terraform
         if s.target == "ssh":
             record = provision_existing(session, record)
             host_fp = fingerprint(record.host_public_key)
         else:
+            # A copied workspace's Terraform would replace the host: refuse it first.
+            ownership.precheck(session, record, take_over=take_over)
             keys = ensure_keys(session)
             record = provision(session, record, keys)
             host_fp = fingerprint(keys.host_public)
@@ -79,6 +87,7 @@ def deploy(session: Session) -> DeployResult:
         )
         if record.stage == "new":
             record.stage = "provisioned"
+        ownership.ensure_id(record)
         ws.save(record)
 
         conn = connect_host(session, record)
@@ -89,37 +98,51 @@ def deploy(session: Session) -> DeployResult:
             port=record.port,
             remote_base_dir=record.remote_base_dir,
             host_key_fingerprint=host_fp,
-            data_messages=data_messages,
+            data_messages=data_messages + bundle.notes,
         )
         rep.step("installing featctl's host agent")
         agent.install_agent(conn, layout)
+        owner = ownership.check(conn, layout, record, ws, take_over=take_over)
         with releases.deploy_lock(conn, layout, holder("deploy")):
-            rep.step(f"installing Feast {FEAST_VERSION} with uv")
             result.installed_feast = agent.ensure_feast_env(
-                conn, layout, on_line=rep.detail, timeout=s.command_timeout
+                conn, layout, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step
             )
-            result.cleaned = releases.cleanup(conn, layout)
+            # No server outside a deploy: a release left running by an interrupted
+            # switch or a killed supervisor is stopped here.
+            result.cleaned = releases.cleanup(conn, layout, stop_idle=True)
             host = releases.state(conn, layout)
-            local = releases.local_manifest(s.repo)
+            local = bundle
             cur = host.current_release
+            healthy, registry = (
+                release_health(conn, layout, cur) if cur is not None else (Health(False, "nothing serves"), None)
+            )
             if (
                 cur is not None
-                and local == host.manifest
+                and healthy
+                and local.manifest == host.manifest
                 and not result.installed_feast
                 and cur.port in record.server_ports
-                and cur.server_pid is not None
-                and FeatureServer(conn, cur.port).healthy()
             ):
                 record.release, record.server_port, record.stage = cur.id, cur.port, "deployed"
+                record.registry = registry or record.registry
+                ownership.claim(conn, layout, record, ws, changed=False, known=owner)
                 ws.save(record)
                 result.release = cur.id
                 result.seconds = time.monotonic() - started
                 return result
-            built = build_release(session, record, host, local)
+            if cur is not None and not healthy:
+                rep.info(
+                    f"release {cur.id} is unhealthy ({healthy.reason}); "
+                    "building a new release whose online store is loaded from the offline data"
+                )
+            built = build_release(session, record, host, local, fresh=cur is not None and not healthy)
             result.uploaded, result.deleted, result.materialized = built.uploaded, built.removed, built.materialized
             result.applied = result.restarted_server = True
             result.cleaned += built.cleaned
             result.release, result.previous_release = built.id, built.previous
+            result.repaired = cur is not None and not healthy
+            ownership.claim(conn, layout, record, ws)
+            ws.save(record)
         result.seconds = time.monotonic() - started
         return result
 

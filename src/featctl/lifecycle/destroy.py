@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from featctl.errors import FeatctlError
+from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
+from featctl.lifecycle import ownership
 from featctl.provision.machine import ensure_keys
 from featctl.provision.targets import stack_variables
 from featctl.provision.terraform import Stack
-from featctl.remote import releases, schedule, service
-from featctl.remote.ssh import q
+from featctl.remote import host, releases, schedule, service
+from featctl.remote.ssh import Connection, q
 from featctl.session import Session
+from featctl.workspace import Deployment
 
 
 @dataclass
@@ -21,7 +23,14 @@ class DestroyResult:
     messages: list[str] = field(default_factory=list)
 
 
-def destroy(session: Session) -> DestroyResult:
+def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
+    """Stop everything the deployment runs, destroy its host, forget its secrets.
+
+    Nothing of the deployment may survive: every process of it on the host is
+    stopped (by process group) and checked gone before Terraform runs, and on
+    the local target its server ports must be free afterwards. Otherwise it
+    fails loudly and keeps the record, so it can be run again.
+    """
     s = session.settings
     ws = session.workspace
     record = ws.load()
@@ -37,25 +46,12 @@ def destroy(session: Session) -> DestroyResult:
     tunnel.stop(ws.root)
     with ws.lock():
         if record and record.host:
-            session.reporter.step("stopping the feature server")
-            try:
-                conn = session.connection(record)
-                layout = session.layout(record)
-                for r in releases.state(conn, layout).releases:
-                    result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
-                schedule.disable(conn, layout)
-                if target == "ssh":
-                    # Not featctl's machine: leave it as it was before the first deploy.
-                    conn.run(f"rm -rf {q(layout.base)}", timeout=300)
-                    result.destroyed = True
-            except FeatctlError as exc:
-                if target == "ssh":
-                    raise
-                result.messages.append(
-                    f"could not stop the feature server over SSH ({exc}); Terraform removes the host"
-                )
-            finally:
-                session.close()
+            conn = _connect(session, record, result)
+            if conn is not None:
+                try:
+                    _stop_everything(session, conn, record, result, take_over=take_over)
+                finally:
+                    session.close()
         if stack is not None and stack.has_state:
             session.reporter.step(f"terraform destroy ({target})")
             stack.prepare()
@@ -68,6 +64,13 @@ def destroy(session: Session) -> DestroyResult:
                 )
             stack.destroy(variables)
             result.destroyed = True
+        if target == "local" and record is not None:
+            busy = [p for p in record.server_ports if _port_open("127.0.0.1", p)]
+            if busy:
+                raise FeatctlError(
+                    f"destroy ran, but port(s) {', '.join(map(str, busy))} on this machine still accept connections; "
+                    "the record is kept: find the process (ss -ltnp) and run `featctl destroy` again"
+                )
         ws.forget(target)
         result.messages.append(
             "removed featctl's directory on the host and the pinned host key"
@@ -76,3 +79,46 @@ def destroy(session: Session) -> DestroyResult:
         )
     return result
 
+
+def _connect(session: Session, record: Deployment, result: DestroyResult) -> Connection | None:
+    try:
+        return session.connection(record)
+    except HostKeyMismatch:
+        raise
+    except SSHError as exc:
+        if record.target == "ssh":
+            raise
+        result.messages.append(f"could not stop the feature server over SSH ({exc}); Terraform removes the host")
+        return None
+
+
+def _stop_everything(
+    session: Session, conn: Connection, record: Deployment, result: DestroyResult, *, take_over: bool
+) -> None:
+    layout = session.layout(record)
+    ownership.check(conn, layout, record, session.workspace, take_over=take_over)
+    session.reporter.step("stopping the feature servers and the schedule")
+    for r in releases.state(conn, layout).releases:
+        result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
+    schedule.disable(conn, layout)
+    left = host.processes(conn, layout, kill=True)
+    if left:
+        shown = "; ".join(f"pid {p['pid']} ({p['cmd'][:80]})" for p in left[:3])
+        raise FeatctlError(
+            f"destroy stopped before Terraform: {len(left)} process(es) of the deployment survive SIGKILL on the "
+            f"host: {shown}; nothing was destroyed"
+        )
+    if record.target == "ssh":
+        # Not featctl's machine: leave it as it was before the first deploy.
+        conn.run(f"rm -rf {q(layout.base)}", timeout=300)
+        result.destroyed = True
+
+
+def _port_open(host_name: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host_name, port), timeout=1):
+            return True
+    except OSError:
+        return False

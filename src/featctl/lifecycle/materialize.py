@@ -79,6 +79,14 @@ def materialize(
     if start is not None and end is not None and start >= end:
         raise UsageError("--start must be before --end")
     record = session.deployment()
+    known = {v["name"] for v in (record.registry or {}).get("feature_views", [])}
+    if views and known:  # checked against the cached registry summary, before connecting
+        unknown = [v for v in views if v not in known]
+        if unknown:
+            raise UsageError(
+                f"unknown feature view(s) {', '.join(unknown)}; deployed: {', '.join(sorted(known))}",
+                hint="`featctl status` lists the views",
+            )
     ws = session.workspace
     with ws.lock():
         done = _materialize_fast(session, record, views) if start is None else None

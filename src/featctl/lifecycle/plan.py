@@ -12,6 +12,8 @@ from featctl.provision.machine import prepared_stack
 from featctl.provision.targets import HostKeys
 from featctl.remote import agent, releases
 from featctl.remote.keys import generate_ed25519
+from featctl.remote.ssh import q
+from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
 
 
@@ -58,9 +60,10 @@ def plan(session: Session) -> PlanResult:
             keys = HostKeys(client_public=client, host_private_path=str(Path(tmp) / "host"), host_public=host_pub)
         stack, variables = prepared_stack(session, record, keys)
         result.terraform = stack.plan(variables)
-        local = releases.local_manifest(s.repo)
+        local = build_bundle(s.repo, workspace=ws.root)
+        result.notes += local.notes
         if not (record and record.host and record.stage == "deployed"):
-            result.upload = sorted(local)
+            result.upload = sorted(local.manifest)
             result.registry = "everything in the repository (first feast apply)"
             result.notes.append("nothing is deployed from this workspace yet")
             return result
@@ -73,9 +76,9 @@ def plan(session: Session) -> PlanResult:
             return result
         layout = session.layout(record)
         host = releases.state(conn, layout)
-        result.upload = sorted(rel for rel, digest in local.items() if host.manifest.get(rel) != digest)
-        result.remove = sorted(set(host.manifest) - set(local))
-        ready = conn.run(f"cat {layout.env}/.featctl-ready 2>/dev/null || true", timeout=30).text.strip()
+        result.upload = sorted(rel for rel, digest in local.manifest.items() if host.manifest.get(rel) != digest)
+        result.remove = sorted(set(host.manifest) - set(local.manifest))
+        ready = conn.run(f"cat {q(layout.env + '/.featctl-ready')} 2>/dev/null || true", timeout=30).text.strip()
         result.install_feast = not ready
         if not (result.upload or result.remove) or host.current is None:
             result.registry = "no changes" if host.current else None
@@ -84,7 +87,7 @@ def plan(session: Session) -> PlanResult:
         with releases.deploy_lock(conn, layout, holder("plan")):
             try:
                 releases.prepare(conn, layout, scratch)
-                releases.upload(conn, s.repo, layout, scratch, local, host.manifest)
+                releases.upload(conn, local, layout, scratch, host.manifest)
                 agent.run_agent(
                     conn,
                     layout,
@@ -95,6 +98,6 @@ def plan(session: Session) -> PlanResult:
                 )
                 result.registry = agent.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
             finally:
-                conn.run(f"rm -rf {layout.release(scratch)}", timeout=120, check=False)
+                conn.run(f"rm -rf {q(layout.release(scratch))}", timeout=120, check=False)
     return result
 

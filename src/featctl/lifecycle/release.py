@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeastError, FeatctlError
+from featctl.lifecycle import health
 from featctl.lifecycle.common import iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
 from featctl.remote.layout import Layout
+from featctl.repo.bundle import Bundle
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -36,11 +38,15 @@ class BuiltRelease:
 
 
 def build_release(
-    session: Session, record: Deployment, host: releases.HostState, local: dict[str, str]
+    session: Session, record: Deployment, host: releases.HostState, local: Bundle, *, fresh: bool = False
 ) -> BuiltRelease:
     """Build a new release beside the serving one and switch to it when it is healthy.
 
-    Any failure leaves the previous release serving and names the failed step.
+    ``fresh``: the serving release is unhealthy, so none of its Feast state
+    (registry, online store) is copied; the new release applies and
+    materializes everything from the offline data. Either way it switches only
+    when its own health check passes. Any failure leaves the previous release
+    serving and names the failed step.
     """
     s = session.settings
     rep = session.reporter
@@ -52,21 +58,20 @@ def build_release(
     built = BuiltRelease(id=new_id, previous=cur.id if cur else None)
     step = "preparing the release"
     try:
-        rep.step(f"preparing release {new_id}")
-        releases.prepare(conn, layout, new_id)
+        rep.step(f"preparing release {new_id}" + (" from the uploaded files only" if fresh else ""))
+        releases.prepare(conn, layout, new_id, fresh=fresh)
         step = "the upload"
         rep.step("uploading the feature repository")
         up = releases.upload(
             conn,
-            s.repo,
+            local,
             layout,
             new_id,
-            local,
             host.manifest,
             on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
         )
         built.uploaded, built.removed = up.uploaded, up.removed
-        if cur is not None:
+        if cur is not None and not fresh:
             agent.run_agent(
                 conn, layout, "rebase", ["--from", layout.release(cur.id)], timeout=120, repo=layout.release(new_id)
             )
@@ -82,12 +87,27 @@ def build_release(
         step = "materialization"
         rep.step("materializing")
         built.materialized = materialize_views(session, record, repo=layout.release(new_id), server=server)
-        registry = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(new_id))
+        step = "the health check"
+        rep.step(f"checking release {new_id} (an online read of each view)")
+        registry = agent.run_agent(conn, layout, "describe", ["--check"], timeout=120, repo=layout.release(new_id))
+        problems = registry.pop("problems", [])
+        probe = agent.run_agent(conn, layout, "probe", timeout=300, repo=layout.release(new_id))
+        verdict = (
+            health.Health(False, problems[0])
+            if problems
+            else health.check(server, probe, health.materialized_views(registry))
+        )
         server.close()
+        if not verdict:
+            raise FeastError(f"release {new_id} is unhealthy: {verdict.reason}")
     except BaseException as exc:
         _abandon(conn, layout, new_id)
         if isinstance(exc, FeatctlError):
-            kept = f"release {cur.id} keeps serving" if cur else "nothing was serving before"
+            kept = (
+                (f"release {cur.id} keeps serving" + (" (unhealthy)" if fresh else ""))
+                if cur
+                else "nothing was serving before"
+            )
             exc.message = f"deploy failed at {step}; {kept}: {exc.message}"
         raise
     step = "the switch"
@@ -128,4 +148,3 @@ def wait_healthy(conn: Connection, layout: Layout, release_id: str, server: Feat
                 f"{service.tail_log(conn, layout, release_id, 1) or 'no log'}"
             )
         time.sleep(0.5)
-

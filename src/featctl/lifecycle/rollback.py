@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from featctl.errors import FeatctlError, UsageError
+from featctl.errors import FeastError, FeatctlError, UsageError
+from featctl.lifecycle import health, ownership
 from featctl.lifecycle.common import holder, iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.lifecycle.release import wait_healthy
@@ -21,15 +22,18 @@ class RollbackResult:
     materialized: list[dict[str, Any]] = field(default_factory=list)
 
 
-def rollback(session: Session) -> RollbackResult:
-    """Serve the release before the current one again (blue/green, like a deploy)."""
+def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
+    """Serve the release before the current one again (blue/green, like a deploy),
+    once its server passes the same health check a new release must pass."""
     record = session.deployment()
     ws = session.workspace
     rep = session.reporter
     with ws.lock():
         conn = session.connection(record)
         layout = session.layout(record)
+        ownership.check(conn, layout, record, ws, take_over=take_over)
         with releases.deploy_lock(conn, layout, holder("rollback")):
+            releases.cleanup(conn, layout, stop_idle=True)
             host = releases.state(conn, layout)
             cur = host.current_release
             if cur is None:
@@ -48,6 +52,22 @@ def rollback(session: Session) -> RollbackResult:
                 )
                 server = FeatureServer(conn, port)
                 wait_healthy(conn, layout, target.id, server)
+                # Its store must answer before anything is written to it or it serves.
+                rep.step(f"checking release {target.id} (an online read of each view)")
+                registry = agent.run_agent(
+                    conn, layout, "describe", ["--check"], timeout=120, repo=layout.release(target.id)
+                )
+                problems = registry.pop("problems", [])
+                probe = target.probe or agent.run_agent(
+                    conn, layout, "probe", timeout=300, repo=layout.release(target.id)
+                )
+                verdict = (
+                    health.Health(False, problems[0])
+                    if problems
+                    else health.check(server, probe, health.materialized_views(registry))
+                )
+                if not verdict:
+                    raise FeastError(f"release {target.id} is unhealthy: {verdict.reason}")
                 rep.step("materializing (catching up)")
                 done = materialize_views(session, record, repo=layout.release(target.id), server=server)
                 registry = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(target.id))
@@ -63,8 +83,9 @@ def rollback(session: Session) -> RollbackResult:
                 record.release, record.server_port, record.registry = target.id, port, registry
                 record.deployed_at = iso(utcnow())
                 ws.save(record)
+            ownership.claim(conn, layout, record, ws)
+            ws.save(record)
             session.close_server()
             rep.step(f"stopping release {cur.id}")
             service.stop(conn, layout, cur.id)
     return RollbackResult(release=target.id, previous_release=cur.id, materialized=done)
-

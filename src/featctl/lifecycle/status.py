@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
+from featctl.lifecycle.health import release_health
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
 from featctl.session import Session
@@ -47,15 +48,20 @@ def status(session: Session) -> Status:
     cur = host.current_release
     info["release"] = cur.id if cur else None
     info["releases_kept"] = [r.id for r in host.releases if r.state == "ready"]
-    if cur is None or cur.server_pid is None:
-        info["feature_server"] = "not running"
+    desc: dict[str, Any] | None = None
+    if cur is None:
+        info["feature_server"] = "not running (nothing deployed)"
     else:
         if cur.port and cur.port != record.server_port:
             record.server_port = cur.port  # the host is the source of truth
-        healthy = session.server(record).healthy()
-        info["feature_server"] = (
-            f"healthy on 127.0.0.1:{cur.port} (host side)" if healthy else f"running on port {cur.port} but not healthy"
-        )
+        verdict, desc = release_health(conn, layout, cur)
+        where = f"127.0.0.1:{cur.port} (host side)"
+        info["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
+        if not verdict:
+            info["repair"] = "`featctl deploy` builds a new release from the offline data"
+    stray = [r.id for r in host.releases if r.id != host.current and r.running]
+    if stray:
+        info["stray_servers"] = f"release(s) {', '.join(stray)} still run a server; the next deploy stops them"
     if host.lock:
         h = host.lock
         info["deploy_lock"] = (
@@ -64,7 +70,7 @@ def status(session: Session) -> Status:
     if host.schedule:
         info["schedule"] = host.schedule
     try:
-        desc = agent.run_agent(conn, layout, "describe", timeout=120)
+        desc = desc or agent.run_agent(conn, layout, "describe", timeout=120)
         views = _views_from(desc)
         info["project"] = desc.get("project")
     except FeatctlError as exc:
@@ -74,12 +80,13 @@ def status(session: Session) -> Status:
 
 
 def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:
+    """One row per view of every kind the registry holds."""
     rows = []
     for v in desc.get("feature_views", []):
         rows.append(
             {
                 "view": v["name"],
-                "kind": "feature view",
+                "kind": v.get("kind", "feature view"),
                 "features": ", ".join(f["name"] for f in v.get("features", [])),
                 "ttl_seconds": v.get("ttl_seconds"),
                 "last_materialized": v.get("last_materialized") or ("never" if not stale else None),
@@ -95,5 +102,14 @@ def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, 
                 "last_materialized": None,
             }
         )
+    for v in desc.get("label_views", []):
+        rows.append(
+            {
+                "view": v["name"],
+                "kind": "label view",
+                "features": ", ".join(f["name"] for f in v.get("features", [])),
+                "ttl_seconds": None,
+                "last_materialized": "pushed only",
+            }
+        )
     return rows
-

@@ -35,6 +35,17 @@ class Catalog:
                 return str(e["join_keys"][0])
         return DEFAULT_JOIN_KEY
 
+    def join_key_types(self) -> dict[str, str]:
+        """Join key -> Feast type name ("Int64", "String", ...), as far as the
+        cached summary knows (summaries from older deploys carry none)."""
+        out: dict[str, str] = {}
+        for v in self.desc.get("feature_views", []) + self.desc.get("label_views", []):
+            for k in v.get("join_keys", []):
+                out.setdefault(k["name"], k["dtype"])
+        for e in self.desc.get("entities", []):
+            out.update({k: t for k, t in (e.get("join_key_types") or {}).items() if t not in ("Unknown", "Invalid")})
+        return out
+
     def odfv(self, name: str) -> dict[str, Any] | None:
         return next((v for v in self.desc.get("on_demand_feature_views", []) if v["name"] == name), None)
 

@@ -16,9 +16,11 @@ from typing import Any
 from featctl.errors import UsageError
 from featctl.query.catalog import catalog, select_features
 from featctl.query.inputs import COEF_SUFFIX, parse_weights
+from featctl.query.keys import check_key_column
 from featctl.query.online import SCORE_FEATURE, SCORE_VIEW, score_spec
 from featctl.query.table import Table
 from featctl.remote import agent
+from featctl.remote.ssh import q
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -43,7 +45,7 @@ def score_at(
     if entities_file is not None:
         if drivers or at is not None:
             raise UsageError("--entities already holds drivers and times: leave out --driver and --at")
-        frame = read_entities(entities_file, required=[key, "event_timestamp"])
+        frame = read_entities(entities_file, required=[key, "event_timestamp"], key_types=cat.join_key_types())
         if weight_specs:
             weights = parse_weights(weight_specs, names)
             for n, c in zip(names, coef_cols):
@@ -64,20 +66,31 @@ def score_at(
     result = _historical_frame(session, record, frame, refs, None)
     cols = [key, "event_timestamp"] + names + coef_cols + [SCORE_FEATURE]
     result = result[[c for c in cols if c in result.columns]]
+    notes = []
+    if SCORE_FEATURE in result.columns:
+        inf = result[SCORE_FEATURE].isin([float("inf"), float("-inf")])
+        if bool(inf.any()):
+            result.loc[inf, SCORE_FEATURE] = None
+            notes.append(f"{int(inf.sum())} score(s) overflowed a 64-bit float (weights too large); shown as null")
     if out is not None:
         write_frame(result, out)
-    return frame_table(result, title="weighted score (point in time)")
+    table = frame_table(result, title="weighted score (point in time)")
+    table.notes = notes
+    return table
 
 
-def read_entities(path: Path, *, required: Sequence[str]) -> Any:
-    """Read an entity file (.csv or .parquet) and check its columns; timestamps become UTC."""
+def read_entities(path: Path, *, required: Sequence[str], key_types: dict[str, str] | None = None) -> Any:
+    """Read an entity file (.csv or .parquet) and check its columns: timestamps
+    become UTC, and each join key column present must fit its declared type."""
     import pandas as pd
 
+    key_types = key_types or {}
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"entity file {path} must be .csv or .parquet")
     try:
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        # Keys as text from CSV, so "007" stays "007" and 2**70 is caught, not rounded.
+        frame = pd.read_csv(path, dtype={k: str for k in key_types}) if suffix == ".csv" else pd.read_parquet(path)
     except FileNotFoundError:
         raise UsageError(f"entity file {path} does not exist") from None
     except (OSError, ValueError) as exc:
@@ -95,6 +108,9 @@ def read_entities(path: Path, *, required: Sequence[str]) -> Any:
         )
     if frame.empty:
         raise UsageError(f"entity file {path} has no rows")
+    for key, dtype in key_types.items():
+        if key in frame.columns:
+            frame[key] = check_key_column(frame, key, dtype, path=str(path), csv=suffix == ".csv")
     frame["event_timestamp"] = _utc_column(frame["event_timestamp"], path)
     return frame
 
@@ -103,11 +119,22 @@ def _utc_column(col: Any, path: Path) -> Any:
     """ISO 8601 strings or datetimes to UTC; a value without a zone is UTC."""
     import pandas as pd
 
+    from featctl.query.inputs import EARLIEST, LATEST
+
     try:
         if pd.api.types.is_datetime64_any_dtype(col):
-            return col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-        # utc=True treats naive values as UTC and converts the rest, mixed zones included.
-        return pd.to_datetime(col.astype(str), utc=True, format="ISO8601")
+            out = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        else:
+            # utc=True treats naive values as UTC and converts the rest, mixed zones included.
+            out = pd.to_datetime(col.astype(str), utc=True, format="ISO8601")
+        # Feast on the host holds times as nanoseconds: 1677-09-22 to 2262-04-10.
+        if len(out) and (out.min() < pd.Timestamp(EARLIEST) or out.max() >= pd.Timestamp(LATEST)):
+            raise pd.errors.OutOfBoundsDatetime(f"{out.min()} .. {out.max()}")
+        return out
+    except pd.errors.OutOfBoundsDatetime as exc:
+        raise UsageError(
+            f"entity file {path}: an event_timestamp is outside 1677-09-22..2262-04-10 ({str(exc).splitlines()[0]})"
+        ) from None
     except (ValueError, TypeError) as exc:
         raise UsageError(f"entity file {path}: event_timestamp is not ISO 8601 ({str(exc).splitlines()[0]})") from None
 
@@ -135,7 +162,9 @@ def historical(
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
     if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"--out {out} must end in .csv or .parquet")
-    frame = read_entities(entities_file, required=["event_timestamp"])  # bad input fails before any SSH
+    known = session.workspace.load()  # the cached registry summary knows the key types
+    key_types = catalog(known).join_key_types() if known else {}
+    frame = read_entities(entities_file, required=["event_timestamp"], key_types=key_types)  # before any SSH
     record = session.deployment()
     cat = catalog(record)
     refs, service = select_features(cat, features, feature_service)
@@ -172,7 +201,7 @@ def _historical_frame(
             agent.run_agent(conn, layout, "historical", args, timeout=session.settings.command_timeout)
             conn.get_file(remote_out, local_out)
         finally:
-            conn.run(f"rm -f {remote_in} {remote_out}", timeout=30, check=False)
+            conn.run(f"rm -f {q(remote_in)} {q(remote_out)}", timeout=30, check=False)
         result = pd.read_parquet(local_out)
     if len(result) != len(frame):
         raise UsageError(f"historical retrieval returned {len(result)} rows for {len(frame)} entity rows")

@@ -4,6 +4,7 @@ or pandas."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,13 +99,29 @@ def score(session: Session, drivers: Sequence[int], weight_specs: Sequence[str])
     columns = _ask(session, record, lambda srv: srv.online_features(entities, features=refs))
     out_cols = [key] + names + [f"{n}{COEF_SUFFIX}" for n in names] + [SCORE_FEATURE]
     rows = []
+    overflowed = []
     for i, d in enumerate(drivers):
         row: list[Any] = [d]
         row += [columns.get(n, [None] * len(drivers))[i] for n in names]
         row += [weights[n] for n in names]
-        row.append(columns.get(SCORE_FEATURE, [None] * len(drivers))[i])
+        value = columns.get(SCORE_FEATURE, [None] * len(drivers))[i]
+        if not_finite(value):
+            overflowed.append(d)
+            value = None
+        row.append(value)
         rows.append(row)
     table = Table(out_cols, rows, title="weighted score")
     table.notes = _missing_note(key, drivers, columns, names)
+    table.notes += [
+        f"{key} {d}: the score overflowed a 64-bit float (weights too large); shown as null" for d in overflowed
+    ]
     return table
+
+
+def not_finite(value: Any) -> bool:
+    """A number that does not fit a float: the server sends infinities as the
+    strings "Infinity"/"-Infinity"/"NaN" (protobuf's JSON) or as floats."""
+    if isinstance(value, str):
+        return value in ("Infinity", "-Infinity", "NaN")
+    return isinstance(value, float) and not math.isfinite(value)
 

@@ -137,6 +137,19 @@ class FeatureServer:
             body["features"] = list(features)
         return parse_online_response(self.post_json("/get-online-features", body))
 
+    def online_statuses(
+        self, entities: Mapping[str, Sequence[Any]], features: Sequence[str], *, timeout: float | None = 10.0
+    ) -> dict[str, list[str]]:
+        """Feast's per-value statuses (PRESENT, NOT_FOUND, ...) for a read: what a
+        health check needs to tell "no value" from "a null value"."""
+        body = {"entities": {k: list(v) for k, v in entities.items()}, "features": list(features)}
+        data = self.post_json("/get-online-features", body, timeout=timeout)
+        try:
+            names = list(data["metadata"]["feature_names"])
+            return {n: list(r.get("statuses", [])) for n, r in zip(names, data["results"])}
+        except (KeyError, TypeError):
+            raise FeatureServerError("unexpected answer from the feature server (no metadata/results)") from None
+
     def materialize(self, start: str, end: str, views: Sequence[str] | None, *, timeout: float) -> None:
         body: dict[str, Any] = {"start_ts": start, "end_ts": end}
         if views:

@@ -59,18 +59,26 @@ def install_agent(conn: Connection, layout: Layout) -> None:
 
 
 def ensure_feast_env(
-    conn: Connection, layout: Layout, *, on_line: Callable[[str], None] | None = None, timeout: float = 1800.0
+    conn: Connection,
+    layout: Layout,
+    *,
+    on_line: Callable[[str], None] | None = None,
+    on_install: Callable[[str], None] | None = None,
+    timeout: float = 1800.0,
 ) -> bool:
     """Create the pinned Feast environment with uv unless it is already there.
 
-    Returns True when something was installed. The environment is marked
-    ready only after a complete install, so an interrupted one is redone.
+    Returns True when something was installed (``on_install`` hears about it
+    first). The environment is marked ready only after a complete install, so
+    an interrupted one is redone.
     """
     req_digest = hashlib.sha256(_packaged("requirements.txt").encode()).hexdigest()
     ready = posixpath.join(layout.env, ".featctl-ready")
     have = conn.run(f"cat {q(ready)} 2>/dev/null || true", timeout=30).text.strip()
     if have == req_digest:
         return False
+    if on_install is not None:
+        on_install(f"installing Feast {FEAST_VERSION} with uv")
     tools = posixpath.join(layout.base, "tools")
     script = f"""
 set -eu

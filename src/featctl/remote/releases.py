@@ -22,13 +22,11 @@ from featctl.errors import SSHError, UsageError
 from featctl.remote.agent import hostops
 from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
+from featctl.repo.bundle import Bundle
 
 KEEP_RELEASES = 5
 META = ".featctl"
 
-# Never uploaded: state Feast writes on the host, caches, VCS data.
-_SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", META, ".pytest_cache", ".mypy_cache"}
-_SKIP_SUFFIXES = (".pyc", ".db", ".db-journal", ".db-wal", ".db-shm", ".featctl-tmp", ".tmp")
 
 
 @dataclass
@@ -37,7 +35,24 @@ class Release:
     state: str
     port: int | None
     created: str | None
+    #: Its live supervisor (or systemd's main pid).
     server_pid: int | None
+    #: The live process group of its server; set without ``server_pid`` when the
+    #: supervisor was killed and the server runs on unsupervised.
+    server_group: int | None = None
+    #: What a health check reads (``agent probe``), when it was computed.
+    probe: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.server_pid is not None or self.server_group is not None
+
+    @property
+    def unsupervised(self) -> bool:
+        return self.server_pid is None and self.server_group is not None
+
+
+_RELEASE_FIELDS = set(Release.__dataclass_fields__)
 
 
 @dataclass
@@ -60,7 +75,7 @@ def state(conn: Connection, layout: Layout) -> HostState:
     data = hostops(conn, layout, "state")
     return HostState(
         current=data.get("current"),
-        releases=[Release(**r) for r in data.get("releases", [])],
+        releases=[Release(**{k: v for k, v in r.items() if k in _RELEASE_FIELDS}) for r in data.get("releases", [])],
         manifest={str(k): str(v) for k, v in (data.get("manifest") or {}).items()},
         lock=data.get("lock"),
         schedule=data.get("schedule"),
@@ -72,26 +87,6 @@ def new_release_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
 
 
-def local_manifest(repo: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file featctl uploads from ``repo``."""
-    import hashlib
-
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(repo):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in sorted(filenames):
-            if name.endswith(_SKIP_SUFFIXES):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(repo).as_posix()
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[rel] = h.hexdigest()
-    return out
-
-
 @dataclass
 class Upload:
     uploaded: list[str] = field(default_factory=list)
@@ -99,26 +94,39 @@ class Upload:
     bytes: int = 0
 
 
-def prepare(conn: Connection, layout: Layout, release_id: str) -> None:
-    hostops(conn, layout, "prepare", "--id", release_id, timeout=600)
+def prepare(conn: Connection, layout: Layout, release_id: str, *, fresh: bool = False) -> None:
+    """A new release: a copy of the serving one (``fresh``: only its uploaded files,
+    none of Feast's state, so apply and materialization start from scratch)."""
+    hostops(conn, layout, "prepare", "--id", release_id, *(["--fresh"] if fresh else []), timeout=600)
 
 
 def upload(
     conn: Connection,
-    repo: Path,
+    bundle: Bundle,
     layout: Layout,
     release_id: str,
-    local: dict[str, str],
     remote: dict[str, str],
     *,
     on_file: Callable[[str, int], None] | None = None,
 ) -> Upload:
     """Upload into the new release what differs from the current one."""
+    import tempfile
+
     dest = layout.release(release_id)
-    todo = [rel for rel, digest in local.items() if remote.get(rel) != digest]
+    todo = [rel for rel, digest in bundle.manifest.items() if remote.get(rel) != digest]
     result = Upload(uploaded=todo)
-    result.bytes = conn.put_files(((repo / rel, posixpath.join(dest, rel)) for rel in todo), on_file=on_file)
-    done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(local).encode())
+    with tempfile.TemporaryDirectory(prefix="featctl-upload-") as tmp:
+        pairs = []
+        for i, rel in enumerate(todo):
+            src = bundle.source(rel)
+            if isinstance(src, bytes):  # rewritten for the release (see bundle.py)
+                local = Path(tmp) / str(i)
+                local.write_bytes(src)
+                os.chmod(local, 0o644)
+                src = local
+            pairs.append((src, posixpath.join(dest, rel)))
+        result.bytes = conn.put_files(pairs, on_file=on_file)
+    done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(bundle.manifest).encode())
     result.removed = list(done.get("removed", []))
     return result
 
@@ -138,10 +146,11 @@ def switch(conn: Connection, layout: Layout, release_id: str) -> None:
     hostops(conn, layout, "switch", "--id", release_id)
 
 
-def cleanup(conn: Connection, layout: Layout, *, spare: str = "") -> list[dict[str, Any]]:
-    return list(
-        hostops(conn, layout, "cleanup", "--keep", str(KEEP_RELEASES), "--spare", spare, timeout=300).get("removed", [])
-    )
+def cleanup(conn: Connection, layout: Layout, *, spare: str = "", stop_idle: bool = False) -> list[dict[str, Any]]:
+    """Remove unfinished, failed and old releases; with ``stop_idle`` also stop the
+    server of every release but the current one (none may run outside a deploy)."""
+    args = ["--keep", str(KEEP_RELEASES), "--spare", spare, *(["--stop-idle"] if stop_idle else [])]
+    return list(hostops(conn, layout, "cleanup", *args, timeout=300).get("removed", []))
 
 
 @contextmanager

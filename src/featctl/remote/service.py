@@ -13,6 +13,7 @@ import time
 
 from featctl.errors import FeastError
 from featctl.remote.agent import hostops
+from featctl.remote.host import free_port
 from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
 
@@ -103,15 +104,16 @@ def running_pid(conn: Connection, layout: Layout, release_id: str) -> int | None
 
 
 def start(conn: Connection, layout: Layout, release_id: str, *, port: int, workers: int, user: str) -> None:
-    """Start the release's server; refuse a port another program holds."""
-    busy = conn.run(
-        f"python3 -c \"import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', {port})) == 0)\"",
-        timeout=30,
-        check=False,
-    )
-    if busy.exit_status == 1:
+    """Start the release's server; refuse a port another program holds.
+
+    A server of this deployment on the port (left by a killed supervisor or an
+    interrupted switch) is stopped first: only a foreign program is an error.
+    """
+    freed = free_port(conn, layout, port)
+    if not freed.get("free"):
+        who = f" (pid {freed['owner']})" if freed.get("owner") else ""
         raise FeastError(
-            f"port {port} on the host is already in use by another program",
+            f"port {port} on the host is already in use by another program{who}",
             hint="set server_port in featctl.toml or FEATCTL_SERVER_PORT",
         )
     command = server_command(layout, release_id, port, workers)

@@ -1,5 +1,7 @@
-"""The sample data step of a deploy: generate featctl's demo data when the
-repository uses it and it is missing; check existing files once per content."""
+"""The sample data step of a deploy, for featctl's own demo repository only
+(marked in its feature_store.yaml, see repo/feature_store.py): generate the
+driver data when it is missing; check existing files once per content. Any
+other repository's files are never created, changed or checked."""
 
 from __future__ import annotations
 
@@ -12,17 +14,14 @@ DATA_FILES = ("data/driver_stats.parquet", "data/driver_stats_with_productivity.
 
 
 def prepare_sample_data(repo: Path, checked: Path | None = None) -> list[str]:
-    """Generate the driver sample data when the repository uses it and it is missing.
+    """Generate the demo repository's driver data when it is missing (the caller
+    checks that ``repo`` is the demo).
 
     Existing files are checked (their columns) once per content: ``checked``
     remembers the size and mtime of files already found good, so a redeploy
     does not pay for importing pandas and pyarrow again.
     """
     import json
-
-    uses = any("driver_stats" in p.read_text(errors="ignore") for p in repo.glob("*.py"))
-    if not uses:
-        return []
 
     def stamp() -> dict[str, Any]:
         out: dict[str, Any] = {"repo": str(repo)}
