@@ -24,13 +24,20 @@ resource "terraform_data" "host" {
     remote_base_dir = var.remote_base_dir
   }
 
+  # Paths travel in the environment and scripts run through an interpreter, so
+  # a workspace path with spaces or quotes is never parsed by a shell.
   provisioner "local-exec" {
-    command = "mkdir -p '${var.state_dir}' '${var.remote_base_dir}' && chmod 700 '${var.state_dir}'"
+    command = "mkdir -p \"$STATE_DIR\" \"$REMOTE_BASE_DIR\" && chmod 700 \"$STATE_DIR\""
+    environment = {
+      STATE_DIR       = var.state_dir
+      REMOTE_BASE_DIR = var.remote_base_dir
+    }
   }
 
   provisioner "local-exec" {
-    when    = destroy
-    command = "${self.input.scripts}/stop-host.sh"
+    when        = destroy
+    interpreter = ["/bin/sh"]
+    command     = "${self.input.scripts}/stop-host.sh"
     environment = {
       STATE_DIR       = self.input.state_dir
       REMOTE_BASE_DIR = self.input.remote_base_dir
@@ -57,7 +64,8 @@ resource "terraform_data" "sshd" {
   }
 
   provisioner "local-exec" {
-    command = "${local.scripts}/start-sshd.sh"
+    interpreter = ["/bin/sh"]
+    command     = "${local.scripts}/start-sshd.sh"
     environment = {
       STATE_DIR       = var.state_dir
       LISTEN_ADDRESS  = var.listen_address
@@ -72,8 +80,9 @@ resource "terraform_data" "sshd" {
   }
 
   provisioner "local-exec" {
-    when    = destroy
-    command = "${self.input.scripts}/stop-sshd.sh"
+    when        = destroy
+    interpreter = ["/bin/sh"]
+    command     = "${self.input.scripts}/stop-sshd.sh"
     environment = {
       STATE_DIR = self.input.state_dir
     }

@@ -23,12 +23,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, agent_command, featctl
+from tests.conftest import ROOT, featctl
 from tests.integration.conftest import Deployed, processes_under
+from tests.integration.helpers import (
+    AGENT,
+    AGENT_ENV,
+    host_state,
+    last_line,
+    running_servers,
+    score,
+    start_deploy,
+    touch,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
-AGENT, AGENT_ENV = agent_command()
 
 
 @pytest.fixture(scope="module")
@@ -54,32 +64,6 @@ def dep(tmp_path_factory):
     finally:
         featctl("destroy", "--yes", cwd=root, timeout=300)
         assert processes_under(root) == []
-
-
-def touch(d: Deployed, tag: str) -> None:
-    """Change the repository so that the next deploy builds a release."""
-    with (d.repo / "features.py").open("a") as fh:
-        fh.write(f"\n# {tag} {time.time()}\n")
-
-
-def score(d: Deployed, driver: int = 1001) -> float:
-    rows = d.json("score", "-w", "conv_rate=0.5,acc_rate=0.5", "-d", str(driver))
-    assert rows[0]["linear_combination"] is not None
-    return rows[0]["linear_combination"]
-
-
-def host_state(d: Deployed) -> dict:
-    base = d.record()["remote_base_dir"]
-    out = subprocess.run([*AGENT, "state", "--base", base], capture_output=True, text=True, env=AGENT_ENV)
-    return json.loads(out.stdout)
-
-
-def running_servers(d: Deployed) -> list[str]:
-    return [r["id"] for r in host_state(d)["releases"] if r["server_pid"]]
-
-
-def last_line(res) -> str:
-    return res.stderr.strip().splitlines()[-1]
 
 
 def test_broken_repository_keeps_the_old_release_serving(dep):
@@ -138,37 +122,14 @@ def test_unhealthy_new_server_leaves_the_old_one_serving(dep):
     assert "nothing changed" in dep.run("deploy").ok().stderr
 
 
-def _start_deploy(d: Deployed) -> subprocess.Popen:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "featctl", "deploy", "-v"],
-        cwd=d.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait_for(proc: subprocess.Popen, marker: str, seen: list[str], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            return
-        assert time.monotonic() < deadline, f"no {marker!r} in {''.join(seen)}"
-    raise AssertionError(f"deploy ended before {marker!r}: {''.join(seen)}")
-
-
 def test_interrupted_deploys_then_rerun_converges(dep):
     """Ctrl-C at each stage of building a release; one rerun then converges."""
     before = dep.record()["release"]
     for stage in ("uploading the feature repository", "feast apply", "starting the feature server", "materializing"):
         touch(dep, f"interrupt at {stage}")
-        proc = _start_deploy(dep)
+        proc = start_deploy(dep)
         seen: list[str] = []
-        _wait_for(proc, f"• {stage}", seen)
+        wait_for(proc, f"• {stage}", seen)
         time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
         rest = proc.stderr.read()
@@ -191,9 +152,9 @@ def test_sshd_killed_during_the_upload(dep):
     big = dep.repo / "data" / "big.bin"
     big.write_bytes(os.urandom(48 * 1024 * 1024))
     try:
-        proc = _start_deploy(dep)
+        proc = start_deploy(dep)
         seen: list[str] = []
-        _wait_for(proc, "• uploading the feature repository", seen)
+        wait_for(proc, "• uploading the feature repository", seen)
         time.sleep(0.2)
         sshd_pid = int((dep.workspace / "local" / "sshd" / "sshd.pid").read_text())
         subprocess.run(["pkill", "-KILL", "-P", str(sshd_pid)])
@@ -222,9 +183,9 @@ def test_sshd_killed_during_the_upload(dep):
 
 def test_two_deploys_at_once(dep):
     touch(dep, "concurrent")
-    first = _start_deploy(dep)
+    first = start_deploy(dep)
     seen: list[str] = []
-    _wait_for(first, "• installing featctl's host agent", seen)
+    wait_for(first, "• installing featctl's host agent", seen)
     second = dep.run("deploy")
     assert second.returncode == 2 and "another featctl command is changing the deployment" in second.stderr
     assert first.wait(timeout=600) == 0, "".join(seen) + first.stderr.read()
@@ -253,7 +214,10 @@ def test_two_deploys_at_once(dep):
         assert "another deploy holds the lock on the host (by ci@elsewhere" in blocked.stderr
         assert "featctl unlock" in blocked.stderr
         assert "ci@elsewhere" in dep.json("status")["deployment"]["deploy_lock"]
-        cleared = dep.run("unlock").ok()
+        # featctl cannot see a holder on another machine: it does not break the lock unasked.
+        refused = dep.run("unlock")
+        assert refused.returncode == 2 and "cannot check" in refused.stderr and "--force" in refused.stderr
+        cleared = dep.run("unlock", "--force").ok()
         assert "cleared the deploy lock held by ci@elsewhere" in cleared.stderr
     finally:
         if holder.poll() is None:

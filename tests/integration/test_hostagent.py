@@ -315,13 +315,14 @@ def test_describe_fast_path_and_fields(deployed):
     doc = deployed.before
     assert doc["project"] == deployed.project
     assert doc["registry_last_updated"].endswith("+00:00")
-    assert doc["entities"] == [{"name": "driver", "join_keys": ["driver_id"]}]
+    assert doc["entities"] == [{"name": "driver", "join_keys": ["driver_id"], "join_key_types": {"driver_id": "Int64"}}]
 
     fvs = {fv["name"]: fv for fv in doc["feature_views"]}
     assert set(fvs) == set(TTL)
     for name, ttl in TTL.items():
         assert fvs[name]["ttl_seconds"] == ttl.total_seconds()
         assert fvs[name]["entities"] == ["driver"]
+        assert fvs[name]["join_keys"] == [{"name": "driver_id", "dtype": "Int64"}]
         assert fvs[name]["online"] is True
         assert fvs[name]["last_materialized"] is None
         assert fvs[name]["materialization_intervals"] == []

@@ -281,6 +281,66 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(deployment, tmp_path):
     assert (deployment.workspace / "deployment.json").read_bytes() == before
 
 
+def test_bad_input_never_reaches_the_host(deployment, tmp_path):
+    """Each case is one line and exit 2 before any connection: with paramiko
+    poisoned and the tunnel off, a command that tried to reach the host would
+    fail on the import instead."""
+    poison = tmp_path / "poison"
+    (poison / "paramiko").mkdir(parents=True)
+    (poison / "paramiko" / "__init__.py").write_text("raise ImportError('the client imported paramiko')\n")
+    env = {"PYTHONPATH": str(poison) + os.pathsep + os.environ.get("PYTHONPATH", ""), "FEATCTL_NO_TUNNEL": "1"}
+    before = (deployment.workspace / "deployment.json").read_bytes()
+    good = tmp_path / "good.csv"
+    good.write_text("driver_id,event_timestamp\n1001,2026-01-01T00:00:00Z\n")
+    (tmp_path / "a_directory.csv").mkdir()
+    cases = [
+        ("online", "-d", "1180591620717411303424"),
+        ("score", "-w", "conv_rate=1", "-d", "1180591620717411303424"),
+        ("score", "-w", "conv_rate=1", "-d", "1180591620717411303424", "--at", "2026-01-01T00:00:00Z"),
+        ("score", "-w", "conv_rate=1", "-d", "1001", "--at", "0001-01-01T00:00:00Z"),
+        ("score", "-w", "conv_rate=1", "-d", "1001", "--at", "9999-12-31T00:00:00Z"),
+        ("score", "-w", "conv_rate=1", "-d", "1001", "--out", str(tmp_path / "s.csv")),
+        ("score", "-w", "conv_rate=1", "-d", "1001", "--at", "2026-01-01", "--out", str(tmp_path / "a_directory.csv")),
+        ("historical", "--entities", str(good), "-f", "driver_hourly_stats:conv_rate", "--out", str(tmp_path)),
+        ("historical", "--entities", str(good), "-f", "driver_hourly_stats:conv_rate", "--out", "/proc/self/x.csv"),
+        ("historical", "--entities", str(good), "-f", "driver_hourly_stats:conv_rate", "--out", "r.json"),
+        ("materialize", "--view", "nope"),
+        ("score", "-w", "conv_rate= 0.5", "-d", "1001"),
+        ("score", "-w", "conv_rate=0.5, acc_rate=0.5", "-d", "1001"),
+        ("score", "-w", "conv_rate=\u0661", "-d", "1001"),
+    ]
+    for i, cell in enumerate(["abc", '"=cmd|""/c calc""!A0"', str(2**70), "1.5", ""]):
+        bad = tmp_path / f"bad{i}.csv"
+        bad.write_text(f"driver_id,event_timestamp,conv_rate_coef\n1001,2026-01-01T00:00:00Z,1\n{cell},2026-01-01,1\n")
+        cases.append(("historical", "--entities", str(bad), "-f", "driver_hourly_stats:conv_rate"))
+        cases.append(("score", "--entities", str(bad)))
+    for args in cases:
+        res = deployment.run(*args, env=env)
+        assert res.returncode == 2, (args, res.returncode, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("featctl: error:"), (args, res.stderr)
+        assert "paramiko" not in res.stderr and res.stdout == ""
+    assert (deployment.workspace / "deployment.json").read_bytes() == before
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_overflow_is_null_with_a_warning(deployment):
+    """The largest weights overflow a 64-bit float where conv_rate + acc_rate > 1:
+    the score is null in JSON and CSV, with a warning, never "Infinity"."""
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    row = df[(df.conv_rate.astype(float) + df.acc_rate.astype(float)) > 1.01].iloc[-1]
+    big = "1.7976931348623157e308"
+    args = ("score", "-w", f"conv_rate={big},acc_rate={big}", "-d", str(int(row.driver_id)))
+    at = ("--at", row.event_timestamp.isoformat())
+    for fmt in ("json", "csv"):
+        res = deployment.run(*args, *at, "-o", fmt).ok()
+        assert "Infinity" not in res.stdout and "inf" not in res.stdout.lower(), res.stdout
+        assert "overflowed" in res.stderr
+        if fmt == "json":
+            rows = json.loads(res.stdout)
+            assert rows[0]["linear_combination"] is None and rows[0]["conv_rate_coef"] == float(big)
+
+
 def test_changed_host_key_is_refused_before_any_command(deployment, tmp_path):
     from featctl.remote.keys import generate_ed25519, pin_host_key
 

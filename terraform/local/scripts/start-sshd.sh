@@ -32,11 +32,14 @@ fi
 printf '%s\n' "$AUTHORIZED_KEY" > "$STATE_DIR/authorized_keys.tmp"
 mv "$STATE_DIR/authorized_keys.tmp" "$STATE_DIR/authorized_keys"
 
+# sshd_config arguments in double quotes, with \ and " escaped: paths may hold
+# spaces and quotes. AuthorizedKeysFile also expands %-tokens: % becomes %%.
+qs() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 cat > "$STATE_DIR/sshd_config.tmp" <<CONF
 ListenAddress $LISTEN_ADDRESS:$PORT
-HostKey $HOST_KEY
-PidFile $pidfile
-AuthorizedKeysFile $STATE_DIR/authorized_keys
+HostKey $(qs "$HOST_KEY")
+PidFile $(qs "$pidfile")
+AuthorizedKeysFile $(qs "$(printf '%s' "$STATE_DIR/authorized_keys" | sed 's/%/%%/g')")
 AllowUsers $SSH_USER
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -55,7 +58,7 @@ Subsystem sftp internal-sftp
 CONF
 if [ -n "${UV_PATH:-}" ] && [ -x "$UV_PATH" ]; then
   # The local host is this machine: its sessions may use featctl's own uv.
-  printf 'SetEnv "FEATCTL_HOST_UV=%s"\n' "$UV_PATH" >> "$STATE_DIR/sshd_config.tmp"
+  printf 'SetEnv %s\n' "$(qs "FEATCTL_HOST_UV=$UV_PATH")" >> "$STATE_DIR/sshd_config.tmp"
 fi
 mv "$STATE_DIR/sshd_config.tmp" "$STATE_DIR/sshd_config"
 

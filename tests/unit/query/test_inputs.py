@@ -1,5 +1,6 @@
 """Parsing of --weights, timestamps, driver ids and feature references."""
 
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -17,7 +18,7 @@ ALLOWED = ["conv_rate", "acc_rate"]
         (["conv_rate=1"], {"conv_rate": 1.0, "acc_rate": 0.0}),
         (["acc_rate=-2.5e-1"], {"conv_rate": 0.0, "acc_rate": -0.25}),
         (["conv_rate=0.7", "acc_rate=0.3"], {"conv_rate": 0.7, "acc_rate": 0.3}),
-        ([" conv_rate = 0.5 , acc_rate=0 "], {"conv_rate": 0.5, "acc_rate": 0.0}),
+        (["conv_rate=.5,acc_rate=+1."], {"conv_rate": 0.5, "acc_rate": 1.0}),
     ],
 )
 def test_valid_weights(specs, expected):
@@ -39,6 +40,14 @@ def test_valid_weights(specs, expected):
         ("conv_rate", "not name=value"),
         ("=1", "no valid feature name"),
         ("", "empty"),
+        # Exactly the README's number syntax: no spaces, ASCII digits, no digit separators.
+        (" conv_rate = 0.5 , acc_rate=0 ", "contains spaces"),
+        ("conv_rate=0.5, acc_rate=0", "contains spaces"),
+        ("conv_rate=\u0661", "not a number"),  # ARABIC-INDIC DIGIT ONE: float() takes it
+        ("conv_rate=\uff11", "not a number"),  # FULLWIDTH DIGIT ONE
+        ("conv_rate=1_000", "not a number"),
+        ("conv_rate=0x10", "not a number"),
+        ("conv_rate=1e999", "too large"),
     ],
 )
 def test_bad_weights_are_usage_errors(spec, message):
@@ -110,3 +119,42 @@ def test_intervals():
     for bad in ("1", "h", "10s", "1w", ""):
         with pytest.raises(UsageError):
             parse_interval(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("1180591620717411303424", "outside the 64-bit integer range"),
+        ("9223372036854775808", "outside the 64-bit integer range"),
+        ("1.5", "not an integer"),
+        ("\u0661", "not an integer"),
+    ],
+)
+def test_bad_driver_ids(raw, message):
+    with pytest.raises(UsageError, match=message):
+        parse_drivers([raw])
+    assert parse_drivers(["9223372036854775807", "-9223372036854775808"]) == [2**63 - 1, -(2**63)]
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01T00:00:00Z", "9999-12-31", "1677-09-21T00:00:00", "2262-04-12"])
+def test_timestamps_outside_what_feast_can_hold(raw):
+    with pytest.raises(UsageError, match="outside the times featctl can query"):
+        parse_timestamp(raw, option="--at")
+
+
+def test_out_paths_are_checked_before_any_query(tmp_path):
+    from featctl.query.inputs import check_out_path
+
+    check_out_path(tmp_path / "ok.csv")
+    check_out_path(tmp_path / "ok.parquet")
+    (tmp_path / "dir.csv").mkdir()
+    cases = [
+        (tmp_path / "x.txt", "must end in .csv or .parquet"),
+        (tmp_path / "dir.csv", "is a directory"),
+        (tmp_path / "missing" / "x.csv", "does not exist"),
+    ]
+    if os.path.isdir("/proc/self"):  # not writable even for root
+        cases.append((__import__("pathlib").Path("/proc/self/x.csv"), "cannot be written"))
+    for path, message in cases:
+        with pytest.raises(UsageError, match=message):
+            check_out_path(path)

@@ -29,3 +29,10 @@ def test_server_errors_by_status():
     assert isinstance(_server_error("/x", 422, b'{"detail": "bad"}'), UsageError)
     err = _server_error("/x", 500, b'{"detail": "boom\\nmore"}')
     assert isinstance(err, FeatureServerError) and "boom more" in str(err)
+
+
+def test_score_overflow_becomes_null_with_a_note():
+    from featctl.query.online import not_finite
+
+    assert not_finite("Infinity") and not_finite("-Infinity") and not_finite(float("inf"))
+    assert not not_finite(1.0) and not not_finite(None) and not not_finite("text")

@@ -6,9 +6,18 @@ from datetime import datetime, timezone
 from featctl import FEAST_VERSION
 from featctl.lifecycle.deploy import choose_server_ports
 from featctl.remote.layout import Layout
-from featctl.remote.releases import local_manifest, new_release_id
+from featctl.remote.releases import new_release_id
 from featctl.remote.schedule import timer_units
 from featctl.remote.service import server_command, systemd_unit, unit_name
+from featctl.repo.bundle import build
+
+
+def local_manifest(repo):
+    if not (repo / "feature_store.yaml").exists():
+        (repo / "feature_store.yaml").write_text("project: p\n")
+    manifest = build(repo).manifest
+    manifest.pop("feature_store.yaml")
+    return manifest
 
 
 def test_manifest_skips_feast_state_and_caches(tmp_path):
