@@ -18,7 +18,10 @@ from typing import Any
 from featctl.errors import ConfigError
 
 TARGETS = ("local", "yandex", "ssh")
+STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
+#: Tables of featctl.toml besides the per-target ones: [score] and [host].
+TABLES: dict[str, dict[str, type]] = {"score": {"view": str}, "host": {"requirements": list}}
 
 # name -> (default, parser). Every key here may be set in featctl.toml, as
 # FEATCTL_<NAME> in the environment, or by the matching flag.
@@ -32,6 +35,10 @@ _DEFAULTS: dict[str, Any] = {
     "server_workers": 2,
     "ssh_wait_seconds": 120.0,
     "command_timeout": 1800.0,
+    # Shared stores the deployment runs on (Terraform starts them): redis, postgres, spark.
+    "stores": (),
+    # Serving hosts (needs shared stores when more than one).
+    "hosts": 1,
 }
 
 
@@ -60,6 +67,29 @@ def _parse_target(_name: str, raw: Any) -> str:
     return value
 
 
+def _parse_stores(name: str, raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{name} must be a list such as [\"redis\", \"postgres\"], got {raw!r}")
+    out: list[str] = []
+    for item in items:
+        value = str(item).strip().lower()
+        if not value:
+            continue
+        if value not in STORES:
+            raise ConfigError(f"unknown store {item!r} in {name}: choose from {', '.join(STORES)}")
+        if value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def _parse_hosts(name: str, raw: Any) -> int:
+    value = _parse_int(name, raw)
+    if not 1 <= value <= 9:
+        raise ConfigError(f"{name} must be between 1 and 9, got {value}")
+    return value
+
+
 def _parse_name(_name: str, raw: Any) -> str:
     import re
 
@@ -78,6 +108,8 @@ _PARSERS = {
     "server_workers": lambda n, v: max(1, _parse_int(n, v)),
     "ssh_wait_seconds": _parse_float,
     "command_timeout": _parse_float,
+    "stores": _parse_stores,
+    "hosts": _parse_hosts,
 }
 
 
@@ -97,11 +129,40 @@ class Settings:
     server_workers: int
     ssh_wait_seconds: float
     command_timeout: float
+    stores: tuple[str, ...] = ()
+    hosts: int = 1
+    #: [score] view: the on-demand view `score` uses.
+    score_view: str | None = None
+    #: [host] requirements: extra pip requirements for the host's Feast environment.
+    host_requirements: tuple[str, ...] = ()
     #: Per-target tables of featctl.toml, e.g. ``[yandex]``: passed to the
     #: target's Terraform stack as variables.
     target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
+
+
+def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """[score] and [host]: known keys with the right types."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, keys in TABLES.items():
+        table = data.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        unknown = sorted(set(table) - set(keys))
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} in [{name}]; known: {', '.join(keys)}")
+        for key, kind in keys.items():
+            if key in table and not isinstance(table[key], kind):
+                raise ConfigError(f"{path}: [{name}] {key} must be a {'string' if kind is str else 'list of strings'}")
+        if name == "host":
+            reqs = table.get("requirements", [])
+            if not all(isinstance(r, str) and r.strip() and "\n" not in r for r in reqs):
+                raise ConfigError(f"{path}: [host] requirements must be pip requirement strings, one per item")
+        out[name] = dict(table)
+    return out
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -139,6 +200,13 @@ def load_settings(
     unknown = sorted(k for k, v in table.items() if k not in _DEFAULTS and not isinstance(v, dict))
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_DEFAULTS)}")
+    strange = sorted(k for k, v in table.items() if isinstance(v, dict) and k not in TARGETS and k not in TABLES)
+    if strange:
+        raise ConfigError(
+            f"{path}: unknown table(s) [{'], ['.join(strange)}]; known: "
+            + ", ".join(f"[{t}]" for t in (*TARGETS, *TABLES))
+        )
+    extra_tables = _check_tables(path, data)
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -157,6 +225,10 @@ def load_settings(
 
     target_vars = {t: dict(data[t]) for t in TARGETS if isinstance(data.get(t), dict)}
     return Settings(
+        stores=values["stores"],
+        hosts=values["hosts"],
+        score_view=extra_tables.get("score", {}).get("view"),
+        host_requirements=tuple(extra_tables.get("host", {}).get("requirements", ())),
         repo=(cwd / values["repo"]).resolve(),
         workspace=(cwd / values["workspace"]).resolve(),
         target=values["target"],

@@ -67,9 +67,9 @@ class Session:
         return endpoint_for(self.workspace, record)
 
     def layout(self, record: Deployment) -> Layout:
-        from featctl.remote.layout import Layout
+        from featctl.remote.layout import DEFAULT_ENV, Layout
 
-        return Layout(record.remote_base_dir)
+        return Layout(record.remote_base_dir, record.env_name or DEFAULT_ENV)
 
     def connection(self, record: Deployment | None = None) -> Connection:
         """The SSH connection to the host, made on first use; the host's copy of

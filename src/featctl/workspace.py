@@ -86,6 +86,8 @@ class Deployment:
     deployment_id: str = ""
     #: How many changes this workspace made; the host records the last one.
     generation: int = 0
+    #: The serving release's Feast environment on the host (envs/<name>).
+    env_name: str = ""
     stage: str = "new"
     version: int = RECORD_VERSION
 

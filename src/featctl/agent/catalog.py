@@ -28,7 +28,8 @@ class Catalog:
         entity_keys = {e.spec.name: e.spec.join_key for e in mine(proto.entities)}
         #: name -> (features, join keys)
         self.fvs: dict[str, tuple[list[str], list[str]]] = {}
-        for fv in mine(proto.feature_views) + mine(proto.stream_feature_views):
+        labels = mine(proto.label_views) if "label_views" in proto.DESCRIPTOR.fields_by_name else []
+        for fv in mine(proto.feature_views) + mine(proto.stream_feature_views) + labels:
             keys = [c.name for c in fv.spec.entity_columns]
             if not keys:
                 keys = [entity_keys.get(e, e) for e in fv.spec.entities]

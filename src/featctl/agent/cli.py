@@ -37,6 +37,7 @@ REPO_COMMANDS = {
     "materialize": ("materialize", "cmd_materialize"),
     "rebase": ("rebase", "cmd_rebase"),
     "probe": ("probe", "cmd_probe"),
+    "teardown": ("teardown", "cmd_teardown"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -87,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="from_repo", required=True)
 
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
+    sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")
 
     for name in REPO_COMMANDS:
         sub.choices[name].add_argument("--repo", required=True)
@@ -101,10 +103,13 @@ def parser() -> argparse.ArgumentParser:
         if name == "set":
             sp.add_argument("--state", choices=("preparing", "ready", "failed"))
             sp.add_argument("--port", type=int)
+            sp.add_argument("--env")
         if name == "cleanup":
             sp.add_argument("--keep", type=int, default=5)
             sp.add_argument("--spare", default="")
             sp.add_argument("--stop-idle", action="store_true")
+            sp.add_argument("--prune-envs", action="store_true")
+            sp.add_argument("--default-env", default="")
         if name == "owner":
             sp.add_argument("--claim")
         if name == "procs":

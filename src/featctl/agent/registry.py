@@ -164,6 +164,15 @@ def _fields(fields: Any) -> list[dict[str, str]]:
     return [{"name": f.name, "dtype": dtype_name(f)} for f in fields]
 
 
+def _source_path(source: Any) -> str | None:
+    """A file source's path as the repository names it (relative to it), else None."""
+    uri = source.file_options.uri if source.WhichOneof("options") == "file_options" else ""
+    if not uri or ("://" in uri and not uri.startswith("file://")):
+        return None
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return os.path.normpath(path)
+
+
 def render_registry(proto: Any, project: str) -> dict[str, Any]:
     def mine(objs: Any) -> list[Any]:
         return [o for o in objs if o.spec.project == project]
@@ -215,6 +224,7 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
                 "features": _fields(spec.features),
                 "entities": [e for e in spec.entities if e != DUMMY_ENTITY],
                 "join_keys": [f for f in _fields(spec.entity_columns) if f["name"] != DUMMY_JOIN_KEY],
+                "source": _source_path(spec.batch_source),
                 "ttl_seconds": ttl,
                 "online": bool(spec.online),
                 "last_materialized": pb_ts(last, True) if last is not None else None,
@@ -226,14 +236,20 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
     for od in mine(proto.on_demand_feature_views):
         spec = od.spec
         sources: list[str] = []
+        source_features: list[dict[str, Any]] = []
         requests: dict[str, list[dict[str, str]]] = {}
         for key in sorted(spec.sources):
             src = spec.sources[key]
             which = src.WhichOneof("source")
             if which == "feature_view":
                 sources.append(src.feature_view.spec.name or key)
+                source_features.append(
+                    {"view": sources[-1], "features": [f.name for f in src.feature_view.spec.features]}
+                )
             elif which == "feature_view_projection":
-                sources.append(src.feature_view_projection.feature_view_name or key)
+                pr = src.feature_view_projection
+                sources.append(pr.feature_view_name or key)
+                source_features.append({"view": sources[-1], "features": [c.name for c in pr.feature_columns]})
             elif which == "request_data_source":
                 rds = src.request_data_source
                 schema = list(rds.request_data_options.schema)
@@ -244,6 +260,7 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
                 "features": _fields(spec.features),
                 "mode": spec.mode or "pandas",
                 "source_feature_views": sources,
+                "sources": source_features,
                 "request_sources": requests,
             }
         )

@@ -48,6 +48,8 @@ def releases(base: str) -> list[dict[str, Any]]:
     out = []
     for rid in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         meta = os.path.join(root, rid, META)
+        if not os.path.isdir(meta):
+            continue  # not a release featctl made: never listed, never removed
         pid = read(os.path.join(meta, "server.pid"))
         group = read(os.path.join(meta, "server-group.pid"))
         probe = None
@@ -62,6 +64,7 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "server_pid": int(pid) if alive(pid) else None,
                 "server_group": int(group) if group_alive(group) else None,
                 "probe": probe,
+                "env": read(os.path.join(meta, "env")) or None,
             }
         )
     return out
@@ -239,6 +242,8 @@ def cmd_set(args: argparse.Namespace) -> dict[str, Any]:
         write(os.path.join(meta, "state"), args.state)
     if args.port:
         write(os.path.join(meta, "port"), str(args.port))
+    if args.env:
+        write(os.path.join(meta, "env"), args.env)
     return {"release": args.id}
 
 
@@ -282,4 +287,24 @@ def cmd_cleanup(args: argparse.Namespace) -> dict[str, Any]:
         stop_server(base, r["id"])
         shutil.rmtree(os.path.join(base, "releases", r["id"]), ignore_errors=True)
         removed.append({"id": r["id"], "state": r["state"]})
-    return {"removed": removed, "stopped": stopped}
+    pruned = _prune_envs(base, args.default_env) if args.prune_envs else []
+    return {"removed": removed, "stopped": stopped, "pruned_envs": pruned}
+
+
+def _prune_envs(base: str, default: str) -> list[str]:
+    """Remove Feast environments no kept release uses (a release without an env
+    record uses the default one)."""
+    used = {r["env"] or default for r in releases(base)}
+    envs = os.path.join(base, "envs")
+    pruned = []
+    for name in sorted(os.listdir(envs)) if os.path.isdir(envs) else []:
+        path = os.path.join(envs, name)
+        stem = name[: -len(".requirements.txt")] if name.endswith(".requirements.txt") else name
+        if stem in used:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            pruned.append(stem)
+        else:
+            os.unlink(path)
+    return pruned

@@ -36,7 +36,28 @@ Output = Annotated[
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show every step's detail on stderr.")]
 Drivers = Annotated[
     list[str] | None,
-    typer.Option("--driver", "-d", help="Driver id; repeat or separate with commas.", show_default=False),
+    typer.Option(
+        "--driver", "-d", help="Shorthand for --entity driver_id=ID; repeat or separate with commas.", show_default=False
+    ),
+]
+Entities = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--entity",
+        "-e",
+        help="One entity row as KEY=VALUE (a composite key as a=1,b=x); repeatable. "
+        "Values take the join key's type from the registry.",
+        show_default=False,
+    ),
+]
+Requests = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--request",
+        "-r",
+        help="Request data NAME=VALUE for on-demand views, the same for every row; repeatable.",
+        show_default=False,
+    ),
 ]
 Features = Annotated[
     list[str] | None,

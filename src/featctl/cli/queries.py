@@ -13,10 +13,14 @@ from featctl.query.table import Table
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: featctl online --driver 1001 --driver 1002 --features driver_hourly_stats:conv_rate")(
-        online
-    )
-    app.command(epilog="Example: featctl score --weights conv_rate=0.7,acc_rate=0.3 --driver 1001 --driver 1002")(score)
+    app.command(
+        epilog="Examples: featctl online --driver 1001 --features driver_hourly_stats:conv_rate   |   "
+        "featctl online --entity customer_id=C001 --feature-service svc --request val_to_add=1"
+    )(online)
+    app.command(
+        epilog="Examples: featctl score --weights conv_rate=0.7,acc_rate=0.3 --driver 1001 --driver 1002   |   "
+        "featctl score --view my_weighted_view --weights spend=1 --entity customer_id=C001"
+    )(score)
     app.command(
         epilog="Example: featctl historical --entities entities.csv --feature-service driver_activity_rates_linear_combination --out result.parquet"
     )(historical)
@@ -30,8 +34,21 @@ def _show(table: Table, fmt: str) -> None:
     render(table, fmt, ENV.stdout)
 
 
+EntitiesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--entities",
+        help="CSV/Parquet with one entity row per line: join keys and request data columns.",
+        show_default=False,
+    ),
+]
+
+
 def online(
+    entities: o.Entities = None,
     drivers: o.Drivers = None,
+    entities_file: EntitiesFile = None,
+    requests: o.Requests = None,
     features: o.Features = None,
     feature_service: o.FeatureService = None,
     output: o.Output = None,
@@ -39,19 +56,29 @@ def online(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Read online features for drivers from the deployed feature server (HTTP through an SSH tunnel).
+    """Read online features from the deployed feature server (HTTP through an SSH tunnel).
 
-    Without --features or --feature-service every feature of every feature view is read.
+    Entity rows come from --entity/--driver or --entities FILE; request data for
+    on-demand views from --request or the file's columns. Without --features or
+    --feature-service every feature of every feature view is read.
     """
     from featctl.query.inputs import parse_drivers, parse_feature_refs
     from featctl.query.online import online as run
 
     fmt = output_format(output)
-    ids = parse_drivers(drivers or [])
+    ids = parse_drivers(drivers) if drivers else []
     refs = parse_feature_refs(features or [])
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
-        table = run(session, ids, features=refs, feature_service=feature_service)
+        table = run(
+            session,
+            entity_specs=list(entities or []),
+            driver_ids=ids,
+            entities_file=entities_file,
+            request_specs=list(requests or []),
+            features=refs,
+            feature_service=feature_service,
+        )
     finally:
         session.close()
     _show(table, fmt)
@@ -68,7 +95,17 @@ def score(
             show_default=False,
         ),
     ] = None,
+    entities: o.Entities = None,
     drivers: o.Drivers = None,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            "--view",
+            help="The on-demand view that computes the score [default: featctl.toml [score] view, else the one "
+            "view whose request fields are <feature>_coef weights]",
+            show_default=False,
+        ),
+    ] = None,
     at: Annotated[
         str | None,
         typer.Option(
@@ -77,11 +114,11 @@ def score(
             show_default=False,
         ),
     ] = None,
-    entities: Annotated[
+    entities_file: Annotated[
         Path | None,
         typer.Option(
             "--entities",
-            help="CSV/Parquet with driver_id, event_timestamp and per-row <feature>_coef weights (offline).",
+            help="CSV/Parquet with the join keys, event_timestamp and per-row <feature>_coef weights (offline).",
             show_default=False,
         ),
     ] = None,
@@ -94,7 +131,7 @@ def score(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Weighted driver-quality score: linear_combination = sum(weight * feature), computed by the on-demand view.
+    """Weighted score: sum(weight * feature), computed by the on-demand view with the weights sent as request data.
 
     Online from the feature server by default; point-in-time from the offline store with --at or --entities.
     """
@@ -103,37 +140,54 @@ def score(
 
     fmt = output_format(output)
     specs = list(weights or [])
-    if specs or entities is None:
+    if specs or entities_file is None:
         parse_weights(specs, None)  # syntax first: bad input never reaches the host
     when = parse_timestamp(at, option="--at") if at is not None else None
-    ids = parse_drivers(drivers or []) if drivers or entities is None else []
+    ids = parse_drivers(drivers) if drivers else []
     if out is not None:
-        if at is None and entities is None:
+        if at is None and entities_file is None:
             raise UsageError("--out is for --at/--entities scores; use --output csv > FILE for online scores")
         check_out_path(out)
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
-        if at is not None or entities is not None:
+        if at is not None or entities_file is not None:
             from featctl.query.historical import score_at
 
-            table = score_at(session, drivers=ids, weight_specs=specs, at=when, entities_file=entities, out=out)
+            table = score_at(
+                session,
+                entity_specs=list(entities or []),
+                driver_ids=ids,
+                weight_specs=specs,
+                at=when,
+                entities_file=entities_file,
+                out=out,
+                view=view,
+            )
         else:
             from featctl.query.online import score as run
 
-            table = run(session, ids, specs)
+            table = run(session, specs, entity_specs=list(entities or []), driver_ids=ids, view=view)
     finally:
         session.close()
     _show(table, fmt)
 
 
 def historical(
-    entities: Annotated[
-        Path,
+    entities_file: Annotated[
+        Path | None,
         typer.Option(
             "--entities",
-            help="CSV or Parquet with the join key (driver_id), event_timestamp and any request data columns.",
+            help="CSV or Parquet with the join keys, event_timestamp and any request data columns.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    entities: o.Entities = None,
+    drivers: o.Drivers = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="With --entity/--driver: the time of every row (ISO 8601).", show_default=False),
+    ] = None,
+    requests: o.Requests = None,
     features: o.Features = None,
     feature_service: o.FeatureService = None,
     out: Annotated[
@@ -149,15 +203,27 @@ def historical(
 ) -> None:
     """Point-in-time correct features from the offline store on the host: one row per entity row, in order."""
     from featctl.query.historical import historical as run
-    from featctl.query.inputs import check_out_path, parse_feature_refs
+    from featctl.query.inputs import check_out_path, parse_drivers, parse_feature_refs, parse_timestamp
 
     fmt = output_format(output)
     refs = parse_feature_refs(features or [])
+    when = parse_timestamp(at, option="--at") if at is not None else None
+    ids = parse_drivers(drivers) if drivers else []
     if out is not None:
         check_out_path(out)
     session, _ = make_session(repo=repo, workspace=workspace, config=config)
     try:
-        table = run(session, entities, features=refs, feature_service=feature_service, out=out)
+        table = run(
+            session,
+            entities_file,
+            entity_specs=list(entities or []),
+            driver_ids=ids,
+            at=when,
+            request_specs=list(requests or []),
+            features=refs,
+            feature_service=feature_service,
+            out=out,
+        )
     finally:
         session.close()
     if out is not None:

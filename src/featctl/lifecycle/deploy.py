@@ -24,6 +24,7 @@ from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
+from featctl.remote.layout import DEFAULT_ENV
 from featctl.repo import feature_store
 from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
@@ -104,8 +105,12 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
         agent.install_agent(conn, layout)
         owner = ownership.check(conn, layout, record, ws, take_over=take_over)
         with releases.deploy_lock(conn, layout, holder("deploy")):
+            # The environment follows the repository: its stores' extras and
+            # [host] requirements, each set in an environment of its own.
+            spec = agent.EnvSpec(tuple(cfg.extras), tuple(s.host_requirements))
+            new_layout = layout.with_env(spec.name)
             result.installed_feast = agent.ensure_feast_env(
-                conn, layout, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step
+                conn, new_layout, spec, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step
             )
             # No server outside a deploy: a release left running by an interrupted
             # switch or a killed supervisor is stopped here.
@@ -114,16 +119,19 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             local = bundle
             cur = host.current_release
             healthy, registry = (
-                release_health(conn, layout, cur) if cur is not None else (Health(False, "nothing serves"), None)
+                release_health(conn, layout.with_env(cur.env), cur)
+                if cur is not None
+                else (Health(False, "nothing serves"), None)
             )
             if (
                 cur is not None
                 and healthy
                 and local.manifest == host.manifest
-                and not result.installed_feast
+                and (cur.env or DEFAULT_ENV) == spec.name
                 and cur.port in record.server_ports
             ):
                 record.release, record.server_port, record.stage = cur.id, cur.port, "deployed"
+                record.env_name = spec.name
                 record.registry = registry or record.registry
                 ownership.claim(conn, layout, record, ws, changed=False, known=owner)
                 ws.save(record)
@@ -135,7 +143,7 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
                     f"release {cur.id} is unhealthy ({healthy.reason}); "
                     "building a new release whose online store is loaded from the offline data"
                 )
-            built = build_release(session, record, host, local, fresh=cur is not None and not healthy)
+            built = build_release(session, record, host, local, new_layout, fresh=cur is not None and not healthy)
             result.uploaded, result.deleted, result.materialized = built.uploaded, built.removed, built.materialized
             result.applied = result.restarted_server = True
             result.cleaned += built.cleaned

@@ -9,7 +9,7 @@ from featctl.lifecycle import ownership
 from featctl.provision.machine import ensure_keys
 from featctl.provision.targets import stack_variables
 from featctl.provision.terraform import Stack
-from featctl.remote import host, releases, schedule, service
+from featctl.remote import agent, host, releases, schedule, service
 from featctl.remote.ssh import Connection, q
 from featctl.session import Session
 from featctl.workspace import Deployment
@@ -97,8 +97,27 @@ def _stop_everything(
 ) -> None:
     layout = session.layout(record)
     ownership.check(conn, layout, record, session.workspace, take_over=take_over)
+    state = releases.state(conn, layout)
+    cur = state.current_release
+    if cur is not None:
+        # Stores that outlive the host (Redis, PostgreSQL, a SQL registry) lose
+        # this deployment's data; a host's own files go with the host.
+        try:
+            done = agent.run_agent(
+                conn,
+                layout.with_env(cur.env),
+                "teardown",
+                timeout=session.settings.command_timeout,
+                repo=layout.current,
+            )
+            if "skipped" not in done:
+                result.messages.append(f"removed project {done.get('project')}'s data from its stores")
+        except FeatctlError as exc:
+            result.messages.append(
+                f"could not remove the deployment's data from its stores ({exc.message}); remove it by hand"
+            )
     session.reporter.step("stopping the feature servers and the schedule")
-    for r in releases.state(conn, layout).releases:
+    for r in state.releases:
         result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
     schedule.disable(conn, layout)
     left = host.processes(conn, layout, kill=True)

@@ -11,6 +11,7 @@ from featctl.errors import FeatctlError, UsageError
 from featctl.lifecycle.common import EPOCH, holder, iso, utcnow
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases
+from featctl.remote.layout import Layout
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -24,18 +25,22 @@ def materialize_views(
     views: list[str] | None = None,
     repo: str | None = None,
     server: FeatureServer | None = None,
+    layout: Layout | None = None,
+    changed_files: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Materialize through the running feature server (no Feast start-up cost).
 
     With ``start`` and ``end`` the range is materialized. Otherwise views that
     were never materialized get all their data (from the epoch: Feast's
     incremental mode would start at now minus the TTL and leave older rows
-    out), and the others are materialized incrementally up to now.
+    out), and the others are materialized incrementally up to now. A view
+    whose source file is among ``changed_files`` (release paths) is loaded in
+    full again: its rows may have changed behind the last materialization.
     """
     if (start is None) != (end is None):
         raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
     conn = session.connection(record)
-    layout = session.layout(record)
+    layout = layout or session.layout(record)
     desc = agent.run_agent(conn, layout, "describe", timeout=120, repo=repo)
     online = [v for v in desc.get("feature_views", []) if v.get("online", True)]
     known = {v["name"] for v in online}
@@ -57,8 +62,9 @@ def materialize_views(
         server.materialize(iso(start), iso(end_ts), names, timeout=timeout)
         done = [{"view": n, "mode": "range", "start": iso(start), "end": iso(end_ts)} for n in names]
     else:
-        first = [v["name"] for v in online if not v.get("last_materialized")]
-        rest = [v for v in online if v.get("last_materialized")]
+        changed = changed_files or set()
+        first = [v["name"] for v in online if not v.get("last_materialized") or v.get("source") in changed]
+        rest = [v for v in online if v["name"] not in first]
         if first:
             server.materialize(EPOCH, iso(end_ts), first, timeout=timeout)
             done += [{"view": n, "mode": "all data", "start": EPOCH, "end": iso(end_ts)} for n in first]

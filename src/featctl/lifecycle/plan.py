@@ -78,9 +78,17 @@ def plan(session: Session) -> PlanResult:
         host = releases.state(conn, layout)
         result.upload = sorted(rel for rel, digest in local.manifest.items() if host.manifest.get(rel) != digest)
         result.remove = sorted(set(host.manifest) - set(local.manifest))
-        ready = conn.run(f"cat {q(layout.env + '/.featctl-ready')} 2>/dev/null || true", timeout=30).text.strip()
+        cfg = local.config
+        spec = agent.EnvSpec(tuple(cfg.extras) if cfg else (), tuple(s.host_requirements))
+        wanted = layout.with_env(spec.name)
+        ready = conn.run(f"cat {q(wanted.env + '/.featctl-ready')} 2>/dev/null || true", timeout=30).text.strip()
         result.install_feast = not ready
-        if not (result.upload or result.remove) or host.current is None:
+        cur = host.current_release
+        if result.install_feast:
+            result.notes.append(f"deploy would install {spec.describe()} (envs/{spec.name}) beside the serving one")
+        # The registry diff runs with the environment deploy would use, when it exists.
+        layout = wanted if ready else layout.with_env(cur.env if cur else None)
+        if not (result.upload or result.remove or result.install_feast) or host.current is None:
             result.registry = "no changes" if host.current else None
             return result
         scratch = f"plan-{releases.new_release_id()}"

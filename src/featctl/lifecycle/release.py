@@ -38,7 +38,13 @@ class BuiltRelease:
 
 
 def build_release(
-    session: Session, record: Deployment, host: releases.HostState, local: Bundle, *, fresh: bool = False
+    session: Session,
+    record: Deployment,
+    host: releases.HostState,
+    local: Bundle,
+    layout: Layout,
+    *,
+    fresh: bool = False,
 ) -> BuiltRelease:
     """Build a new release beside the serving one and switch to it when it is healthy.
 
@@ -51,7 +57,6 @@ def build_release(
     s = session.settings
     rep = session.reporter
     conn = session.connection(record)
-    layout = session.layout(record)
     cur = host.current_release
     new_id = releases.new_release_id()
     port = next(p for p in record.server_ports if cur is None or p != cur.port)
@@ -80,13 +85,15 @@ def build_release(
         agent.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
         step = "starting the feature server"
         rep.step(f"starting the feature server of release {new_id}")
-        releases.set_meta(conn, layout, new_id, port=port)
+        releases.set_meta(conn, layout, new_id, port=port, env=layout.env_name)
         service.start(conn, layout, new_id, port=port, workers=s.server_workers, user=record.user)
         server = FeatureServer(conn, port)
         wait_healthy(conn, layout, new_id, server)
         step = "materialization"
         rep.step("materializing")
-        built.materialized = materialize_views(session, record, repo=layout.release(new_id), server=server)
+        built.materialized = materialize_views(
+            session, record, repo=layout.release(new_id), server=server, layout=layout, changed_files=set(up.uploaded)
+        )
         step = "the health check"
         rep.step(f"checking release {new_id} (an online read of each view)")
         registry = agent.run_agent(conn, layout, "describe", ["--check"], timeout=120, repo=layout.release(new_id))
@@ -115,6 +122,7 @@ def build_release(
         rep.step(f"switching to release {new_id}")
         releases.switch(conn, layout, new_id)
         record.release, record.server_port, record.registry, record.stage = new_id, port, registry, "deployed"
+        record.env_name = layout.env_name
         record.last_materialized = max((m["end"] for m in built.materialized), default=record.last_materialized)
         record.deployed_at = iso(utcnow())
         session.workspace.save(record)
@@ -122,7 +130,7 @@ def build_release(
     if cur is not None:
         rep.step(f"stopping release {cur.id}")
         service.stop(conn, layout, cur.id)
-    built.cleaned = releases.cleanup(conn, layout)
+    built.cleaned = releases.cleanup(conn, layout, prune_envs=True)
     return built
 
 

@@ -42,6 +42,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             if not earlier:
                 raise UsageError(f"release {cur.id} is the oldest one kept; there is nothing to roll back to")
             target = earlier[-1]
+            layout = layout.with_env(target.env)  # the target runs with the environment it was built with
             ports = record.server_ports or [record.server_port]
             port = next((p for p in ports if p != cur.port), ports[0])
             try:
@@ -69,7 +70,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
                 if not verdict:
                     raise FeastError(f"release {target.id} is unhealthy: {verdict.reason}")
                 rep.step("materializing (catching up)")
-                done = materialize_views(session, record, repo=layout.release(target.id), server=server)
+                done = materialize_views(session, record, repo=layout.release(target.id), server=server, layout=layout)
                 registry = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(target.id))
                 server.close()
             except BaseException as exc:
@@ -81,6 +82,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
                 rep.step(f"switching to release {target.id}")
                 releases.switch(conn, layout, target.id)
                 record.release, record.server_port, record.registry = target.id, port, registry
+                record.env_name = layout.env_name
                 record.deployed_at = iso(utcnow())
                 ws.save(record)
             ownership.claim(conn, layout, record, ws)

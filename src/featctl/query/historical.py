@@ -1,10 +1,13 @@
-"""Offline queries: ``historical`` and the point-in-time ``score``. Feast
-runs on the host (the agent's ``historical``), where the offline store's data
-lives; here only the entity file is checked and the result read."""
+"""Offline queries: ``historical`` and the point-in-time ``score``. Feast runs
+on the host (the agent's ``historical``), where the offline store's data
+lives; here only the entity rows are checked and the result read.
+
+Entity rows come from a file (join keys, ``event_timestamp``, request columns)
+or from ``--entity``/``--driver`` at one ``--at`` time.
+"""
 
 from __future__ import annotations
 
-import os
 import posixpath
 import tempfile
 import uuid
@@ -14,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from featctl.errors import UsageError
-from featctl.query.catalog import catalog, select_features
-from featctl.query.inputs import COEF_SUFFIX, parse_weights
-from featctl.query.keys import check_key_column
-from featctl.query.online import SCORE_FEATURE, SCORE_VIEW, score_spec
+from featctl.query.catalog import Catalog, catalog, select_features
+from featctl.query.files import frame_table, numeric_column, read_entities, write_frame
+from featctl.query.inputs import parse_weights
+from featctl.query.online import gather, score_refs
 from featctl.query.table import Table
 from featctl.remote import agent
 from featctl.remote.ssh import q
@@ -25,53 +28,79 @@ from featctl.session import Session
 from featctl.workspace import Deployment
 
 
+def _frame(
+    cat: Catalog,
+    refs: Sequence[str],
+    *,
+    entities_file: Path | None,
+    entity_specs: Sequence[str],
+    driver_ids: Sequence[int],
+    at: datetime | None,
+    requests: dict[str, Any] | None = None,
+) -> Any:
+    """The entity frame for ``refs``: from the file, or the rows at ``at``."""
+    import pandas as pd
+
+    if entities_file is not None:
+        if entity_specs or driver_ids or at is not None:
+            raise UsageError("--entities already holds the rows and their times: leave out --entity, --driver and --at")
+        frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+        return _frame_checked(cat, refs, frame, entities_file)
+    if at is None:
+        raise UsageError("give --entities FILE, or --entity/--driver with --at TIME")
+    ents = gather(cat, refs, entity_specs=entity_specs, driver_ids=driver_ids, extra_requests=requests)
+    frame = pd.DataFrame(ents.columns)
+    frame["event_timestamp"] = pd.Timestamp(at)
+    return frame
+
+
 def score_at(
     session: Session,
     *,
-    drivers: Sequence[int] = (),
+    entity_specs: Sequence[str] = (),
+    driver_ids: Sequence[int] = (),
     weight_specs: Sequence[str] = (),
     at: datetime | None = None,
     entities_file: Path | None = None,
     out: Path | None = None,
+    view: str | None = None,
 ) -> Table:
-    """The score point-in-time from the offline store (runs Feast on the host)."""
-    import pandas as pd
+    """The score point-in-time from the offline store (runs Feast on the host).
 
+    With a file, each row may carry its own weights (``<feature>_coef``
+    columns); ``--weights`` fills the columns a file lacks, 0 the rest.
+    """
     record = session.deployment()
     cat = catalog(record)
-    names, source = score_spec(cat)
-    key = cat.join_key()
-    coef_cols = [f"{n}{COEF_SUFFIX}" for n in names]
+    spec = cat.score_view(view, configured=session.settings.score_view)
+    feats = list(spec.weighted)
+    coef_cols = [spec.coef(f) for f in feats]
+    refs = score_refs(spec)
+    weights = parse_weights(weight_specs, feats) if weight_specs or entities_file is None else {}
     if entities_file is not None:
-        if drivers or at is not None:
-            raise UsageError("--entities already holds drivers and times: leave out --driver and --at")
-        frame = read_entities(entities_file, required=[key, "event_timestamp"], key_types=cat.join_key_types())
-        if weight_specs:
-            weights = parse_weights(weight_specs, names)
-            for n, c in zip(names, coef_cols):
-                if c not in frame.columns:
-                    frame[c] = weights[n]
-        for c in coef_cols:
+        frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+        for f, c in zip(feats, coef_cols):
             if c not in frame.columns:
-                frame[c] = 0.0
-            frame[c] = _numeric_column(frame, c, entities_file)
+                frame[c] = float(weights.get(f, 0.0))
+            frame[c] = numeric_column(frame, c, entities_file)
+        frame = _frame_checked(cat, refs, frame, entities_file)
     else:
-        weights = parse_weights(weight_specs, names)
-        if at is None or not drivers:
-            raise UsageError("--at needs --driver (or use --entities FILE)")
-        frame = pd.DataFrame({key: list(drivers), "event_timestamp": [pd.Timestamp(at)] * len(drivers)})
-        for n, c in zip(names, coef_cols):
-            frame[c] = float(weights[n])
-    refs = [f"{source}:{n}" for n in names] + [f"{SCORE_VIEW}:{SCORE_FEATURE}"]
+        requests = {c: float(weights[f]) for f, c in zip(feats, coef_cols)}
+        frame = _frame(
+            cat, refs, entities_file=None, entity_specs=entity_specs, driver_ids=driver_ids, at=at, requests=requests
+        )
     result = _historical_frame(session, record, frame, refs, None)
-    cols = [key, "event_timestamp"] + names + coef_cols + [SCORE_FEATURE]
+    keys = [k for k in cat.keys_for(refs) if k in result.columns]
+    cols = keys + ["event_timestamp"] + feats + coef_cols + spec.outputs
     result = result[[c for c in cols if c in result.columns]]
     notes = []
-    if SCORE_FEATURE in result.columns:
-        inf = result[SCORE_FEATURE].isin([float("inf"), float("-inf")])
-        if bool(inf.any()):
-            result.loc[inf, SCORE_FEATURE] = None
-            notes.append(f"{int(inf.sum())} score(s) overflowed a 64-bit float (weights too large); shown as null")
+    for o in spec.outputs:
+        if o in result.columns and result[o].dtype.kind == "f":
+            inf = result[o].isin([float("inf"), float("-inf")])
+            if bool(inf.any()):
+                result[o] = result[o].astype(object)
+                result.loc[inf, o] = None
+                notes.append(f"{int(inf.sum())} score(s) overflowed a 64-bit float (weights too large); shown as null")
     if out is not None:
         write_frame(result, out)
     table = frame_table(result, title="weighted score (point in time)")
@@ -79,99 +108,53 @@ def score_at(
     return table
 
 
-def read_entities(path: Path, *, required: Sequence[str], key_types: dict[str, str] | None = None) -> Any:
-    """Read an entity file (.csv or .parquet) and check its columns: timestamps
-    become UTC, and each join key column present must fit its declared type."""
-    import pandas as pd
-
-    key_types = key_types or {}
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise UsageError(f"entity file {path} must be .csv or .parquet")
-    try:
-        # Keys as text from CSV, so "007" stays "007" and 2**70 is caught, not rounded.
-        frame = pd.read_csv(path, dtype={k: str for k in key_types}) if suffix == ".csv" else pd.read_parquet(path)
-    except FileNotFoundError:
-        raise UsageError(f"entity file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"cannot read entity file {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from None
-    except Exception as exc:  # pyarrow and the csv parser raise their own types
-        raise UsageError(
-            f"cannot read entity file {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise UsageError(
-            f"entity file {path} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}"
-        )
-    if frame.empty:
-        raise UsageError(f"entity file {path} has no rows")
-    for key, dtype in key_types.items():
-        if key in frame.columns:
-            frame[key] = check_key_column(frame, key, dtype, path=str(path), csv=suffix == ".csv")
-    frame["event_timestamp"] = _utc_column(frame["event_timestamp"], path)
+def _frame_checked(cat: Catalog, refs: Sequence[str], frame: Any, path: Path) -> Any:
+    for key, view in cat.keys_for(refs).items():
+        if key not in frame.columns:
+            raise UsageError(
+                f"entity file {path} lacks column {key} (the join key of {view}); "
+                f"it has {', '.join(map(str, frame.columns))}"
+            )
     return frame
-
-
-def _utc_column(col: Any, path: Path) -> Any:
-    """ISO 8601 strings or datetimes to UTC; a value without a zone is UTC."""
-    import pandas as pd
-
-    from featctl.query.inputs import EARLIEST, LATEST
-
-    try:
-        if pd.api.types.is_datetime64_any_dtype(col):
-            out = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-        else:
-            # utc=True treats naive values as UTC and converts the rest, mixed zones included.
-            out = pd.to_datetime(col.astype(str), utc=True, format="ISO8601")
-        # Feast on the host holds times as nanoseconds: 1677-09-22 to 2262-04-10.
-        if len(out) and (out.min() < pd.Timestamp(EARLIEST) or out.max() >= pd.Timestamp(LATEST)):
-            raise pd.errors.OutOfBoundsDatetime(f"{out.min()} .. {out.max()}")
-        return out
-    except pd.errors.OutOfBoundsDatetime as exc:
-        raise UsageError(
-            f"entity file {path}: an event_timestamp is outside 1677-09-22..2262-04-10 ({str(exc).splitlines()[0]})"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"entity file {path}: event_timestamp is not ISO 8601 ({str(exc).splitlines()[0]})") from None
-
-
-def _numeric_column(frame: Any, column: str, path: Path) -> Any:
-    import pandas as pd
-
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | ~values.apply(lambda v: pd.notna(v) and abs(v) != float("inf"))
-    if bool(bad.any()):
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise UsageError(f"entity file {path}: {column} in row {row + 1} is not a finite number")
-    return values.astype("float64")
 
 
 def historical(
     session: Session,
-    entities_file: Path,
+    entities_file: Path | None = None,
     *,
+    entity_specs: Sequence[str] = (),
+    driver_ids: Sequence[int] = (),
+    at: datetime | None = None,
+    request_specs: Sequence[str] = (),
     features: Sequence[str] = (),
     feature_service: str | None = None,
     out: Path | None = None,
 ) -> Table:
+    """Point-in-time correct features: one row per entity row, in order."""
     if not features and not feature_service:
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
-    if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise UsageError(f"--out {out} must end in .csv or .parquet")
-    known = session.workspace.load()  # the cached registry summary knows the key types
-    key_types = catalog(known).join_key_types() if known else {}
-    frame = read_entities(entities_file, required=["event_timestamp"], key_types=key_types)  # before any SSH
-    record = session.deployment()
-    cat = catalog(record)
+    known = session.workspace.load()  # the cached registry summary: no connection yet
+    cat = catalog(known)
     refs, service = select_features(cat, features, feature_service)
-    if cat.join_key() not in frame.columns:
-        raise UsageError(
-            f"entity file {entities_file} lacks column {cat.join_key()}; it has {', '.join(map(str, frame.columns))}"
+    if entities_file is not None:
+        if request_specs:
+            raise UsageError("--entities holds the request data as columns: leave out --request")
+        frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+        frame = _frame_checked(cat, refs, frame, entities_file)
+    else:
+        from featctl.query.rows import request_values
+
+        fields = {n: t for n, (t, _) in cat.request_fields().items()}
+        frame = _frame(
+            cat,
+            refs,
+            entities_file=None,
+            entity_specs=entity_specs,
+            driver_ids=driver_ids,
+            at=at,
+            requests=request_values(request_specs, fields),
         )
+    record = session.deployment()
     result = _historical_frame(session, record, frame, [] if service else refs, service)
     if out is not None:
         write_frame(result, out)
@@ -206,44 +189,3 @@ def _historical_frame(
     if len(result) != len(frame):
         raise UsageError(f"historical retrieval returned {len(result)} rows for {len(frame)} entity rows")
     return result
-
-
-def write_frame(frame: Any, out: Path) -> None:
-    """Write a result atomically as .csv or .parquet (by suffix)."""
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise UsageError(f"--out {out} must end in .csv or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def frame_table(frame: Any, title: str) -> Table:
-    import math
-
-    import pandas as pd
-
-    rows: list[list[Any]] = []
-    for rec in frame.itertuples(index=False, name=None):
-        row: list[Any] = []
-        for v in rec:
-            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
-                row.append(None)
-            elif isinstance(v, pd.Timestamp):
-                row.append(v.to_pydatetime())
-            elif hasattr(v, "item"):
-                row.append(v.item())
-            else:
-                row.append(v)
-        rows.append(row)
-    return Table([str(c) for c in frame.columns], rows, title=title)
-

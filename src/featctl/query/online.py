@@ -1,16 +1,25 @@
 """Online queries: ``online`` and ``score`` talk HTTP to the feature server
 (through the workspace's tunnel process when one runs) and never import Feast
-or pandas."""
+or pandas (pandas only to read an ``--entities`` file).
+
+Entity rows come from ``--entity``/``--driver`` (query/rows.py) or a file;
+request data from ``--request`` (one value for every row) or the file's
+columns. Both are checked against the deployed registry before the query: a
+missing join key or request field is one line naming what needs it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from featctl.errors import FeatureServerError, UsageError
-from featctl.query.catalog import Catalog, catalog, select_features
-from featctl.query.inputs import COEF_SUFFIX, parse_weights, weight_names
+from featctl.query.catalog import Catalog, ScoreView, catalog, select_features
+from featctl.query.inputs import parse_weights
+from featctl.query.rows import entity_rows, key_text, request_values
 from featctl.query.table import Table
 from featctl.session import Session
 from featctl.workspace import Deployment
@@ -20,8 +29,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SCORE_VIEW = "driver_activity_rates_linear_combination_fv"
-SCORE_FEATURE = "linear_combination"
+
+@dataclass
+class Entities:
+    """What a query sends: one list per join key and request field, and how many rows."""
+
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def row_text(self, i: int) -> str:
+        return key_text({k: self.columns[k][i] for k in self.keys})
 
 
 def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T]) -> T:
@@ -36,23 +54,86 @@ def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T
     return call(session.direct_server(record))
 
 
-def _missing_note(
-    key: str, ids: Sequence[int], columns: dict[str, list[Any]], feature_cols: Sequence[str]
-) -> list[str]:
+def gather(
+    cat: Catalog,
+    refs: Sequence[str],
+    *,
+    entity_specs: Sequence[str] = (),
+    driver_ids: Sequence[int] = (),
+    entities_file: Path | None = None,
+    request_specs: Sequence[str] = (),
+    extra_requests: dict[str, Any] | None = None,
+) -> Entities:
+    """Entity rows and request data for ``refs``, typed and complete, or one line
+    saying what is missing (before any connection)."""
+    key_types = cat.join_key_types()
+    field_types = {name: dtype for name, (dtype, _) in cat.request_fields().items()}
+    requests = request_values(request_specs, field_types)
+    requests.update(extra_requests or {})
+    ents = Entities()
+    if entities_file is not None:
+        if entity_specs or driver_ids:
+            raise UsageError("--entities already holds the entity rows: leave out --entity and --driver")
+        from featctl.query.files import read_entities
+
+        frame = read_entities(entities_file, required=(), key_types=key_types, timestamps=False)
+        for col in frame.columns:
+            values = frame[col].tolist()
+            ents.columns[str(col)] = [None if isinstance(v, float) and v != v else v for v in values]
+        ents.keys = [str(c) for c in frame.columns if str(c) in key_types] or [str(frame.columns[0])]
+        ents.size = len(frame)
+    else:
+        rows = entity_rows(entity_specs, driver_ids, key_types)
+        if not rows:
+            raise UsageError("give the entities: --entity KEY=VALUE (repeatable), --driver ID or --entities FILE")
+        ents.keys = list(rows[0])
+        ents.columns = {k: [r[k] for r in rows] for k in ents.keys}
+        ents.size = len(rows)
+    for name, value in requests.items():
+        ents.columns.setdefault(name, [value] * ents.size)
+    for key, view in cat.keys_for(refs).items():
+        if key not in ents.columns:
+            raise UsageError(f"{view} needs the join key {key}: pass --entity {key}=VALUE (or a {key} column)")
+    for name, (_, view) in cat.request_fields(refs).items():
+        if name not in ents.columns:
+            raise UsageError(
+                f"on-demand view {view} needs the request field {name}: pass --request {name}=VALUE "
+                f"(or a {name} column in --entities)"
+            )
+    return ents
+
+
+def _missing_notes(ents: Entities, columns: dict[str, list[Any]], feature_cols: Sequence[str]) -> list[str]:
     notes = []
-    for i, entity in enumerate(ids):
-        if feature_cols and all(columns.get(c, [None] * len(ids))[i] is None for c in feature_cols):
-            notes.append(f"{key} {entity}: not found in the online store")
+    for i in range(ents.size):
+        if feature_cols and all(columns.get(c, [None] * ents.size)[i] is None for c in feature_cols):
+            notes.append(f"{ents.row_text(i)}: not found in the online store")
     return notes
 
 
 def online(
-    session: Session, drivers: Sequence[int], *, features: Sequence[str] = (), feature_service: str | None = None
+    session: Session,
+    *,
+    entity_specs: Sequence[str] = (),
+    driver_ids: Sequence[int] = (),
+    entities_file: Path | None = None,
+    request_specs: Sequence[str] = (),
+    features: Sequence[str] = (),
+    feature_service: str | None = None,
 ) -> Table:
+    """Online features for entity rows, with request data for on-demand views,
+    exactly as Feast's ``get_online_features`` answers them."""
     record = session.deployment()
     cat = catalog(record)
     refs, service = select_features(cat, features, feature_service)
-    key = cat.join_key()
+    ents = gather(
+        cat,
+        refs,
+        entity_specs=entity_specs,
+        driver_ids=driver_ids,
+        entities_file=entities_file,
+        request_specs=request_specs,
+    )
     names_only = [r.partition(":")[2] for r in refs]
     # Two views with a feature of the same name: name columns view__feature.
     full = len(set(names_only)) != len(names_only)
@@ -60,62 +141,33 @@ def online(
         session,
         record,
         lambda srv: srv.online_features(
-            {key: list(drivers)}, features=[] if service else refs, feature_service=service, full_feature_names=full
+            ents.columns, features=[] if service else refs, feature_service=service, full_feature_names=full
         ),
     )
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
-    names = [key] + [c for c in wanted if c in columns] + [c for c in columns if c != key and c not in wanted]
-    rows = [[drivers[i] if c == key else columns[c][i] for c in names] for i in range(len(drivers))]
+    _decode_json(columns, dict(zip(wanted, refs)), cat.feature_types())
+    keys = [k for k in ents.keys if k in ents.columns]
+    names = keys + [c for c in wanted if c in columns] + [c for c in columns if c not in keys and c not in wanted]
+    rows = [[ents.columns[c][i] if c in keys else columns[c][i] for c in names] for i in range(ents.size)]
     table = Table(names, rows, title="online features")
-    table.notes = _missing_note(key, drivers, columns, [c for c in names if c != key])
+    table.notes = _missing_notes(ents, columns, [c for c in names if c not in keys])
     return table
 
 
-def score_spec(cat: Catalog) -> tuple[list[str], str]:
-    """(weighted feature names, their source view) for the score's on-demand view."""
-    odfv = cat.odfv(SCORE_VIEW)
-    if cat.desc and odfv is None:
-        raise UsageError(f"the deployed repository has no on-demand view {SCORE_VIEW!r}; `score` needs it")
-    fields: list[str] = []
-    if odfv:
-        for req in (odfv.get("request_sources") or {}).values():
-            fields += [f["name"] if isinstance(f, dict) else str(f) for f in req]
-    names = weight_names(fields) or ["conv_rate", "acc_rate"]
-    sources = (odfv or {}).get("source_feature_views") or ["driver_quality_metrics"]
-    return names, str(sources[0])
+def _decode_json(columns: dict[str, list[Any]], refs_by_column: dict[str, str], types: dict[str, str]) -> None:
+    """Json features as values, as Feast's SDK returns them (the server sends text)."""
+    import json
 
-
-def score(session: Session, drivers: Sequence[int], weight_specs: Sequence[str]) -> Table:
-    """The weighted score from the feature server, computed by the on-demand view."""
-    record = session.deployment()
-    cat = catalog(record)
-    names, source = score_spec(cat)
-    weights = parse_weights(weight_specs, names)
-    key = cat.join_key()
-    entities: dict[str, list[Any]] = {key: list(drivers)}
-    for name, w in weights.items():
-        entities[f"{name}{COEF_SUFFIX}"] = [w] * len(drivers)
-    refs = [f"{source}:{n}" for n in names] + [f"{SCORE_VIEW}:{SCORE_FEATURE}"]
-    columns = _ask(session, record, lambda srv: srv.online_features(entities, features=refs))
-    out_cols = [key] + names + [f"{n}{COEF_SUFFIX}" for n in names] + [SCORE_FEATURE]
-    rows = []
-    overflowed = []
-    for i, d in enumerate(drivers):
-        row: list[Any] = [d]
-        row += [columns.get(n, [None] * len(drivers))[i] for n in names]
-        row += [weights[n] for n in names]
-        value = columns.get(SCORE_FEATURE, [None] * len(drivers))[i]
-        if not_finite(value):
-            overflowed.append(d)
-            value = None
-        row.append(value)
-        rows.append(row)
-    table = Table(out_cols, rows, title="weighted score")
-    table.notes = _missing_note(key, drivers, columns, names)
-    table.notes += [
-        f"{key} {d}: the score overflowed a 64-bit float (weights too large); shown as null" for d in overflowed
-    ]
-    return table
+    for col, ref in refs_by_column.items():
+        if types.get(ref) != "Json" or col not in columns:
+            continue
+        decoded = []
+        for value in columns[col]:
+            try:
+                decoded.append(json.loads(value) if isinstance(value, str) else value)
+            except ValueError:
+                decoded.append(value)
+        columns[col] = decoded
 
 
 def not_finite(value: Any) -> bool:
@@ -125,3 +177,45 @@ def not_finite(value: Any) -> bool:
         return value in ("Infinity", "-Infinity", "NaN")
     return isinstance(value, float) and not math.isfinite(value)
 
+
+def score_refs(spec: ScoreView) -> list[str]:
+    return [f"{view}:{feat}" for feat, view in spec.weighted.items()] + [f"{spec.name}:{o}" for o in spec.outputs]
+
+
+def score(
+    session: Session,
+    weight_specs: Sequence[str],
+    *,
+    entity_specs: Sequence[str] = (),
+    driver_ids: Sequence[int] = (),
+    view: str | None = None,
+) -> Table:
+    """The weighted score from the feature server, computed by the on-demand view
+    that weighs features (``Catalog.score_view``) with the weights as request data."""
+    record = session.deployment()
+    cat = catalog(record)
+    spec = cat.score_view(view, configured=session.settings.score_view)
+    weights = parse_weights(weight_specs, list(spec.weighted))
+    coefs = {spec.coef(f): w for f, w in weights.items()}
+    refs = score_refs(spec)
+    ents = gather(cat, refs, entity_specs=entity_specs, driver_ids=driver_ids, extra_requests=coefs)
+    columns = _ask(session, record, lambda srv: srv.online_features(ents.columns, features=refs))
+    feats = list(spec.weighted)
+    out_cols = ents.keys + feats + [spec.coef(f) for f in feats] + spec.outputs
+    rows = []
+    overflowed: list[str] = []
+    for i in range(ents.size):
+        row: list[Any] = [ents.columns[k][i] for k in ents.keys]
+        row += [columns.get(f, [None] * ents.size)[i] for f in feats]
+        row += [weights[f] for f in feats]
+        for out in spec.outputs:
+            value = columns.get(out, [None] * ents.size)[i]
+            if not_finite(value):
+                overflowed.append(ents.row_text(i))
+                value = None
+            row.append(value)
+        rows.append(row)
+    table = Table(out_cols, rows, title="weighted score")
+    table.notes = _missing_notes(ents, columns, feats)
+    table.notes += [f"{t}: the score overflowed a 64-bit float (weights too large); shown as null" for t in overflowed]
+    return table

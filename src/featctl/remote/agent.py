@@ -11,15 +11,49 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from featctl import FEAST_VERSION
 from featctl.errors import FeastError, RemoteCommandError, UsageError
-from featctl.remote.layout import Layout
+from featctl.remote.layout import DEFAULT_ENV, Layout
 from featctl.remote.ssh import Connection, q
 
 UV_VERSION = "0.13.9"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the host's Feast environment holds: the pinned lock, Feast's extras
+    for the repository's stores, and ``[host] requirements``. Each spec gets an
+    environment of its own (by content hash), built beside the serving one."""
+
+    extras: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """envs/<name>: by content, so a new lock, extra or requirement gets a new
+        environment beside the serving one (releases from before this record
+        none and use ``DEFAULT_ENV``)."""
+        content = json.dumps([_packaged("requirements.txt"), self.extras, self.requirements])
+        return f"{DEFAULT_ENV}-{hashlib.sha256(content.encode()).hexdigest()[:10]}"
+
+    def requirements_text(self, layout: Layout) -> str:
+        lines = [f"-r {layout.requirements}"]
+        if self.extras:
+            lines.append(f"feast[{','.join(self.extras)}]=={FEAST_VERSION}")
+        lines += list(self.requirements)
+        return "\n".join(lines) + "\n"
+
+    def describe(self) -> str:
+        parts = [f"Feast {FEAST_VERSION}"]
+        if self.extras:
+            parts.append(f"extras {','.join(self.extras)}")
+        if self.requirements:
+            parts.append(f"requirements {', '.join(self.requirements)}")
+        return " + ".join(parts)
 
 
 # --- files featctl ships to the host ------------------------------------------
@@ -61,24 +95,30 @@ def install_agent(conn: Connection, layout: Layout) -> None:
 def ensure_feast_env(
     conn: Connection,
     layout: Layout,
+    spec: EnvSpec | None = None,
     *,
     on_line: Callable[[str], None] | None = None,
     on_install: Callable[[str], None] | None = None,
     timeout: float = 1800.0,
 ) -> bool:
-    """Create the pinned Feast environment with uv unless it is already there.
+    """Create the Feast environment ``layout.env`` for ``spec`` with uv unless it
+    is already there.
 
     Returns True when something was installed (``on_install`` hears about it
     first). The environment is marked ready only after a complete install, so
-    an interrupted one is redone.
+    an interrupted one is redone; other environments are not touched.
     """
-    req_digest = hashlib.sha256(_packaged("requirements.txt").encode()).hexdigest()
+    spec = spec or EnvSpec()
+    reqs_text = spec.requirements_text(layout)
+    req_digest = hashlib.sha256((_packaged("requirements.txt") + reqs_text).encode()).hexdigest()
     ready = posixpath.join(layout.env, ".featctl-ready")
     have = conn.run(f"cat {q(ready)} 2>/dev/null || true", timeout=30).text.strip()
     if have == req_digest:
         return False
     if on_install is not None:
-        on_install(f"installing Feast {FEAST_VERSION} with uv")
+        on_install(f"installing {spec.describe()} with uv")
+    reqs_file = f"{layout.env}.requirements.txt"
+    conn.put_text(reqs_file, reqs_text)
     tools = posixpath.join(layout.base, "tools")
     script = f"""
 set -eu
@@ -98,17 +138,17 @@ if [ -z "$UV" ]; then
   UV={q(tools)}/bin/uv
 fi
 rm -f {q(ready)}
-echo "creating the Feast {FEAST_VERSION} environment"
+echo "creating the environment {q(layout.env_name)}"
 "$UV" venv --quiet --clear --python python3 {q(layout.env)}
-VIRTUAL_ENV={q(layout.env)} "$UV" pip install --quiet -r {q(layout.requirements)}
+VIRTUAL_ENV={q(layout.env)} "$UV" pip install --quiet -r {q(reqs_file)}
 {q(layout.python)} -c "import importlib.metadata as m; v = m.version('feast'); assert v == '{FEAST_VERSION}', v"
 echo {q(req_digest)} > {q(ready)}
-echo "Feast {FEAST_VERSION} installed"
+echo "{spec.describe()} installed"
 """
     try:
         conn.run(script, timeout=timeout, on_line=on_line)
     except RemoteCommandError as exc:
-        raise FeastError(f"installing Feast {FEAST_VERSION} on the host failed: {exc.message}") from None
+        raise FeastError(f"installing {spec.describe()} on the host failed: {exc.message}") from None
     return True
 
 

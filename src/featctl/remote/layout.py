@@ -6,7 +6,8 @@ Layout under the remote base directory::
     current -> releases/<id>   the release that serves; switched atomically
     agent/featctl_agent/       featctl's host agent (the package featctl.agent)
     agent/requirements.txt     the pinned Feast environment's lock
-    envs/feast-<version>/      the pinned Feast environment (built with uv)
+    envs/feast-<version>[-<h>] the pinned Feast environments (built with uv); one per
+                               set of extras and [host] requirements, side by side
     tools/                     uv itself, when the host has none
     run/                       the deploy lock, the materialization schedule
     tmp/                       entity files and results of historical queries
@@ -24,9 +25,15 @@ from featctl import FEAST_VERSION
 AGENT_PACKAGE = "featctl_agent"
 
 
+DEFAULT_ENV = f"feast-{FEAST_VERSION}"
+
+
 @dataclass(frozen=True)
 class Layout:
     base: str
+    #: The Feast environment (under envs/) this layout runs Feast with: the
+    #: pinned Feast plus the extras and requirements a repository needs.
+    env_name: str = DEFAULT_ENV
 
     @property
     def releases(self) -> str:
@@ -58,8 +65,15 @@ class Layout:
         return posixpath.join(self.agent_dir, "requirements.txt")
 
     @property
+    def envs(self) -> str:
+        return posixpath.join(self.base, "envs")
+
+    @property
     def env(self) -> str:
-        return posixpath.join(self.base, "envs", f"feast-{FEAST_VERSION}")
+        return posixpath.join(self.envs, self.env_name)
+
+    def with_env(self, env_name: str | None) -> Layout:
+        return Layout(self.base, env_name or DEFAULT_ENV)
 
     @property
     def python(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from featctl.errors import SSHError, UsageError
 from featctl.remote.agent import hostops
-from featctl.remote.layout import Layout
+from featctl.remote.layout import DEFAULT_ENV, Layout
 from featctl.remote.ssh import Connection, q
 from featctl.repo.bundle import Bundle
 
@@ -42,6 +42,8 @@ class Release:
     server_group: int | None = None
     #: What a health check reads (``agent probe``), when it was computed.
     probe: dict[str, Any] | None = None
+    #: The Feast environment (under envs/) it runs with; None: the default one.
+    env: str | None = None
 
     @property
     def running(self) -> bool:
@@ -132,13 +134,21 @@ def upload(
 
 
 def set_meta(
-    conn: Connection, layout: Layout, release_id: str, *, state: str | None = None, port: int | None = None
+    conn: Connection,
+    layout: Layout,
+    release_id: str,
+    *,
+    state: str | None = None,
+    port: int | None = None,
+    env: str | None = None,
 ) -> None:
     args = ["--id", release_id]
     if state:
         args += ["--state", state]
     if port:
         args += ["--port", str(port)]
+    if env:
+        args += ["--env", env]
     hostops(conn, layout, "set", *args)
 
 
@@ -146,10 +156,15 @@ def switch(conn: Connection, layout: Layout, release_id: str) -> None:
     hostops(conn, layout, "switch", "--id", release_id)
 
 
-def cleanup(conn: Connection, layout: Layout, *, spare: str = "", stop_idle: bool = False) -> list[dict[str, Any]]:
+def cleanup(
+    conn: Connection, layout: Layout, *, spare: str = "", stop_idle: bool = False, prune_envs: bool = False
+) -> list[dict[str, Any]]:
     """Remove unfinished, failed and old releases; with ``stop_idle`` also stop the
-    server of every release but the current one (none may run outside a deploy)."""
+    server of every release but the current one (none may run outside a deploy);
+    with ``prune_envs`` remove Feast environments no kept release uses."""
     args = ["--keep", str(KEEP_RELEASES), "--spare", spare, *(["--stop-idle"] if stop_idle else [])]
+    if prune_envs:
+        args += ["--prune-envs", "--default-env", DEFAULT_ENV]
     return list(hostops(conn, layout, "cleanup", *args, timeout=300).get("removed", []))
 
 

@@ -1,0 +1,432 @@
+"""Feast repositories nobody here wrote: the stock `feast init` template, a
+string-keyed repository with a composite key and a weighing view, one whose
+registry and data live outside it, and one on a real Redis.
+
+Values are checked against Feast's own SDK on a local copy of the same
+repository (the template) or against pandas on the repository's data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, featctl
+from tests.integration.conftest import Deployed, processes_under
+
+pytestmark = pytest.mark.integration
+
+FEAST_BIN = ROOT / ".venv-feast" / "bin"
+SERVICES = ("driver_activity_v1", "driver_activity_v2", "driver_activity_v3")
+REQUEST = ("--request", "val_to_add=1", "--request", "val_to_add_2=10")
+
+
+def deploy(root: Path, repo: str, env: dict[str, str] | None = None) -> Deployed:
+    d = Deployed(root)
+    d.repo = root / repo
+    (root / "featctl.toml").write_text(f'repo = "{repo}"\nserver_workers = 1\n')
+    d.first_deploy = featctl("deploy", cwd=root, timeout=1200, env=env).ok()
+    return d
+
+
+def teardown(d: Deployed) -> None:
+    if (d.workspace / "deployment.json").exists():
+        featctl("destroy", "--yes", cwd=d.root, timeout=300).ok()
+    assert processes_under(d.workspace) == []
+
+
+def close(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-6, abs=1e-9)
+    return a == b
+
+
+# --- the stock feast init template ---------------------------------------------------------
+
+SDK_SCRIPT = textwrap.dedent(
+    """
+    import json, subprocess, sys
+    from datetime import datetime
+    import pandas as pd
+    from feast import FeatureStore
+
+    repo, end, entity_file, feast_bin = sys.argv[1:5]
+    subprocess.run([feast_bin, "apply"], cwd=repo, check=True, capture_output=True)
+    store = FeatureStore(repo_path=repo)
+    store.materialize(start_date=datetime(1970, 1, 1), end_date=datetime.fromisoformat(end))
+    rows = [{"driver_id": d, "val_to_add": 1, "val_to_add_2": 10} for d in (1001, 1002, 1003)]
+    out = {"online": {}, "historical": {}}
+    for name in SERVICES:
+        svc = store.get_feature_service(name)
+        out["online"][name] = store.get_online_features(features=svc, entity_rows=rows).to_dict()
+    entities = pd.read_csv(entity_file, parse_dates=["event_timestamp"])
+    for name in ("driver_activity_v1", "driver_activity_v2"):
+        df = store.get_historical_features(entity_df=entities, features=store.get_feature_service(name)).to_df()
+        df["event_timestamp"] = df["event_timestamp"].astype(str)
+        out["historical"][name] = json.loads(df.to_json(orient="records"))
+    print(json.dumps(out, default=str))
+    """
+).replace("SERVICES", repr(SERVICES))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("template")
+    subprocess.run([str(FEAST_BIN / "feast"), "init", "proj"], cwd=root, check=True, capture_output=True, timeout=300)
+    local = tmp_path_factory.mktemp("template-sdk") / "feature_repo"
+    shutil.copytree(root / "proj" / "feature_repo", local)
+    d = deploy(root, "proj/feature_repo")
+    d.local_copy = local
+    try:
+        yield d
+    finally:
+        teardown(d)
+
+
+def test_template_queries_equal_the_feast_sdk(template, tmp_path):
+    d = template
+    st = d.json("status")
+    kinds = {v["view"]: v["kind"] for v in st["feature_views"]}
+    assert kinds["driver_quality_labels"] == "label view" and kinds["transformed_conv_rate"] == "on-demand view"
+    end = max(v["last_materialized"] for v in st["feature_views"] if v["kind"] == "feature view")
+    entities = tmp_path / "entities.csv"
+    pd.DataFrame(
+        {
+            "driver_id": [1001, 1002, 1003],
+            "event_timestamp": ["2021-04-12T10:59:42+00:00", "2021-04-12T08:12:10+00:00", "2021-04-12T16:40:26+00:00"],
+            "val_to_add": [1, 2, 3],
+            "val_to_add_2": [10, 20, 30],
+        }
+    ).to_csv(entities, index=False)
+    sdk = subprocess.run(
+        [str(FEAST_BIN / "python"), "-c", SDK_SCRIPT, str(d.local_copy), end, str(entities), str(FEAST_BIN / "feast")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert sdk.returncode == 0, sdk.stderr[-3000:]
+    want = json.loads(sdk.stdout.strip().splitlines()[-1])
+    for name in SERVICES:
+        rows = d.json("online", "-d", "1001,1002,1003", "--feature-service", name, *REQUEST)
+        expected = want["online"][name]
+        assert len(rows) == 3
+        for i, row in enumerate(rows):
+            for col, value in row.items():
+                assert close(value, expected[col][i]), (name, col, i, value, expected[col][i])
+    # A missing request field: one line, before the query.
+    res = d.run("online", "-d", "1001", "--feature-service", "driver_activity_v1", "--request", "val_to_add=1")
+    assert res.returncode == 2 and "val_to_add_2" in res.stderr and "transformed_conv_rate" in res.stderr
+    for name in ("driver_activity_v1", "driver_activity_v2"):
+        rows = d.json("historical", "--entities", str(entities), "--feature-service", name)
+        assert [r["driver_id"] for r in rows] == [1001, 1002, 1003]  # every row, in order
+        by_driver = {r["driver_id"]: r for r in rows}
+        expected = want["historical"][name]
+        assert len(expected) >= 2, expected  # Feast's file store may drop rows; featctl does not
+        for exp in expected:
+            got = by_driver[exp["driver_id"]]
+            for col, value in exp.items():
+                if col != "event_timestamp" and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                    assert close(got[col], value), (name, col, got[col], value)
+    # Label views are views too: listed, and readable online (empty until pushed).
+    rows = d.json("online", "-d", "1001", "-f", "driver_quality_labels:labeler")
+    assert rows == [{"driver_id": 1001, "labeler": None}]
+
+
+# --- a string-keyed repository with a composite key and a weighing view ----------------------
+
+CUSTOMER_DEFS = """
+from datetime import timedelta
+
+import pandas as pd
+from feast import Entity, FeatureView, Field, FileSource, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, Int64, String
+from feast.value_type import ValueType
+
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
+store = Entity(name="store", join_keys=["store_id"], value_type=ValueType.INT64)
+
+customer_source = FileSource(path="data/customers.parquet", timestamp_field="ts")
+visits_source = FileSource(path="data/visits.parquet", timestamp_field="ts")
+
+customer_stats = FeatureView(
+    name="customer_stats",
+    entities=[customer],
+    ttl=timedelta(days=30),
+    schema=[Field(name="spend", dtype=Float64), Field(name="loyalty", dtype=Float64), Field(name="tier", dtype=String)],
+    source=customer_source,
+)
+visits = FeatureView(
+    name="visits",
+    entities=[customer, store],
+    ttl=timedelta(days=30),
+    schema=[Field(name="count", dtype=Int64)],
+    source=visits_source,
+)
+weights = RequestSource(name="weights", schema=[Field(name="spend_coef", dtype=Float64), Field(name="loyalty_coef", dtype=Float64)])
+
+
+@on_demand_feature_view(
+    sources=[customer_stats, weights],
+    schema=[Field(name="value_score", dtype=Float64)],
+    mode="pandas",
+)
+def customer_value(inputs: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame()
+    out["value_score"] = inputs["spend"] * inputs["spend_coef"] + inputs["loyalty"] * inputs["loyalty_coef"]
+    return out
+"""
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("customers")
+    repo = root / "shop"
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        "project: shop\nregistry: data/registry.db\nprovider: local\n"
+        "online_store:\n  type: sqlite\n  path: data/online.db\nentity_key_serialization_version: 3\n"
+    )
+    (repo / "definitions.py").write_text(CUSTOMER_DEFS)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    pd.DataFrame(
+        {
+            "customer_id": ["C001", "C002", "007", "C001"],
+            "spend": [10.5, 20.0, 7.0, 12.5],
+            "loyalty": [0.5, 0.9, 0.1, 0.6],
+            "tier": ["gold", "silver", "bronze", "gold"],
+            "ts": [now - timedelta(days=2), now - timedelta(days=1), now - timedelta(days=1), now - timedelta(hours=3)],
+        }
+    ).to_parquet(repo / "data" / "customers.parquet")
+    pd.DataFrame(
+        {
+            "customer_id": ["C001", "C001", "C002"],
+            "store_id": [1, 2, 1],
+            "count": [3, 5, 8],
+            "ts": [now - timedelta(days=1)] * 3,
+        }
+    ).to_parquet(repo / "data" / "visits.parquet")
+    d = deploy(root, "shop")
+    try:
+        yield d
+    finally:
+        teardown(d)
+
+
+def test_string_and_composite_keys_and_score_on_any_view(customers, tmp_path):
+    d = customers
+    rows = d.json("online", "--entity", "customer_id=C001", "--entity", "customer_id=007", "-f", "customer_stats:spend")
+    assert rows == [{"customer_id": "C001", "spend": 12.5}, {"customer_id": "007", "spend": 7.0}]
+    rows = d.json(
+        "online",
+        "--entity",
+        "customer_id=C001,store_id=2",
+        "--entity",
+        "customer_id=C002,store_id=1",
+        "-f",
+        "visits:count",
+    )
+    assert [r["count"] for r in rows] == [5, 8]
+    # The key's type comes from the registry: store_id is an integer.
+    bad = d.run("online", "--entity", "customer_id=C001,store_id=two", "-f", "visits:count")
+    assert bad.returncode == 2 and "store_id 'two' is not an integer" in bad.stderr
+    # A view that needs a join key the rows lack: one line.
+    bad = d.run("online", "--entity", "customer_id=C001", "-f", "visits:count")
+    assert bad.returncode == 2 and "store_id" in bad.stderr
+    # score finds the one weighing view by itself, and takes --view.
+    for extra in ((), ("--view", "customer_value")):
+        rows = d.json("score", "-w", "spend=2,loyalty=10", "--entity", "customer_id=C002", *extra)
+        assert rows == [
+            {
+                "customer_id": "C002",
+                "spend": 20.0,
+                "loyalty": 0.9,
+                "spend_coef": 2.0,
+                "loyalty_coef": 10.0,
+                "value_score": pytest.approx(49.0),
+            }
+        ]
+    bad = d.run("score", "-w", "spend=1", "--entity", "customer_id=C002", "--view", "customer_stats")
+    assert bad.returncode == 2 and "not an on-demand view" in bad.stderr
+    entities = tmp_path / "e.csv"
+    entities.write_text(
+        "customer_id,event_timestamp,spend_coef,loyalty_coef\n"
+        f"C001,{(datetime.now(timezone.utc) - timedelta(days=1)).isoformat()},1,0\n"
+        f"C001,{datetime.now(timezone.utc).isoformat()},1,0\n"
+    )
+    rows = d.json("historical", "--entities", str(entities), "-f", "customer_stats:spend,customer_value:value_score")
+    assert [r["spend"] for r in rows] == [10.5, 12.5]
+    assert [r["value_score"] for r in rows] == [10.5, 12.5]
+
+
+# --- registry and data outside the repository -----------------------------------------------
+
+OUTSIDE_DEFS = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import Float64
+
+item = Entity(name="item", join_keys=["item_id"])
+SHARED = "../shared_data/prices.parquet"
+prices = FeatureView(
+    name="prices",
+    entities=[item],
+    ttl=timedelta(days=365),
+    schema=[Field(name="price", dtype=Float64)],
+    source=FileSource(name="prices_source", path=SHARED, timestamp_field="ts"),
+)
+"""
+
+
+def write_prices(path: Path, price: float) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    pd.DataFrame({"item_id": [1, 2], "price": [price, price * 2], "ts": [now - timedelta(hours=1)] * 2}).to_parquet(
+        path
+    )
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outside")
+    repo = root / "repo"
+    repo.mkdir()
+    (root / "shared_data").mkdir()
+    write_prices(root / "shared_data" / "prices.parquet", 1.0)
+    (repo / "feature_store.yaml").write_text(
+        "project: outside\nprovider: local\nregistry: ../shared_registry/registry.db\n"
+        "online_store:\n  type: sqlite\n  path: /tmp/featctl-never-here/online.db\nentity_key_serialization_version: 3\n"
+    )
+    (repo / "defs.py").write_text(OUTSIDE_DEFS)
+    d = deploy(root, "repo")
+    try:
+        yield d
+    finally:
+        teardown(d)
+        assert not Path("/tmp/featctl-never-here").exists()
+
+
+def test_outside_registry_and_data_follow_each_release(outside):
+    d = outside
+    assert "_featctl/external/" in d.first_deploy.stderr and "_featctl/registry.db" in d.first_deploy.stderr
+    assert not (d.root / "shared_registry").exists()  # the user's side is never written
+    assert d.json("online", "--entity", "item_id=2", "-f", "prices:price") == [{"item_id": 2, "price": 2.0}]
+    first = d.record()["release"]
+    # Change the outside data and the definitions (a new view): a new release.
+    write_prices(d.root / "shared_data" / "prices.parquet", 5.0)
+    (d.repo / "defs.py").write_text(
+        OUTSIDE_DEFS + '\nprices_copy = FeatureView(name="prices_copy", entities=[item], ttl=timedelta(days=365),'
+        ' schema=[Field(name="price", dtype=Float64)],'
+        ' source=FileSource(name="prices_copy_source", path=SHARED, timestamp_field="ts"))\n'
+    )
+    plan = json.loads(d.run("plan", "-o", "json").ok().stdout)
+    assert "defs.py" in plan["upload"] and any(p.startswith("_featctl/external/") for p in plan["upload"])
+    assert "prices_copy" in (plan["registry"] or "")
+    d.run("deploy").ok()
+    assert d.json("online", "--entity", "item_id=2", "-f", "prices:price") == [{"item_id": 2, "price": 10.0}]
+    assert "prices_copy" in {v["view"] for v in d.json("status")["feature_views"]}
+    # Rollback: the previous release's registry (no prices_copy) and its values.
+    d.run("rollback").ok()
+    assert d.record()["release"] == first
+    assert "prices_copy" not in {v["view"] for v in d.json("status")["feature_views"]}
+    assert d.json("online", "--entity", "item_id=2", "-f", "prices:price") == [{"item_id": 2, "price": 2.0}]
+    releases = sorted(p.name for p in (Path(d.record()["remote_base_dir"]) / "releases").iterdir())
+    assert len(releases) == 2  # clean-up only ever touched release directories
+
+
+# --- a repository on a real Redis -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_repo(tmp_path_factory):
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.fail("redis-server is missing: run .ci/run or scripts/bootstrap --dev")
+    root = tmp_path_factory.mktemp("redis")
+    port, password = free_port(), "s3cret-redis"
+    server = subprocess.Popen(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "-a", password, "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            != "PONG"
+        ):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.2)
+        shutil.copytree(
+            ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "__pycache__")
+        )
+        fsy = root / "feature_repo" / "feature_store.yaml"
+        fsy.write_text(
+            fsy.read_text()
+            .replace("project: featctl_drivers", "project: featctl_redis")
+            .replace(
+                "online_store:\n    type: sqlite\n    path: data/online_store.db",
+                f'online_store:\n    type: redis\n    connection_string: "127.0.0.1:{port},password={password}"',
+            )
+        )
+        d = deploy(root, "feature_repo")
+        d.redis = (port, password)
+        try:
+            yield d
+        finally:
+            teardown(d)
+            keys = subprocess.run(
+                ["redis-cli", "-p", str(port), "-a", password, "--scan", "--pattern", "*featctl_redis"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            assert keys == [], f"destroy left {len(keys)} key(s) in Redis"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_redis_online_store(redis_repo):
+    d = redis_repo
+    port, password = d.redis
+    assert "redis" in d.first_deploy.stderr  # the environment got Feast's redis extra
+    keys = subprocess.run(
+        ["redis-cli", "-p", str(port), "-a", password, "--scan", "--pattern", "*featctl_redis"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(keys) >= 5  # one hash per driver
+    rows = d.json("score", "-w", "conv_rate=1,acc_rate=1", "-d", "1001")
+    df = pd.read_parquet(d.repo / "data" / "driver_stats.parquet")
+    want = df[df.driver_id == 1001].sort_values("event_timestamp").iloc[-1]
+    assert rows[0]["linear_combination"] == pytest.approx(float(want.conv_rate) + float(want.acc_rate), rel=1e-6)
+    assert d.json("materialize")[0]["mode"] == "incremental"
+    assert "nothing changed" in d.run("deploy").ok().stderr
