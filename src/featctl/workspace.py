@@ -88,6 +88,9 @@ class Deployment:
     generation: int = 0
     #: The serving release's Feast environment on the host (envs/<name>).
     env_name: str = ""
+    #: Feast's other servers enabled for the deployment -> their host port
+    #: ("ui", "registry", "offline"); every release switch starts them again.
+    services: dict[str, int] = field(default_factory=dict)
     stage: str = "new"
     version: int = RECORD_VERSION
 

@@ -100,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--id", required=True)
         if name == "prepare":
             sp.add_argument("--fresh", action="store_true")
+        if name == "stop":
+            sp.add_argument("--service", choices=("ui", "registry", "offline"))
         if name == "set":
             sp.add_argument("--state", choices=("preparing", "ready", "failed"))
             sp.add_argument("--port", type=int)

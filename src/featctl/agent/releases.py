@@ -65,22 +65,49 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "server_group": int(group) if group_alive(group) else None,
                 "probe": probe,
                 "env": read(os.path.join(meta, "env")) or None,
+                "services": {
+                    name: int(read(os.path.join(meta, f"{name}.pid")))
+                    for name in ("ui", "registry", "offline")
+                    if alive(read(os.path.join(meta, f"{name}.pid")))
+                },
             }
         )
     return out
 
 
 def stop_server(base: str, release_id: str) -> bool:
-    """Stop a release's supervisor and its server's whole process group; True if
-    either ran. Works when the supervisor is gone and only the server is left."""
+    """Stop every service of a release (its feature server, and its UI, registry
+    and offline servers when they run): each supervisor and each service's whole
+    process group; True if any ran. Works when a supervisor is gone and only its
+    service is left."""
     meta = os.path.join(base, "releases", release_id, META)
-    pid = read(os.path.join(meta, "server.pid"))
-    group = read(os.path.join(meta, "server-group.pid"))
+    was = False
+    names = sorted(n for n in os.listdir(meta) if n.endswith(".pid")) if os.path.isdir(meta) else []
+    for name in [n for n in names if not n.endswith("-group.pid")]:
+        pid = read(os.path.join(meta, name))
+        was = alive(pid) or was
+        stop_pid(pid)  # a supervisor stops its service's group itself
+    for name in names:
+        path = os.path.join(meta, name)
+        group = read(path)
+        if name.endswith("-group.pid") and group_alive(group):
+            was = True
+            kill_groups({int(group)})
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return was
+
+
+def stop_service(base: str, release_id: str, service: str) -> bool:
+    """Stop one service of a release (``ui``, ``registry``, ``offline``)."""
+    meta = os.path.join(base, "releases", release_id, META)
+    pid = read(os.path.join(meta, f"{service}.pid"))
+    group = read(os.path.join(meta, f"{service}-group.pid"))
     was = alive(pid) or group_alive(group)
-    stop_pid(pid)  # the supervisor stops its server's group itself
+    stop_pid(pid)
     if group_alive(group):
         kill_groups({int(group)})
-    for name in ("server.pid", "server-group.pid"):
+    for name in (f"{service}.pid", f"{service}-group.pid"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(meta, name))
     return was
@@ -263,6 +290,8 @@ def cmd_switch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
+    if args.service:
+        return {"stopped": stop_service(args.base, args.id, args.service)}
     return {"stopped": stop_server(args.base, args.id)}
 
 
@@ -280,7 +309,7 @@ def cmd_cleanup(args: argparse.Namespace) -> dict[str, Any]:
         if r["id"] == args.spare or r["id"] == cur:
             continue
         if r["id"] in keep:
-            if args.stop_idle and (r["server_pid"] or r["server_group"]):
+            if args.stop_idle and (r["server_pid"] or r["server_group"] or r["services"]):
                 stop_server(base, r["id"])
                 stopped.append(r["id"])
             continue

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from featctl import __version__
-from featctl.cli import lifecycle, operate, queries
+from featctl.cli import feast_tools, lifecycle, operate, queries
 
 app = typer.Typer(
     name="featctl",
@@ -46,6 +46,7 @@ def _root(
 lifecycle.register(app)
 operate.register(app)
 queries.register(app)
+feast_tools.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

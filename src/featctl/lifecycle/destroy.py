@@ -44,6 +44,9 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
     from featctl.query import tunnel
 
     tunnel.stop(ws.root)
+    from featctl.lifecycle.services import disconnect
+
+    disconnect(session, stop_servers=False)
     with ws.lock():
         if record and record.host:
             conn = _connect(session, record, result)

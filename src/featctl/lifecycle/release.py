@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeastError, FeatctlError
-from featctl.lifecycle import health
+from featctl.lifecycle import health, services
 from featctl.lifecycle.common import iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.query.server import FeatureServer
@@ -130,6 +130,10 @@ def build_release(
     if cur is not None:
         rep.step(f"stopping release {cur.id}")
         service.stop(conn, layout, cur.id)
+    if record.services:
+        rep.step(f"starting Feast's {', '.join(sorted(record.services))} server(s) of release {new_id}")
+        for problem in services.restart_for(conn, layout, record, new_id):
+            rep.info(f"warning: {problem}")
     built.cleaned = releases.cleanup(conn, layout, prune_envs=True)
     return built
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featctl.errors import FeastError, FeatctlError, UsageError
-from featctl.lifecycle import health, ownership
+from featctl.lifecycle import health, ownership, services
 from featctl.lifecycle.common import holder, iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.lifecycle.release import wait_healthy
@@ -90,4 +90,6 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             session.close_server()
             rep.step(f"stopping release {cur.id}")
             service.stop(conn, layout, cur.id)
+            for problem in services.restart_for(conn, layout, record, target.id):
+                rep.info(f"warning: {problem}")
     return RollbackResult(release=target.id, previous_release=cur.id, materialized=done)

@@ -7,6 +7,7 @@ from typing import Any
 
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
 from featctl.lifecycle.health import release_health
+from featctl.lifecycle.services import connection_info
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
 from featctl.session import Session
@@ -70,6 +71,19 @@ def status(session: Session) -> Status:
         )
     if host.schedule:
         info["schedule"] = host.schedule
+    if record.services:
+        running = (cur.services if cur else {}) or {}
+        info["feast_servers"] = {
+            name: f"{'running' if name in running else 'not running'} on the host's 127.0.0.1:{port}"
+            for name, port in sorted(record.services.items())
+        }
+    connected = connection_info(session.workspace.root)
+    if connected:
+        f = connected["forwards"]
+        info["connect"] = (
+            f"forwarding 127.0.0.1:{f['online']} (online), :{f['registry']} (registry), :{f['offline']} (offline); "
+            f"client config {connected['out']}/feature_store.yaml"
+        )
     try:
         desc = desc or agent.run_agent(conn, layout, "describe", timeout=120)
         views = _views_from(desc)

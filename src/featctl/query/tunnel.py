@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -25,7 +24,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 IDLE_SECONDS = 900.0
 SOCKET = "tunnel.sock"
@@ -106,33 +104,8 @@ def stop(workspace: Path) -> None:
             (workspace / name).unlink()
 
 
-def _pipe(client: socket.socket, chan: Any) -> None:
-    """Copy bytes both ways until either side closes."""
-    try:
-        while True:
-            readable, _, _ = select.select([client, chan], [], [], 60)
-            if not readable:
-                continue
-            if client in readable:
-                data = client.recv(65536)
-                if not data:
-                    break
-                chan.sendall(data)
-            if chan in readable:
-                data = chan.recv(65536)
-                if not data:
-                    break
-                client.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            chan.close()
-        with contextlib.suppress(OSError):
-            client.close()
-
-
 def _serve(workspace: Path) -> int:
+    from featctl.remote.forward import pipe
     from featctl.remote.ssh import connect, endpoint_for
     from featctl.workspace import Workspace
 
@@ -195,7 +168,7 @@ def _serve(workspace: Path) -> int:
                 client.close()
                 continue
             client.settimeout(None)
-            threading.Thread(target=_pipe, args=(client, chan), daemon=True).start()
+            threading.Thread(target=pipe, args=(client, chan), daemon=True).start()
     finally:
         listener.close()
         with contextlib.suppress(FileNotFoundError):

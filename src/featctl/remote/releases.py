@@ -44,6 +44,8 @@ class Release:
     probe: dict[str, Any] | None = None
     #: The Feast environment (under envs/) it runs with; None: the default one.
     env: str | None = None
+    #: Its running extra servers (ui, registry, offline) -> supervisor pid.
+    services: dict[str, int] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:

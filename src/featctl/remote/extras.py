@@ -1,0 +1,73 @@
+"""Feast's other servers, per release, next to its feature server: the web UI
+(``feast ui``), the registry server (gRPC) and the offline server (Arrow
+Flight). Each listens on the host's 127.0.0.1 only and is reached through SSH;
+each runs under featctl's supervisor in the release directory, and is stopped
+with the release (``agent stop`` stops every service of a release).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+
+from featctl.errors import FeastError, FeatctlError
+from featctl.remote.agent import hostops
+from featctl.remote.host import free_port
+from featctl.remote.layout import Layout
+from featctl.remote.ssh import Connection, q
+
+SERVICES = ("ui", "registry", "offline")
+#: Where each listens when the host is a machine of its own (cloud, ssh target).
+DEFAULT_PORTS = {"ui": 8888, "registry": 6570, "offline": 8815}
+START_SECONDS = 120.0
+
+
+def command(layout: Layout, name: str, port: int) -> list[str]:
+    if name == "ui":
+        return [layout.feast, "ui", "--host", "127.0.0.1", "--port", str(port)]
+    if name == "offline":
+        return [layout.feast, "serve_offline", "--host", "127.0.0.1", "--port", str(port)]
+    if name == "registry":
+        return [*layout.agent_argv(layout.python, "featctl_agent.serve_registry"), str(port)]
+    raise ValueError(name)
+
+
+def _meta(layout: Layout, release_id: str, name: str) -> str:
+    return posixpath.join(layout.release(release_id), ".featctl", name)
+
+
+def start(conn: Connection, layout: Layout, release_id: str, name: str, port: int) -> None:
+    """Start a service of the release and wait until its port answers."""
+    freed = free_port(conn, layout, port)
+    if not freed.get("free"):
+        who = f" (pid {freed['owner']})" if freed.get("owner") else ""
+        raise FeastError(f"port {port} on the host, for Feast's {name} server, is in use by another program{who}")
+    rdir = layout.release(release_id)
+    cmd = " ".join(q(a) for a in command(layout, name, port))
+    conn.run(
+        f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} "
+        f"--pidfile {q(_meta(layout, release_id, name + '.pid'))} --log {q(_meta(layout, release_id, name + '.log'))} "
+        f"--cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
+        timeout=60,
+    )
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        try:
+            conn.open_channel("127.0.0.1", port, timeout=5).close()
+            return
+        except FeatctlError:
+            pass
+        alive = conn.run(
+            f'p=$(cat {q(_meta(layout, release_id, name + ".pid"))} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo up',
+            timeout=30,
+            check=False,
+        ).text.strip()
+        if alive != "up" or time.monotonic() > deadline:
+            log = conn.run(f"tail -n 3 {q(_meta(layout, release_id, name + '.log'))} 2>/dev/null", timeout=30, check=False)
+            last = " ".join(log.text.split())[-300:] or "no log"
+            raise FeastError(f"Feast's {name} server of release {release_id} did not start: {last}")
+        time.sleep(0.5)
+
+
+def stop(conn: Connection, layout: Layout, release_id: str, name: str) -> bool:
+    return bool(hostops(conn, layout, "stop", "--id", release_id, "--service", name, timeout=60).get("stopped"))
