@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from featctl.remote.ssh import Connection, Endpoint
 
 
+class Progress(Protocol):
+    """A running count (bytes uploaded, files done) the CLI may draw as a bar."""
+
+    def advance(self, amount: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Reporter(Protocol):
     """How the core tells the user what it is doing (the CLI draws it)."""
 
@@ -26,6 +34,16 @@ class Reporter(Protocol):
     def info(self, message: str) -> None: ...
 
     def detail(self, message: str) -> None: ...
+
+    def progress(self, label: str, total: int, unit: str = "bytes") -> Progress: ...
+
+
+class NoProgress:
+    def advance(self, amount: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class SilentReporter:
@@ -37,6 +55,9 @@ class SilentReporter:
 
     def detail(self, message: str) -> None:
         pass
+
+    def progress(self, label: str, total: int, unit: str = "bytes") -> Progress:
+        return NoProgress()
 
 
 @dataclass

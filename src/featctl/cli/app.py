@@ -35,22 +35,86 @@ class Environment:
 
 
 ENV = Environment()
+#: -q/--quiet (or FEATCTL_QUIET=1): only results, no progress or messages.
+QUIET = {"on": False}
+
+
+def quiet() -> bool:
+    import os
+
+    return QUIET["on"] or os.environ.get("FEATCTL_QUIET") == "1"
+
+
+class _Bar:
+    """A Rich progress bar for a byte or file count; the spinner waits meanwhile."""
+
+    def __init__(self, reporter: ConsoleReporter, label: str, total: int, unit: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._reporter = reporter
+        counts = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
+        self._progress = Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            *counts,
+            TimeRemainingColumn(),
+            console=reporter.console,
+            transient=True,
+        )
+        reporter.pause()
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def advance(self, amount: int) -> None:
+        self._progress.advance(self._task, amount)
+
+    def close(self) -> None:
+        self._progress.stop()
+        self._reporter.resume()
 
 
 class ConsoleReporter:
-    """Progress on stderr: a live spinner on a terminal, plain lines otherwise."""
+    """Progress on stderr: a live spinner and bars on a terminal (plain text when
+    NO_COLOR is set), plain lines otherwise, nothing with -q."""
 
     def __init__(self, env: Environment, verbose: bool = False) -> None:
         from rich.console import Console
 
         self.console = Console(file=env.stderr, highlight=False, soft_wrap=True)
         self.verbose = verbose
+        self.quiet = quiet()
         self._status: Any = None
-        self._live = env.stderr_isatty
+        self._live = env.stderr_isatty and not self.quiet
         self._current = ""
+
+    def pause(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def resume(self) -> None:
+        if self._status is not None:
+            self._status.start()
+
+    def progress(self, label: str, total: int, unit: str = "bytes") -> Any:
+        from featctl.session import NoProgress
+
+        if not self._live or total <= 0:
+            return NoProgress()
+        return _Bar(self, label, total, unit)
 
     def step(self, message: str) -> None:
         from rich.markup import escape
+
+        if self.quiet:
+            return
 
         self._current = escape(message)
         if self._live:
@@ -64,9 +128,16 @@ class ConsoleReporter:
             self.console.print(f"• {message}", markup=False)
 
     def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        """Shown even with -q: something the user must know about the result."""
         self.console.print(message, markup=False)
 
     def detail(self, message: str) -> None:
+        if self.quiet:
+            return
         if self.verbose:
             self.console.print(f"  {message}", style="dim", markup=False)
         elif self._status is not None:

@@ -21,23 +21,62 @@ app = typer.Typer(
         "Example: featctl deploy && featctl score --weights conv_rate=0.7,acc_rate=0.3 --driver 1001"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion; --features and --feature-service
+    # complete from the workspace's cached registry summary (cli/complete.py).
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _terraform_version() -> str:
+    import json
+    import shutil
+    import subprocess
+
+    binary = shutil.which("terraform")
+    if binary is None:
+        return "not found on PATH"
+    try:
+        out = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, timeout=20).stdout
+        return str(json.loads(out)["terraform_version"])
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
 def _version(value: bool) -> None:
     if value:
+        from featctl import FEAST_VERSION
+
         typer.echo(f"featctl {__version__}")
+        typer.echo(f"feast {FEAST_VERSION} (pinned, installed on the host)")
+        typer.echo(f"terraform {_terraform_version()}")
         raise typer.Exit()
+
+
+def _quiet(value: bool) -> None:
+    from featctl.cli.app import QUIET
+
+    QUIET["on"] = value
 
 
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print featctl's version, the pinned Feast version and Terraform's, and exit.",
+    ),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        callback=_quiet,
+        is_eager=True,
+        help="Print only results: no progress and no messages (errors still go to stderr). Env FEATCTL_QUIET=1.",
     ),
 ) -> None:
     """Deploy a Feast feature store with Terraform and SSH, then query it."""

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from featctl.cli import complete
+
 Repo = Annotated[
     Path | None,
     typer.Option(
@@ -62,12 +64,21 @@ Requests = Annotated[
 Features = Annotated[
     list[str] | None,
     typer.Option(
-        "--features", "-f", help="Feature reference VIEW:FEATURE; repeat or separate with commas.", show_default=False
+        "--features",
+        "-f",
+        help="Feature reference VIEW:FEATURE; repeat or separate with commas.",
+        show_default=False,
+        autocompletion=complete.features,
     ),
 ]
 FeatureService = Annotated[
     str | None,
-    typer.Option("--feature-service", help="Feature service to read instead of --features.", show_default=False),
+    typer.Option(
+        "--feature-service",
+        help="Feature service to read instead of --features.",
+        show_default=False,
+        autocompletion=complete.feature_services,
+    ),
 ]
 TakeOver = Annotated[
     bool,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from typing import IO, Any
@@ -37,7 +38,15 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
 def cell_text(value: Any, *, human: bool = False) -> str:
+    """A cell as text. ``human`` (tables): floats to 6 significant digits and
+    times as ``YYYY-MM-DD HH:MM:SS`` in UTC; CSV and JSON keep everything."""
+    if human and isinstance(value, datetime):
+        moment = value if value.tzinfo is None else value.astimezone(timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
     value = to_json_value(value)
     if value is None:
         return ""
@@ -46,6 +55,8 @@ def cell_text(value: Any, *, human: bool = False) -> str:
         return f"{value:.6g}" if human else repr(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
+    if human and isinstance(value, str) and (m := _ISO.match(value)) and m.group(4) in (None, "Z", "+00:00"):
+        return f"{m.group(1)} {m.group(2)}"
     return str(value)
 
 
@@ -63,15 +74,100 @@ def render(table: Table, fmt: str, out: IO[str], *, console_factory: Any = None)
             writer.writerow([cell_text(v) for v in row])
     else:
         from rich.console import Console
-        from rich.table import Table as RichTable
 
-        console = console_factory() if console_factory else Console(file=out)
-        rt = RichTable(title=table.title, title_justify="left")
-        for col in table.columns:
-            rt.add_column(col, overflow="fold")
-        for row in table.rows:
-            rt.add_row(*[cell_text(v, human=True) for v in row])
-        console.print(rt)
+        console = console_factory() if console_factory else Console(file=out, highlight=False)
+        _print_table(console, table)
+
+
+#: Rich's table frame: one border per column plus one, a space each side of a cell.
+_FRAME_PER_COLUMN = 3
+
+
+def _wrap_header(name: str, width: int) -> str:
+    """The header on as many lines as it needs, broken after underscores."""
+    if len(name) <= width:
+        return name
+    parts = re.findall(r"[^_]+_?|_", name)
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _print_table(console: Any, table: Table) -> None:
+    """A table that fits the terminal: numbers and times never split across
+    lines, long headers broken at underscores, long text folded; when even that
+    cannot fit, one block per row (name, value)."""
+    from rich.table import Table as RichTable
+
+    cells = [[cell_text(v, human=True) for v in row] for row in table.rows]
+    widths, wraps = [], []
+    for i, name in enumerate(table.columns):
+        values = [row[i] for row in cells]
+        longest = max((len(v) for v in values), default=0)
+        solid = all(_solid(table.rows[r][i]) for r in range(len(cells)))  # numbers, times, ids
+        segment = max((len(p) for p in re.findall(r"[^_]+_?|_", name)), default=len(name))
+        if solid:
+            widths.append(max(longest, segment))
+        else:
+            widths.append(max(min(longest, 24), segment, min(len(name), 12)))
+        wraps.append(not solid)
+    needed = sum(widths) + _FRAME_PER_COLUMN * len(widths) + 1
+    width = console.width
+    if needed > width and table.columns:
+        _print_records(console, table, cells)
+        return
+    spare = width - needed
+    for i, name in enumerate(table.columns):  # room left: first for whole headers
+        if len(name) > widths[i] and spare > 0:
+            extra = min(spare, len(name) - widths[i])
+            widths[i], spare = widths[i] + extra, spare - extra
+    rt = RichTable(title=table.title, title_justify="left")
+    for i, name in enumerate(table.columns):
+        longest = max((len(row[i]) for row in cells), default=0)
+        w = widths[i]
+        if wraps[i] and longest > w and spare > 0:  # then for long text
+            extra = min(spare, longest - w)
+            w, spare = w + extra, spare - extra
+        rt.add_column(
+            _wrap_header(name, max(w, 1)),
+            min_width=w,
+            max_width=None if wraps[i] else w,
+            no_wrap=not wraps[i],
+            overflow="fold",
+        )
+    for row in cells:
+        rt.add_row(*row)
+    if any(isinstance(v, datetime) for row in table.rows for v in row):
+        rt.caption = "times in UTC"
+    console.print(rt)
+
+
+def _solid(value: Any) -> bool:
+    """A value that must not be split across lines: a number, a time, a short token."""
+    if value is None or isinstance(value, (bool, int, float, datetime)):
+        return True
+    return isinstance(value, str) and len(value) <= 24 and " " not in value
+
+
+def _print_records(console: Any, table: Table, cells: list[list[str]]) -> None:
+    from rich.table import Table as RichTable
+
+    if table.title:
+        console.print(table.title, style="bold")
+    label = max(len(c) for c in table.columns)
+    for n, row in enumerate(cells, start=1):
+        grid = RichTable.grid(padding=(0, 2))
+        grid.add_column(min_width=label, no_wrap=True, style="dim")
+        grid.add_column(overflow="fold")
+        for name, value in zip(table.columns, row):
+            grid.add_row(name, value)
+        console.print(f"— row {n} —", style="dim")
+        console.print(grid)
 
 
 def render_mapping(data: Mapping[str, Any], fmt: str, out: IO[str], title: str | None = None) -> None:

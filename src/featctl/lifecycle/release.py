@@ -67,14 +67,20 @@ def build_release(
         releases.prepare(conn, layout, new_id, fresh=fresh)
         step = "the upload"
         rep.step("uploading the feature repository")
-        up = releases.upload(
-            conn,
-            local,
-            layout,
-            new_id,
-            host.manifest,
-            on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
-        )
+        todo = releases.upload_list(local, host.manifest)
+        bar = rep.progress(f"{len(todo)} file(s)", releases.upload_size(local, todo))
+        try:
+            up = releases.upload(
+                conn,
+                local,
+                layout,
+                new_id,
+                host.manifest,
+                on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
+                on_bytes=bar.advance,
+            )
+        finally:
+            bar.close()
         built.uploaded, built.removed = up.uploaded, up.removed
         if cur is not None and not fresh:
             agent.run_agent(

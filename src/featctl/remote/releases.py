@@ -104,6 +104,15 @@ def prepare(conn: Connection, layout: Layout, release_id: str, *, fresh: bool = 
     hostops(conn, layout, "prepare", "--id", release_id, *(["--fresh"] if fresh else []), timeout=600)
 
 
+def upload_list(bundle: Bundle, remote: dict[str, str]) -> list[str]:
+    """Release paths whose content the host's copy lacks."""
+    return [rel for rel, digest in bundle.manifest.items() if remote.get(rel) != digest]
+
+
+def upload_size(bundle: Bundle, paths: list[str]) -> int:
+    return sum(len(s) if isinstance(s := bundle.source(rel), bytes) else s.stat().st_size for rel in paths)
+
+
 def upload(
     conn: Connection,
     bundle: Bundle,
@@ -112,12 +121,13 @@ def upload(
     remote: dict[str, str],
     *,
     on_file: Callable[[str, int], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Upload:
     """Upload into the new release what differs from the current one."""
     import tempfile
 
     dest = layout.release(release_id)
-    todo = [rel for rel, digest in bundle.manifest.items() if remote.get(rel) != digest]
+    todo = upload_list(bundle, remote)
     result = Upload(uploaded=todo)
     with tempfile.TemporaryDirectory(prefix="featctl-upload-") as tmp:
         pairs = []
@@ -129,7 +139,7 @@ def upload(
                 os.chmod(local, 0o644)
                 src = local
             pairs.append((src, posixpath.join(dest, rel)))
-        result.bytes = conn.put_files(pairs, on_file=on_file)
+        result.bytes = conn.put_files(pairs, on_file=on_file, on_bytes=on_bytes)
     done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(bundle.manifest).encode())
     result.removed = list(done.get("removed", []))
     return result

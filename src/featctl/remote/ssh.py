@@ -187,8 +187,10 @@ class Connection:
         files: Iterable[tuple[Path, str]],
         *,
         on_file: Callable[[str, int], None] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> int:
-        """Upload (local path, remote path) pairs; each lands atomically (tmp + rename)."""
+        """Upload (local path, remote path) pairs; each lands atomically (tmp + rename).
+        ``on_bytes`` hears every chunk sent (for a progress bar)."""
         made: set[str] = set()
         total = 0
         try:
@@ -198,7 +200,14 @@ class Connection:
                     self.makedirs(parent)
                     made.add(parent)
                 tmp = f"{remote}.featctl-tmp"
-                self.sftp.put(str(local), tmp)
+                sent = [0]
+
+                def chunk(done: int, _size: int, sent: list[int] = sent) -> None:
+                    if on_bytes is not None:
+                        on_bytes(done - sent[0])
+                    sent[0] = done
+
+                self.sftp.put(str(local), tmp, callback=chunk)
                 self.sftp.chmod(tmp, local.stat().st_mode & 0o777)
                 self.sftp.posix_rename(tmp, remote)
                 size = local.stat().st_size

@@ -64,3 +64,40 @@ def test_from_records_union_of_columns():
     t = Table.from_records([{"a": 1}, {"a": 2, "b": 3}])
     assert t.columns == ["a", "b"]
     assert t.rows == [[1, None], [2, 3]]
+
+
+def _table_text(table, width):
+    from rich.console import Console
+
+    out = io.StringIO()
+    render(table, "table", out, console_factory=lambda: Console(file=out, width=width))
+    return out.getvalue()
+
+
+def test_tables_fit_80_columns_without_splitting_numbers_or_times():
+    score = Table(
+        ["driver_id", "event_timestamp", "conv_rate", "acc_rate", "conv_rate_coef", "linear_combination"],
+        [[1001, datetime(2026, 11, 25, 10, 30, 5, 123456, tzinfo=timezone.utc), 0.16697287559, 0.50363, 0.7, 0.267971]],
+        title="weighted score",
+    )
+    text = _table_text(score, 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    # The shorter time form, whole on one line; the numbers whole.
+    assert "2026-11-25 10:30:05" in text and "+00:00" not in text and "times in UTC" in text
+    for number in ("0.166973", "0.50363", "0.267971", "1001"):
+        assert number in text
+
+
+def test_a_table_that_cannot_fit_becomes_records():
+    wide = Table([f"feature_number_{i}" for i in range(12)], [[float(i) / 3 for i in range(12)]], title="wide")
+    text = _table_text(wide, 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "— row 1 —" in text and "feature_number_11" in text and "3.66667" in text
+
+
+def test_iso_text_times_are_shortened_in_tables_only():
+    t = Table(["view", "last_materialized"], [["v", "2026-11-27T01:15:11+00:00"]])
+    assert "2026-11-27 01:15:11" in _table_text(t, 80)
+    out = io.StringIO()
+    render(t, "json", out)
+    assert "2026-11-27T01:15:11+00:00" in out.getvalue()
