@@ -66,8 +66,8 @@ class Session:
     reporter: Reporter = field(default_factory=SilentReporter)
     #: Asks the user a yes/no question; None where nobody can answer (no terminal).
     confirm: Callable[[str], bool] | None = None
-    _conn: Connection | None = None
-    _server: FeatureServer | None = None
+    _conns: dict[int, Connection] = field(default_factory=dict)
+    _servers: dict[int, FeatureServer] = field(default_factory=dict)
 
     @property
     def workspace(self) -> Workspace:
@@ -93,64 +93,77 @@ class Session:
         return Layout(record.remote_base_dir, record.env_name or DEFAULT_ENV)
 
     def connection(self, record: Deployment | None = None) -> Connection:
-        """The SSH connection to the host, made on first use; the host's copy of
-        featctl's agent is brought up to date with this client's (one digest check)."""
-        if self._conn is None:
+        """The SSH connection to the (first) host, made on first use; the host's
+        copy of featctl's agent is brought up to date with this client's (one
+        digest check)."""
+        return self.connection_to(record or self.deployment(), 0)
+
+    def connection_to(self, record: Deployment, index: int) -> Connection:
+        """The SSH connection to host ``index`` of several (``record.for_host``)."""
+        if index not in self._conns:
             from featctl.remote.agent import install_agent
             from featctl.remote.ssh import connect
 
-            record = record or self.deployment()
-            conn = connect(self.endpoint(record))
+            view = record.for_host(index)
+            conn = connect(self.endpoint(view))
             try:
-                install_agent(conn, self.layout(record))
+                install_agent(conn, self.layout(view))
             except BaseException:
                 conn.close()
                 raise
-            self._conn = conn
-        return self._conn
+            self._conns[index] = conn
+        return self._conns[index]
 
-    def adopt(self, conn: Connection) -> None:
-        self.close()
-        self._conn = conn
+    def adopt(self, conn: Connection, index: int = 0) -> None:
+        self.close_host(index)
+        self._conns[index] = conn
 
-    def server(self, record: Deployment | None = None) -> FeatureServer:
-        if self._server is None:
+    def server(self, record: Deployment | None = None, index: int = 0) -> FeatureServer:
+        if index not in self._servers:
             from featctl.query.server import FeatureServer
 
             record = record or self.deployment()
-            self._server = FeatureServer(self.connection(record), int(record.server_port))
-        return self._server
+            view = record.for_host(index)
+            self._servers[index] = FeatureServer(self.connection_to(record, index), int(view.server_port))
+        return self._servers[index]
 
-    def query_server(self, record: Deployment) -> FeatureServer:
-        """The feature server for a query: through the workspace's tunnel process
-        when one runs (no paramiko import, no SSH handshake), else over a direct
-        SSH connection, starting a tunnel process for the next query."""
-        if self._server is None:
+    def query_server(self, record: Deployment, index: int = 0) -> FeatureServer:
+        """The feature server of host ``index`` for a query: through the
+        workspace's tunnel process when one runs (no paramiko import, no SSH
+        handshake), else over a direct SSH connection, starting a tunnel process
+        for the next query."""
+        if index not in self._servers:
             import os
 
             from featctl.query import tunnel
             from featctl.query.server import FeatureServer
 
             if os.environ.get("FEATCTL_NO_TUNNEL") != "1":
-                path = tunnel.available(self.workspace.root)
+                path = tunnel.available(self.workspace.root, index)
                 if path is not None:
-                    self._server = FeatureServer(None, int(record.server_port), tunnel=path)
-                    return self._server
-                tunnel.start_background(self.workspace.root)
-        return self.server(record)
+                    self._servers[index] = FeatureServer(None, int(record.for_host(index).server_port), tunnel=path)
+                    return self._servers[index]
+                tunnel.start_background(self.workspace.root, index)
+        return self.server(record, index)
 
-    def direct_server(self, record: Deployment) -> FeatureServer:
+    def direct_server(self, record: Deployment, index: int = 0) -> FeatureServer:
         """Drop a tunnelled client and talk over a direct SSH connection."""
-        self.close_server()
-        return self.server(record)
+        self.close_server(index)
+        return self.server(record, index)
 
-    def close_server(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+    def close_server(self, index: int | None = None) -> None:
+        for i in [index] if index is not None else list(self._servers):
+            server = self._servers.pop(i, None)
+            if server is not None:
+                server.close()
+
+    def close_host(self, index: int) -> None:
+        self.close_server(index)
+        conn = self._conns.pop(index, None)
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
         self.close_server()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for index in list(self._conns):
+            self.close_host(index)

@@ -6,7 +6,9 @@ Layout (all secrets 0600, directories 0700)::
       deployment.json        the deployment record (target, host, outputs, ...)
       known_hosts            the pinned host key
       keys/client_ed25519    key featctl logs in with (+ .pub)
-      keys/host_ed25519      host key featctl generated for the host (+ .pub)
+      keys/host_ed25519      host key featctl generated for the host (+ .pub;
+                             host_ed25519_<i> for host i of several)
+      secrets/<store>.password  a shared store's generated password
       terraform/<target>/    copy of the target's stack, with its state
       local/                 the local target's sshd state and host root
 """
@@ -19,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +93,54 @@ class Deployment:
     #: Feast's other servers enabled for the deployment -> their host port
     #: ("ui", "registry", "offline"); every release switch starts them again.
     services: dict[str, int] = field(default_factory=dict)
+    #: Every serving host, host 0 first (``hosts = N``): host, port,
+    #: host_public_key, remote_base_dir and, for hosts after the first, their
+    #: server_ports, server_port, release and env_name. Host 0's live in the
+    #: fields above; an empty list means one host.
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+    #: Shared stores -> where the hosts reach them (Terraform's ``stores``
+    #: output: host, port, database, user; never a secret).
+    stores: dict[str, Any] = field(default_factory=dict)
     stage: str = "new"
     version: int = RECORD_VERSION
 
     @property
     def ready(self) -> bool:
         return self.stage == "deployed"
+
+    @property
+    def host_count(self) -> int:
+        return max(1, len(self.hosts))
+
+    def for_host(self, index: int) -> Deployment:
+        """The record as host ``index`` sees it: its address, key, directory,
+        ports and release (host 0 is the record itself)."""
+        if index == 0:
+            return self
+        h = self.hosts[index]
+        return replace(
+            self,
+            host=str(h["host"]),
+            port=int(h["port"]),
+            host_public_key=str(h["host_public_key"]),
+            remote_base_dir=str(h["remote_base_dir"]),
+            server_ports=list(h.get("server_ports") or self.server_ports),
+            server_port=int(h.get("server_port") or self.server_port),
+            release=h.get("release"),
+            env_name=str(h.get("env_name") or ""),
+            services={},
+        )
+
+    def update_host(self, index: int, view: Deployment) -> None:
+        """Keep what a host-``index`` view learnt (its release, port, env)."""
+        if index == 0:
+            return
+        self.hosts[index].update(
+            server_ports=list(view.server_ports),
+            server_port=int(view.server_port),
+            release=view.release,
+            env_name=view.env_name,
+        )
 
 
 class Workspace:
@@ -123,6 +167,18 @@ class Workspace:
     @property
     def host_key(self) -> Path:
         return self.keys_dir / "host_ed25519"
+
+    def host_key_for(self, index: int) -> Path:
+        """Host ``index``'s generated host key (host 0's keeps its first name)."""
+        return self.host_key if index == 0 else self.keys_dir / f"host_ed25519_{index}"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    def store_password_file(self, store: str) -> Path:
+        """The generated password of a shared store (0600)."""
+        return self.secrets_dir / f"{store}.password"
 
     def terraform_dir(self, target: str) -> Path:
         return self.root / "terraform" / target
@@ -174,7 +230,7 @@ class Workspace:
         for p in (self.record_path, self.known_hosts):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        for d in (self.keys_dir, self.local_dir, self.terraform_dir(target)):
+        for d in (self.keys_dir, self.secrets_dir, self.local_dir, self.terraform_dir(target)):
             shutil.rmtree(d, ignore_errors=True)
 
     @contextlib.contextmanager

@@ -4,12 +4,24 @@ output "target" {
   value = "local"
 }
 
+output "hosts" {
+  description = "One element per host: where to log in, its pinned key, its deployment directory."
+  value = [
+    for i, h in local.hosts : {
+      host            = var.listen_address
+      port            = h.port
+      host_public_key = h.public_key
+      remote_base_dir = h.remote_base_dir
+    }
+  ]
+}
+
 output "host" {
   value = var.listen_address
 }
 
 output "port" {
-  value = var.port
+  value = local.hosts[0].port
 }
 
 output "user" {
@@ -17,19 +29,35 @@ output "user" {
 }
 
 output "host_public_key" {
-  value = var.host_public_key
+  value = local.hosts[0].public_key
 }
 
 output "remote_base_dir" {
-  value = var.remote_base_dir
+  value = local.hosts[0].remote_base_dir
+}
+
+output "stores" {
+  description = "Enabled store -> where the hosts reach it (no secrets)."
+  value = merge(
+    local.redis ? { redis = { host = var.listen_address, port = var.store_ports["redis"], tls = false } } : {},
+    local.postgres ? {
+      postgres = {
+        host     = var.listen_address
+        port     = var.store_ports["postgres"]
+        database = var.postgres_database
+        user     = var.postgres_user
+        sslmode  = "disable"
+      }
+    } : {},
+  )
 }
 
 output "host_id" {
-  description = "Changes whenever the host is replaced."
-  value       = terraform_data.host.id
+  description = "Changes whenever host 0 is replaced."
+  value       = terraform_data.host[0].id
 }
 
 output "sshd_id" {
-  description = "Changes whenever sshd is restarted by Terraform."
-  value       = terraform_data.sshd.id
+  description = "Changes whenever host 0's sshd is restarted by Terraform."
+  value       = terraform_data.sshd[0].id
 }

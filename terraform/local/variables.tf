@@ -15,14 +15,17 @@ variable "ssh_public_key" {
   type        = string
 }
 
-variable "host_private_key_path" {
-  description = "Path to the OpenSSH private host key featctl generated for this host."
-  type        = string
-}
+variable "host_keys" {
+  description = "One element per host: the path of the OpenSSH private host key featctl generated for it and its public line (featctl pins it before connecting)."
+  type = list(object({
+    private_key_path = string
+    public_key       = string
+  }))
 
-variable "host_public_key" {
-  description = "OpenSSH public line of that host key; featctl pins it before connecting."
-  type        = string
+  validation {
+    condition     = length(var.host_keys) >= 1 && length(var.host_keys) <= 9
+    error_message = "host_keys must have 1 to 9 elements (one per host)."
+  }
 }
 
 variable "ssh_user" {
@@ -31,35 +34,51 @@ variable "ssh_user" {
 }
 
 variable "remote_base_dir" {
-  description = "Directory on the host that holds the deployment (feature repo, Feast environment, service state)."
+  description = "Directory on host 0 that holds the deployment (the other hosts' are in host_dirs)."
   type        = string
+}
+
+variable "stores" {
+  description = "Shared stores to run: any of redis, postgres."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.stores : contains(["redis", "postgres"], s)])
+    error_message = "stores may hold redis and postgres (spark runs in the Feast environment itself)."
+  }
+}
+
+variable "store_password_files" {
+  description = "Store name -> a 0600 file featctl generated with its password (never on a command line)."
+  type        = map(string)
+  default     = {}
 }
 
 # Local-target settings.
 
-variable "state_dir" {
-  description = "The deployment's own directory for sshd's configuration, keys, pid file and log."
-  type        = string
+variable "host_dirs" {
+  description = "One element per host (as host_keys): its sshd state directory, its deployment directory and its sshd port."
+  type = list(object({
+    state_dir       = string
+    remote_base_dir = string
+    port            = number
+  }))
+
+  validation {
+    condition     = alltrue([for h in var.host_dirs : h.port >= 1024 && h.port <= 65535])
+    error_message = "every host's port must be between 1024 and 65535."
+  }
 }
 
 variable "listen_address" {
-  description = "Loopback address sshd listens on."
+  description = "Loopback address the hosts' sshd and the stores listen on."
   type        = string
   default     = "127.0.0.1"
 
   validation {
     condition     = can(regex("^127\\.", var.listen_address))
     error_message = "listen_address must be a loopback address (127.0.0.0/8): the local target never listens on the network."
-  }
-}
-
-variable "port" {
-  description = "TCP port sshd listens on."
-  type        = number
-
-  validation {
-    condition     = var.port >= 1024 && var.port <= 65535
-    error_message = "port must be between 1024 and 65535."
   }
 }
 
@@ -70,7 +89,43 @@ variable "sshd_path" {
 }
 
 variable "uv_path" {
-  description = "A uv binary on this machine that the local host's sessions may use (as FEATCTL_HOST_UV), so building the Feast environment needs no uv bootstrap; empty: the host bootstraps its own."
+  description = "A uv binary on this machine that the local hosts' sessions may use (as FEATCTL_HOST_UV), so building the Feast environment needs no uv bootstrap; empty: each host bootstraps its own."
   type        = string
   default     = ""
+}
+
+variable "store_dirs" {
+  description = "Store name -> its data directory (destroy removes it)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "store_ports" {
+  description = "Store name -> the loopback port it listens on."
+  type        = map(number)
+  default     = {}
+}
+
+variable "redis_server_path" {
+  description = "Path to redis-server (Debian's redis-server package)."
+  type        = string
+  default     = "/usr/bin/redis-server"
+}
+
+variable "postgres_bin_dir" {
+  description = "Directory of the PostgreSQL server binaries (initdb, postgres, pg_ctl)."
+  type        = string
+  default     = "/usr/lib/postgresql/15/bin"
+}
+
+variable "postgres_database" {
+  description = "Database featctl's deployments use."
+  type        = string
+  default     = "feast"
+}
+
+variable "postgres_user" {
+  description = "PostgreSQL role featctl's deployments log in as."
+  type        = string
+  default     = "feast"
 }

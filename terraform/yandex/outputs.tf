@@ -6,6 +6,7 @@ locals {
     host            = vm.network_interface[0].nat_ip_address
     port            = 22
     host_public_key = trimspace(var.host_keys[i].public_key)
+    remote_base_dir = var.remote_base_dir
   }]
 }
 
@@ -37,7 +38,7 @@ output "target" {
 }
 
 output "hosts" {
-  description = "Every host, in host_keys order: its static public IPv4 address, SSH port and the public host key installed on it (to pin in known_hosts)."
+  description = "Every host, in host_keys order: its static public IPv4 address, SSH port, the public host key installed on it (to pin in known_hosts) and its deployment directory (remote_base_dir). The same keys as the local stack's hosts: host, port, host_public_key, remote_base_dir."
   value       = local.hosts
 }
 

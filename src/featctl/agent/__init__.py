@@ -18,4 +18,30 @@ exits 0; on failure it prints ``{"error": "<one line>", "kind": "input"|"feast"}
 and exits 1 (``input``: the request is wrong; ``feast``: Feast or the host
 failed). ``lock`` is the exception: it prints one line, then holds the deploy
 lock until its stdin closes (exit 3 when someone else holds it).
+
+Shared stores: connection details reach Feast through ``${FEATCTL_*}``
+variables in the release's feature_store.yaml. featctl keeps them on the host
+in a 0600 file whose path arrives as ``FEATCTL_ENV_FILE``; importing this
+package loads it, so every agent command, the supervisor and the servers it
+starts see them (and nothing puts them on a command line).
 """
+
+import os as _os
+
+
+def _load_env_file() -> None:
+    path = _os.environ.get("FEATCTL_ENV_FILE")
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.isidentifier():
+            _os.environ[name] = value
+
+
+_load_env_file()

@@ -38,6 +38,8 @@ REPO_COMMANDS = {
     "rebase": ("rebase", "cmd_rebase"),
     "probe": ("probe", "cmd_probe"),
     "teardown": ("teardown", "cmd_teardown"),
+    "load-postgres": ("stores", "cmd_load_postgres"),
+    "check-stores": ("stores", "cmd_check_stores"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -89,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
     sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")
+    sub.add_parser("load-postgres", help="load the release's parquet sources into their PostgreSQL tables")
+    sub.add_parser("check-stores", help="check that the shared stores answer from this host")
 
     for name in REPO_COMMANDS:
         sub.choices[name].add_argument("--repo", required=True)

@@ -28,10 +28,23 @@ def _placeholder(dtype: str) -> Any:
     return 0 if dtype.startswith(("Int", "Float", "UnixTimestamp", "Bool")) else "__featctl_probe__"
 
 
+def _loaded_file(repo: str, source: Any) -> str | None:
+    """The release's parquet file a PostgreSQL table was loaded from (stores = postgres)."""
+    try:
+        with open(os.path.join(repo, "_featctl", "postgres_tables.json"), encoding="utf-8") as fh:
+            tables = json.load(fh)
+        table = json.loads(source.custom_options.configuration or b"{}").get("table")
+    except (OSError, ValueError, AttributeError):
+        return None
+    rel = tables.get(table) if isinstance(tables, dict) and table else None
+    return str(rel) if rel else None
+
+
 def _newest_entity(repo: str, source: Any, keys: list[str]) -> tuple[dict[str, Any] | None, str | None]:
-    if source.type != _FILE_SOURCE or not source.file_options.uri:
+    loaded = _loaded_file(repo, source) if source.type != _FILE_SOURCE else None
+    if loaded is None and (source.type != _FILE_SOURCE or not source.file_options.uri):
         return None, "its source is not a file featctl reads"
-    uri = source.file_options.uri
+    uri = loaded or source.file_options.uri
     if "://" in uri and not uri.startswith("file://"):
         return None, f"its source {uri} is remote"
     path = uri[len("file://") :] if uri.startswith("file://") else uri
@@ -93,4 +106,3 @@ def cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
             json.dump(doc, fh, sort_keys=True)
         os.replace(tmp, os.path.join(meta, "probe.json"))
     return doc
-

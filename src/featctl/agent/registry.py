@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -165,7 +166,14 @@ def _fields(fields: Any) -> list[dict[str, str]]:
 
 
 def _source_path(source: Any) -> str | None:
-    """A file source's path as the repository names it (relative to it), else None."""
+    """A file source's path as the repository names it (relative to it),
+    ``postgres:<table>`` for a table featctl loaded (stores = postgres), else None."""
+    if source.WhichOneof("options") == "custom_options":
+        try:
+            table = json.loads(source.custom_options.configuration or b"{}").get("table")
+        except (ValueError, AttributeError):
+            table = None
+        return f"postgres:{table}" if isinstance(table, str) and table.startswith("featctl_") else None
     uri = source.file_options.uri if source.WhichOneof("options") == "file_options" else ""
     if not uri or ("://" in uri and not uri.startswith("file://")):
         return None
@@ -201,7 +209,9 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
             continue
         declared = dtype_name(e.spec)
         dtype = declared if declared not in ("Invalid", "Unknown") else inferred.get(e.spec.join_key, "Unknown")
-        entities.append({"name": e.spec.name, "join_keys": [e.spec.join_key], "join_key_types": {e.spec.join_key: dtype}})
+        entities.append(
+            {"name": e.spec.name, "join_keys": [e.spec.join_key], "join_key_types": {e.spec.join_key: dtype}}
+        )
 
     stream_names = {fv.spec.name for fv in mine(proto.stream_feature_views)}
     fvs = []

@@ -78,6 +78,8 @@ def deploy(
             show_default=False,
         ),
     ] = None,
+    stores: o.Stores = None,
+    hosts: o.Hosts = None,
     take_over: o.TakeOver = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -93,6 +95,8 @@ def deploy(
             target=target,
             name=name,
             server_port=server_port,
+            stores=stores,
+            hosts=hosts,
             output=None,
             repo=repo,
             workspace=workspace,
@@ -114,6 +118,8 @@ def deploy(
         verbose=verbose,
         name=name,
         server_port=server_port,
+        stores=stores,
+        hosts=hosts,
     )
     with_ssh_options(session, ssh_flags)
     try:
@@ -140,8 +146,12 @@ def deploy(
         parts.append("applied")
     rep.info(f"deployed release {result.release} to {where} in {result.seconds:.1f} s")
     rep.info("; ".join(parts))
+    for t in result.loaded:
+        rep.info(f"loaded {t['rows']} row(s) of {t['source']} into PostgreSQL table {t['table']}")
     for m in result.materialized:
         rep.info(f"materialized {m['view']} ({m['mode']}) up to {m['end']}")
+    for h in result.hosts:
+        rep.info(f"host {h['host']}: release {h['release']} serves" + ("" if h["changed"] else " (unchanged)"))
     if result.previous_release:
         rep.info(f"release {result.previous_release} stopped; `featctl rollback` returns to it")
 
@@ -152,6 +162,8 @@ def plan(
     server_port: Annotated[
         int | None, typer.Option("--server-port", help="Feature server port", show_default=False)
     ] = None,
+    stores: o.Stores = None,
+    hosts: o.Hosts = None,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -164,7 +176,14 @@ def plan(
 
     fmt = output_format(output)
     session, rep = make_session(
-        repo=repo, workspace=workspace, config=config, target=target, name=name, server_port=server_port
+        repo=repo,
+        workspace=workspace,
+        config=config,
+        target=target,
+        name=name,
+        server_port=server_port,
+        stores=stores,
+        hosts=hosts,
     )
     try:
         result = run(session)

@@ -88,3 +88,22 @@ TakeOver = Annotated[
         "you moved, or whose original is gone). Never use it on a copy while the original is in use.",
     ),
 ]
+Stores = Annotated[
+    str | None,
+    typer.Option(
+        "--stores",
+        help="Shared stores, comma-separated: redis (online store), postgres (registry and offline store). "
+        "Terraform runs them (local: on loopback; yandex: managed clusters) [default: none, files on the host; "
+        "env FEATCTL_STORES]",
+        show_default=False,
+    ),
+]
+Hosts = Annotated[
+    int | None,
+    typer.Option(
+        "--hosts",
+        help="Serving hosts, each with a feature server on the same release (more than 1 needs "
+        "--stores redis,postgres) [default: 1; env FEATCTL_HOSTS]",
+        show_default=False,
+    ),
+]

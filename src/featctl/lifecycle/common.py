@@ -70,3 +70,21 @@ def connect_host(session: Session, record: Deployment) -> Connection:
     session.adopt(wait_for_ssh(endpoint, deadline_seconds=session.settings.ssh_wait_seconds))
     return session.connection(record)
 
+
+def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
+    """Two ports for the feature servers of consecutive releases (blue/green).
+
+    Every local deployment shares this machine's loopback, so unless the user
+    set a port, a local deployment takes two free ones once and keeps them.
+    """
+    if source != "default" or target != "local":
+        return [configured, configured + 1 if configured < 65535 else configured - 1]
+    if previous and len(previous) == 2:
+        return list(previous)
+    from featctl.provision.targets import free_loopback_port
+
+    first = free_loopback_port()
+    second = free_loopback_port()
+    while second == first:
+        second = free_loopback_port()
+    return [first, second]

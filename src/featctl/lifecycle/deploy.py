@@ -16,19 +16,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from featctl.errors import UsageError
-from featctl.lifecycle import ownership
-from featctl.lifecycle.common import check_repo, connect_host, holder
-from featctl.lifecycle.health import Health, release_health
+from featctl.errors import FeatctlError, UsageError
+from featctl.lifecycle import hosts, ownership
+from featctl.lifecycle.common import check_repo, choose_server_ports, connect_host, holder
+from featctl.lifecycle.health import Health, materialized_views, release_health
 from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
 from featctl.remote.layout import DEFAULT_ENV
 from featctl.repo import feature_store
+from featctl.repo.bundle import Bundle
 from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
 from featctl.store.prepare import prepare_sample_data
+from featctl.workspace import Deployment
 
 
 @dataclass
@@ -50,11 +52,22 @@ class DeployResult:
     cleaned: list[dict[str, Any]] = field(default_factory=list)
     #: The serving release was unhealthy and this deploy replaced it.
     repaired: bool = False
+    #: PostgreSQL tables loaded from parquet sources (stores = postgres).
+    loaded: list[dict[str, Any]] = field(default_factory=list)
+    #: Hosts after the first (hosts = N): index, release, whether it changed.
+    hosts: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
-        return bool(self.uploaded or self.deleted or self.installed_feast or self.applied or self.restarted_server)
+        return bool(
+            self.uploaded
+            or self.deleted
+            or self.installed_feast
+            or self.applied
+            or self.restarted_server
+            or any(h.get("changed") for h in self.hosts)
+        )
 
 
 def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
@@ -72,8 +85,16 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
         cfg = feature_store.load(s.repo)
+        if "spark" in s.stores:
+            raise UsageError(
+                "stores = spark is not built yet (Feast's Spark offline store and compute engine); "
+                "use redis and postgres"
+            )
         data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json") if cfg.is_demo else []
-        bundle = build_bundle(s.repo, workspace=ws.root)  # bad paths and links fail before Terraform
+        # Bad paths, links and store settings fail before Terraform.
+        bundle = build_bundle(s.repo, workspace=ws.root, stores=s.stores)
+        assert bundle.config is not None
+        hosts.check_shared(s.hosts, bundle.config)
         if s.target == "ssh":
             record = provision_existing(session, record)
             host_fp = fingerprint(record.host_public_key)
@@ -104,14 +125,28 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
         rep.step("installing featctl's host agent")
         agent.install_agent(conn, layout)
         owner = ownership.check(conn, layout, record, ws, take_over=take_over)
+        if s.target == "yandex":
+            from featctl.remote.cloudinit import wait_for_cloud_init
+
+            rep.step("waiting for cloud-init to finish on the host")
+            if "degraded" in (wait_for_cloud_init(conn) or ""):
+                rep.info("warning: cloud-init finished with recoverable errors (see /var/log/cloud-init.log)")
+        hosts.write_stores_env(session, conn, layout, record)
         with releases.deploy_lock(conn, layout, holder("deploy")):
             # The environment follows the repository: its stores' extras and
             # [host] requirements, each set in an environment of its own.
-            spec = agent.EnvSpec(tuple(cfg.extras), tuple(s.host_requirements))
+            spec = agent.EnvSpec(tuple(bundle.config.extras), tuple(s.host_requirements))
             new_layout = layout.with_env(spec.name)
             result.installed_feast = agent.ensure_feast_env(
                 conn, new_layout, spec, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step
             )
+            if record.stores:
+                rep.step(f"checking the shared stores ({', '.join(sorted(record.stores))}) from the host")
+                try:
+                    hosts.check_stores(conn, new_layout)
+                except FeatctlError as exc:
+                    exc.message = f"deploy stopped before any change (the serving release is untouched): {exc.message}"
+                    raise
             # No server outside a deploy: a release left running by an interrupted
             # switch or a killed supervisor is stopped here.
             result.cleaned = releases.cleanup(conn, layout, stop_idle=True)
@@ -136,6 +171,7 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
                 ownership.claim(conn, layout, record, ws, changed=False, known=owner)
                 ws.save(record)
                 result.release = cur.id
+                _follow(session, record, result, local, spec, cur.probe)
                 result.seconds = time.monotonic() - started
                 return result
             if cur is not None and not healthy:
@@ -149,27 +185,27 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             result.cleaned += built.cleaned
             result.release, result.previous_release = built.id, built.previous
             result.repaired = cur is not None and not healthy
+            result.loaded = built.loaded
             ownership.claim(conn, layout, record, ws)
             ws.save(record)
+            _follow(session, record, result, local, spec, built.probe)
         result.seconds = time.monotonic() - started
         return result
 
 
-def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
-    """Two ports for the feature servers of consecutive releases (blue/green).
-
-    Every local deployment shares this machine's loopback, so unless the user
-    set a port, a local deployment takes two free ones once and keeps them.
-    """
-    if source != "default" or target != "local":
-        return [configured, configured + 1 if configured < 65535 else configured - 1]
-    if previous and len(previous) == 2:
-        return list(previous)
-    from featctl.provision.targets import free_loopback_port
-
-    first = free_loopback_port()
-    second = free_loopback_port()
-    while second == first:
-        second = free_loopback_port()
-    return [first, second]
-
+def _follow(
+    session: Session,
+    record: Deployment,
+    result: DeployResult,
+    local: Bundle,
+    spec: agent.EnvSpec,
+    probe: dict[str, Any] | None,
+) -> None:
+    """Hosts after the first serve what host 0 serves, switched one at a time."""
+    materialized = materialized_views(record.registry or {})
+    for index in range(1, record.host_count):
+        outcome = hosts.follow(session, record, index, local, spec, probe, materialized)
+        result.hosts.append({"host": index, "release": outcome.release, "changed": outcome.changed})
+        for message in outcome.messages:
+            session.reporter.info(message)
+        session.workspace.save(record)

@@ -49,12 +49,15 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
     disconnect(session, stop_servers=False)
     with ws.lock():
         if record and record.host:
-            conn = _connect(session, record, result)
-            if conn is not None:
-                try:
-                    _stop_everything(session, conn, record, result, take_over=take_over)
-                finally:
-                    session.close()
+            # Followers first, host 0 (the owner record, the stores' teardown) last.
+            for index in reversed(range(record.host_count)):
+                view = record.for_host(index)
+                conn = _connect(session, view, result, index)
+                if conn is not None:
+                    try:
+                        _stop_everything(session, conn, view, result, take_over=take_over, first=index == 0)
+                    finally:
+                        session.close_host(index)
         if stack is not None and stack.has_state:
             session.reporter.step(f"terraform destroy ({target})")
             stack.prepare()
@@ -63,12 +66,19 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
             if variables is None:
                 keys = ensure_keys(session)
                 variables = stack_variables(
-                    target, name=s.name, keys=keys, workspace=ws, target_vars=s.target_vars.get(target, {})
+                    target,
+                    name=s.name,
+                    keys=keys,
+                    workspace=ws,
+                    target_vars=s.target_vars.get(target, {}),
+                    stores=s.stores,
                 )
             stack.destroy(variables)
             result.destroyed = True
         if target == "local" and record is not None:
-            busy = [p for p in record.server_ports if _port_open("127.0.0.1", p)]
+            ports = [p for i in range(record.host_count) for p in record.for_host(i).server_ports]
+            ports += [int(where["port"]) for where in record.stores.values()]
+            busy = [p for p in ports if _port_open("127.0.0.1", p)]
             if busy:
                 raise FeatctlError(
                     f"destroy ran, but port(s) {', '.join(map(str, busy))} on this machine still accept connections; "
@@ -83,9 +93,9 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
     return result
 
 
-def _connect(session: Session, record: Deployment, result: DestroyResult) -> Connection | None:
+def _connect(session: Session, record: Deployment, result: DestroyResult, index: int = 0) -> Connection | None:
     try:
-        return session.connection(record)
+        return session.connection_to(record, index)
     except HostKeyMismatch:
         raise
     except SSHError as exc:
@@ -96,13 +106,20 @@ def _connect(session: Session, record: Deployment, result: DestroyResult) -> Con
 
 
 def _stop_everything(
-    session: Session, conn: Connection, record: Deployment, result: DestroyResult, *, take_over: bool
+    session: Session,
+    conn: Connection,
+    record: Deployment,
+    result: DestroyResult,
+    *,
+    take_over: bool,
+    first: bool = True,
 ) -> None:
     layout = session.layout(record)
-    ownership.check(conn, layout, record, session.workspace, take_over=take_over)
+    if first:
+        ownership.check(conn, layout, record, session.workspace, take_over=take_over)
     state = releases.state(conn, layout)
     cur = state.current_release
-    if cur is not None:
+    if cur is not None and first:
         # Stores that outlive the host (Redis, PostgreSQL, a SQL registry) lose
         # this deployment's data; a host's own files go with the host.
         try:

@@ -48,19 +48,24 @@ def plan(session: Session) -> PlanResult:
         raise UsageError(f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace")
     result = PlanResult(target=s.target)
     with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
-        if ws.client_key.exists() and ws.host_key.exists():
-            keys = HostKeys(
-                client_public=ws.client_key.with_suffix(".pub").read_text().strip(),
-                host_private_path=str(ws.host_key),
-                host_public=ws.host_key.with_suffix(".pub").read_text().strip(),
-            )
-        else:  # not deployed yet: plan with throwaway keys, keep none of them
-            client = generate_ed25519(Path(tmp) / "client", "plan")
-            host_pub = generate_ed25519(Path(tmp) / "host", "plan")
-            keys = HostKeys(client_public=client, host_private_path=str(Path(tmp) / "host"), host_public=host_pub)
+        # Existing keys are read, missing ones are throwaway: plan keeps nothing.
+        client = (
+            ws.client_key.with_suffix(".pub").read_text().strip()
+            if ws.client_key.exists()
+            else generate_ed25519(Path(tmp) / "client", "plan")
+        )
+        hosts = []
+        for i in range(s.hosts):
+            key_path = ws.host_key_for(i)
+            if key_path.exists():
+                hosts.append((str(key_path), key_path.with_suffix(".pub").read_text().strip()))
+            else:
+                throwaway = Path(tmp) / f"host{i}"
+                hosts.append((str(throwaway), generate_ed25519(throwaway, "plan")))
+        keys = HostKeys(client_public=client, hosts=tuple(hosts))
         stack, variables = prepared_stack(session, record, keys)
         result.terraform = stack.plan(variables)
-        local = build_bundle(s.repo, workspace=ws.root)
+        local = build_bundle(s.repo, workspace=ws.root, stores=s.stores)
         result.notes += local.notes
         if not (record and record.host and record.stage == "deployed"):
             result.upload = sorted(local.manifest)
@@ -108,4 +113,3 @@ def plan(session: Session) -> PlanResult:
             finally:
                 conn.run(f"rm -rf {q(layout.release(scratch))}", timeout=120, check=False)
     return result
-

@@ -35,6 +35,10 @@ class BuiltRelease:
     removed: list[str] = field(default_factory=list)
     materialized: list[dict[str, Any]] = field(default_factory=list)
     cleaned: list[dict[str, Any]] = field(default_factory=list)
+    #: PostgreSQL tables loaded from the release's parquet files (stores = postgres).
+    loaded: list[dict[str, Any]] = field(default_factory=list)
+    #: What the health check read (``agent probe``): other hosts check the same.
+    probe: dict[str, Any] | None = None
 
 
 def build_release(
@@ -86,6 +90,18 @@ def build_release(
             agent.run_agent(
                 conn, layout, "rebase", ["--from", layout.release(cur.id)], timeout=120, repo=layout.release(new_id)
             )
+        changed = set(up.uploaded)
+        tables = _postgres_tables(local)
+        if tables:
+            step = "loading the data into PostgreSQL"
+            rep.step("loading new parquet sources into PostgreSQL")
+            loads = agent.run_agent(
+                conn, layout, "load-postgres", timeout=s.command_timeout, repo=layout.release(new_id)
+            )
+            built.loaded = list(loads.get("loaded", []))
+            # A view reads a table per file content: a changed file is a new table.
+            changed |= {f"postgres:{t}" for t, rel in tables.items() if rel in changed}
+            changed |= {f"postgres:{d['table']}" for d in built.loaded}
         step = "feast apply"
         rep.step("feast apply")
         agent.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
@@ -98,13 +114,13 @@ def build_release(
         step = "materialization"
         rep.step("materializing")
         built.materialized = materialize_views(
-            session, record, repo=layout.release(new_id), server=server, layout=layout, changed_files=set(up.uploaded)
+            session, record, repo=layout.release(new_id), server=server, layout=layout, changed_files=changed
         )
         step = "the health check"
         rep.step(f"checking release {new_id} (an online read of each view)")
         registry = agent.run_agent(conn, layout, "describe", ["--check"], timeout=120, repo=layout.release(new_id))
         problems = registry.pop("problems", [])
-        probe = agent.run_agent(conn, layout, "probe", timeout=300, repo=layout.release(new_id))
+        probe = built.probe = agent.run_agent(conn, layout, "probe", timeout=300, repo=layout.release(new_id))
         verdict = (
             health.Health(False, problems[0])
             if problems
@@ -142,6 +158,16 @@ def build_release(
             rep.info(f"warning: {problem}")
     built.cleaned = releases.cleanup(conn, layout, prune_envs=True)
     return built
+
+
+def _postgres_tables(local: Bundle) -> dict[str, str]:
+    """Table -> release file of the parquet sources moved to PostgreSQL."""
+    import json
+
+    from featctl.repo.stores import TABLES_FILE
+
+    raw = local.contents.get(TABLES_FILE)
+    return dict(json.loads(raw)) if raw else {}
 
 
 def _abandon(conn: Connection, layout: Layout, release_id: str) -> None:

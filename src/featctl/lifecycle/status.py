@@ -34,6 +34,12 @@ def status(session: Session) -> Status:
         "repo": record.repo,
         "terraform_outputs": {k: v for k, v in record.outputs.items() if k != "host_public_key"},
     }
+    if record.stores:
+        # Where they are and what they are; never a password.
+        info["stores"] = {
+            store: f"{where['host']}:{where['port']}" + (" (TLS)" if where.get("tls") else "")
+            for store, where in sorted(record.stores.items())
+        }
     views: list[dict[str, Any]] = []
     try:
         conn = session.connection(record)
@@ -91,6 +97,22 @@ def status(session: Session) -> Status:
     except FeatctlError as exc:
         info["registry"] = f"unavailable: {exc}"
         views = _views_from(record.registry, stale=True)
+    if record.host_count > 1:
+        from featctl.lifecycle.hosts import host_status
+
+        probe = cur.probe if cur is not None else None
+        info["hosts"] = [
+            {
+                "host": 0,
+                "address": f"{record.host}:{record.port}",
+                "release": info.get("release"),
+                "feature_server": info.get("feature_server"),
+            },
+            *(host_status(session, record, i, probe) for i in range(1, record.host_count)),
+        ]
+        down = [h["host"] for h in info["hosts"] if not str(h.get("feature_server", "")).startswith("healthy")]
+        if down:
+            info["repair"] = f"host(s) {', '.join(map(str, down))} not serving; `featctl deploy` heals them"
     return Status(info, views)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from featctl import FEAST_VERSION
 from featctl.errors import HostKeyMismatch, TerraformError, UsageError
-from featctl.provision.targets import CONTRACT_OUTPUTS, HostKeys, stack_variables
+from featctl.provision.targets import CONTRACT_OUTPUTS, HOST_OUTPUT_KEYS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
 from featctl.remote.keys import fingerprint, generate_ed25519, pin_host_key
 from featctl.remote.ssh import q
@@ -19,12 +19,17 @@ from featctl.session import Session
 from featctl.workspace import Deployment
 
 
-def ensure_keys(session: Session) -> HostKeys:
+def ensure_keys(session: Session, count: int | None = None) -> HostKeys:
+    """The client key and one generated host key per host (kept once made)."""
     ws = session.workspace
     name = session.settings.name
+    count = count or session.settings.hosts
     client = generate_ed25519(ws.client_key, f"featctl-client@{name}")
-    host = generate_ed25519(ws.host_key, f"featctl-host@{name}")
-    return HostKeys(client_public=client, host_private_path=str(ws.host_key), host_public=host)
+    hosts = []
+    for i in range(count):
+        path = ws.host_key_for(i)
+        hosts.append((str(path), generate_ed25519(path, f"featctl-host{i or ''}@{name}")))
+    return HostKeys(client_public=client, hosts=tuple(hosts))
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -35,12 +40,38 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> None:
-    missing = [k for k in CONTRACT_OUTPUTS if outputs.get(k) in (None, "")]
+def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> list[dict[str, Any]]:
+    """The stack's hosts, checked against the contract and the keys featctl made."""
+    missing = [k for k in CONTRACT_OUTPUTS if outputs.get(k) is None or outputs.get(k) == ""]
     if missing:
         raise TerraformError(f"the Terraform stack did not output {', '.join(missing)}")
-    if str(outputs["host_public_key"]).split()[:2] != keys.host_public.split()[:2]:
-        raise TerraformError("the Terraform stack reports a host key other than the one featctl generated")
+    hosts = outputs["hosts"]
+    if not isinstance(hosts, list) or len(hosts) != len(keys.hosts):
+        raise TerraformError(f"the Terraform stack reports {len(hosts)} host(s), not the {len(keys.hosts)} asked for")
+    for i, (h, (_path, public)) in enumerate(zip(hosts, keys.hosts)):
+        absent = [k for k in HOST_OUTPUT_KEYS if not isinstance(h, dict) or h.get(k) in (None, "")]
+        if absent:
+            raise TerraformError(f"the Terraform stack's hosts[{i}] has no {', '.join(absent)}")
+        if str(h["host_public_key"]).split()[:2] != public.split()[:2]:
+            raise TerraformError(
+                f"the Terraform stack reports a host key for host {i} other than the one featctl generated"
+            )
+    return [{k: h[k] for k in HOST_OUTPUT_KEYS} for h in hosts]
+
+
+def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
+    """Local target: (resource, what) for each process Terraform records but
+    nothing answers for (after a reboot or a crash): its sshd per host, the
+    stores' servers. Replacing those restarts them on the same data."""
+    dead = []
+    hosts = record.hosts or [{"host": record.host, "port": record.port}]
+    for i, h in enumerate(hosts):
+        if h.get("host") and not _port_open(str(h["host"]), int(h["port"])):
+            dead.append((f"terraform_data.sshd[{i}]", f"sshd of local host {i}"))
+    for store, where in sorted(record.stores.items()):
+        if not _port_open(str(where["host"]), int(where["port"])):
+            dead.append((f"terraform_data.{store}_server[0]", f"the {store} server"))
+    return dead
 
 
 def parse_host_spec(spec: str) -> tuple[str, str, int]:
@@ -133,6 +164,7 @@ def prepared_stack(session: Session, record: Deployment | None, keys: HostKeys) 
         workspace=session.workspace,
         target_vars=s.target_vars.get(s.target, {}),
         previous=record.stack_vars if record else None,
+        stores=s.stores,
     )
     return stack, variables
 
@@ -145,26 +177,34 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     stack, variables = prepared_stack(session, record, keys)
     replace: list[str] = []
     if s.target == "local" and stack.has_state and record and record.host:
-        # The local host's sshd is a process: after a reboot or a crash
-        # Terraform still records it while nothing listens. Restart it (and
-        # only it: what runs on the "machine" is left alone).
-        if not _port_open(record.host, int(record.port)):
-            session.reporter.info("sshd of the local host is not running; Terraform will restart it")
-            replace = ["terraform_data.sshd"]
+        # The local hosts' sshd and the stores' servers are processes: after a
+        # reboot or a crash Terraform still records them while nothing listens.
+        # Restart them (and only them: what runs on the "machine" and the
+        # stores' data are left alone).
+        for resource, what in _dead_servers(record):
+            if stack.has_resource(resource):
+                session.reporter.info(f"{what} is not running; Terraform will restart it")
+                replace.append(resource)
     stack.apply(variables, replace=replace)
     outputs = stack.outputs()
-    _check_outputs(outputs, keys)
-    host, port = str(outputs["host"]), int(outputs["port"])
-    pin_host_key(ws.known_hosts, host, port, keys.host_public)
+    hosts = _check_outputs(outputs, keys)
+    for h in hosts:
+        pin_host_key(ws.known_hosts, str(h["host"]), int(h["port"]), str(h["host_public_key"]))
     base = record or Deployment(target=s.target, name=s.name)
+    before = {i: dict(h) for i, h in enumerate(base.hosts)}
     base.target = s.target
     base.name = s.name
-    base.host, base.port, base.user = host, port, str(outputs["user"])
-    base.remote_base_dir = str(outputs["remote_base_dir"])
+    base.host, base.port, base.user = str(hosts[0]["host"]), int(hosts[0]["port"]), str(outputs["user"])
+    base.remote_base_dir = str(hosts[0]["remote_base_dir"])
     base.host_public_key = keys.host_public
-    base.outputs = outputs
+    # A host that stays keeps what featctl learnt of it (ports, release).
+    base.hosts = [
+        {**(before.get(i, {}) if before.get(i, {}).get("remote_base_dir") == h["remote_base_dir"] else {}), **h}
+        for i, h in enumerate(hosts)
+    ]
+    base.stores = dict(outputs.get("stores") or {})
+    base.outputs = {k: v for k, v in outputs.items() if k not in ("hosts", "stores")}
     base.stack_vars = variables
     base.repo = str(s.repo)
     base.feast_version = FEAST_VERSION
     return base
-

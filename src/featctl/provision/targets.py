@@ -19,22 +19,37 @@ from featctl.workspace import Workspace
 CONTRACT_VARS = (
     "name",
     "ssh_public_key",
-    "host_private_key_path",
-    "host_public_key",
     "host_keys",
     "ssh_user",
     "remote_base_dir",
+    "stores",
+    "store_password_files",
 )
 
 # Outputs every stack provides (see terraform/*/outputs.tf).
-CONTRACT_OUTPUTS = ("target", "host", "port", "user", "host_public_key", "remote_base_dir")
+CONTRACT_OUTPUTS = ("target", "hosts", "host", "port", "user", "host_public_key", "remote_base_dir", "stores")
+#: Keys of each element of the ``hosts`` output.
+HOST_OUTPUT_KEYS = ("host", "port", "host_public_key", "remote_base_dir")
+#: Stores Terraform runs (spark runs inside the Feast environment).
+SERVER_STORES = ("redis", "postgres")
 
 
 @dataclass(frozen=True)
 class HostKeys:
     client_public: str
-    host_private_path: str
-    host_public: str
+    #: (private key path, public line) per host, host 0 first.
+    hosts: tuple[tuple[str, str], ...]
+
+    @property
+    def host_private_path(self) -> str:
+        return self.hosts[0][0]
+
+    @property
+    def host_public(self) -> str:
+        return self.hosts[0][1]
+
+    def variable(self) -> list[dict[str, str]]:
+        return [{"private_key_path": path, "public_key": pub} for path, pub in self.hosts]
 
 
 def free_loopback_port(address: str = "127.0.0.1") -> int:
@@ -55,6 +70,59 @@ def local_uv() -> str:
     return shutil.which("uv") or ""
 
 
+def store_password(workspace: Workspace, store: str) -> str:
+    """The path of ``store``'s password file, generated once (0600): 32 letters
+    and digits, starting with a letter, so it is safe in a URL, a YAML value and
+    Yandex's password rules alike."""
+    import secrets
+    import string
+
+    from featctl.workspace import write_private
+
+    path = workspace.store_password_file(store)
+    if not path.is_file() or len(path.read_text().strip()) < 16:
+        alphabet = string.ascii_letters + string.digits
+        word = secrets.choice(string.ascii_letters) + "".join(secrets.choice(alphabet) for _ in range(31))
+        write_private(path, word + "\n")
+    return str(path)
+
+
+def _local_store_dir(workspace: Workspace, store: str) -> str:
+    """PostgreSQL refuses to run as root: as root the cluster runs as the
+    ``postgres`` user, which cannot enter the 0700 workspace, so its data lives
+    in a directory of its own under /var/tmp (Terraform's destroy removes it)."""
+    import hashlib
+    import os
+
+    if store == "postgres" and os.geteuid() == 0:
+        digest = hashlib.sha256(str(workspace.root.resolve()).encode()).hexdigest()[:12]
+        return f"/var/tmp/featctl-postgres-{digest}"
+    return str(workspace.local_dir / store)
+
+
+def _local_host_dirs(
+    workspace: Workspace, count: int, previous: Mapping[str, Any], first_port: Any
+) -> list[dict[str, Any]]:
+    before = list(previous.get("host_dirs") or [])
+    dirs = []
+    for i in range(count):
+        suffix = "" if i == 0 else f"-{i}"
+        if i < len(before):
+            port = before[i]["port"]
+        elif i == 0:
+            port = first_port or previous.get("port") or free_loopback_port()
+        else:
+            port = free_loopback_port()
+        dirs.append(
+            {
+                "state_dir": str(workspace.local_dir / f"sshd{suffix}"),
+                "remote_base_dir": str(workspace.local_dir / f"host{suffix}"),
+                "port": int(port),
+            }
+        )
+    return dirs
+
+
 def stack_variables(
     target: str,
     *,
@@ -63,38 +131,46 @@ def stack_variables(
     workspace: Workspace,
     target_vars: Mapping[str, Any],
     previous: Mapping[str, Any] | None = None,
+    stores: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The full variable set for ``target``'s stack.
+    """The full variable set for ``target``'s stack: one host per element of
+    ``keys.hosts``, and the shared ``stores``.
 
     ``previous`` holds the variables of the last apply, so values chosen once
-    (the local port) stay the same and a rerun converges.
+    (the local ports) stay the same and a rerun converges.
     """
     previous = previous or {}
     extra = dict(target_vars)
     clash = sorted(set(extra) & set(CONTRACT_VARS) - {"ssh_user", "remote_base_dir"})
     if clash:
         raise ConfigError(f"[{target}] in featctl.toml may not set {', '.join(clash)}: featctl manages them")
-    common = {"name": name, "ssh_public_key": keys.client_public}
+    servers = [s for s in stores if s in SERVER_STORES]
+    common = {
+        "name": name,
+        "ssh_public_key": keys.client_public,
+        "host_keys": keys.variable(),
+        "stores": servers,
+        "store_password_files": {s: store_password(workspace, s) for s in servers},
+    }
     if target == "local":
-        state_dir = workspace.local_dir / "sshd"
-        port = extra.pop("port", None) or previous.get("port") or free_loopback_port()
+        host_dirs = _local_host_dirs(workspace, len(keys.hosts), previous, extra.pop("port", None))
+        ports = dict(previous.get("store_ports") or {})
+        for store in servers:
+            ports.setdefault(store, free_loopback_port())
         return {
             **common,
-            "host_private_key_path": keys.host_private_path,
-            "host_public_key": keys.host_public,
             "ssh_user": getpass.getuser(),
-            "remote_base_dir": str(workspace.local_dir / "host"),
-            "state_dir": str(state_dir),
+            "remote_base_dir": host_dirs[0]["remote_base_dir"],
+            "host_dirs": host_dirs,
             "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
-            "port": int(port),
             "uv_path": extra.pop("uv_path", local_uv()),
+            "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
+            "store_ports": {s: int(ports[s]) for s in servers},
             **extra,
         }
     if target == "yandex":
         return {
             **common,
-            # One element per host (the stack creates one VM each).
-            "host_keys": [{"private_key_path": keys.host_private_path, "public_key": keys.host_public}],
             "ssh_user": extra.pop("ssh_user", "featctl"),
             "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
             **extra,

@@ -229,6 +229,24 @@ class Stack:
             raise TerraformError("terraform output returned invalid JSON") from None
         return {k: v.get("value") for k, v in raw.items() if not v.get("sensitive")}
 
+    def has_resource(self, address: str) -> bool:
+        """Whether the state holds ``address`` (``type.name`` or ``type.name[i]``)."""
+        import re
+
+        m = re.fullmatch(r"([\w-]+)\.([\w-]+)(?:\[(\d+)\])?", address)
+        if m is None:
+            return False
+        try:
+            resources = json.loads((self.workdir / "terraform.tfstate").read_text()).get("resources", [])
+        except (OSError, ValueError):
+            return False
+        for r in resources:
+            if (r.get("type"), r.get("name")) != (m[1], m[2]):
+                continue
+            keys = [inst.get("index_key") for inst in r.get("instances", [])]
+            return (m[3] is None and keys == [None]) or (m[3] is not None and int(m[3]) in keys)
+        return False
+
     @property
     def has_state(self) -> bool:
         state = self.workdir / "terraform.tfstate"

@@ -10,13 +10,14 @@ missing join key or request field is one line naming what needs it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from featctl.errors import FeatureServerError, UsageError
+from featctl.errors import FeatctlError, FeatureServerError, HostKeyMismatch, SSHError, UsageError
 from featctl.query.catalog import Catalog, ScoreView, catalog, select_features
 from featctl.query.inputs import parse_weights
 from featctl.query.rows import entity_rows, key_text, request_values
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from featctl.query.server import FeatureServer
 
 T = TypeVar("T")
+#: Successive queries of one process start at successive hosts.
+_TURN = itertools.count()
 
 
 @dataclass
@@ -43,15 +46,42 @@ class Entities:
 
 
 def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T]) -> T:
-    """Run ``call`` against the feature server; if the tunnel fails, once more directly
-    (which also reports the real reason when the server is down)."""
-    server = session.query_server(record)
+    """Run ``call`` against a feature server; if the tunnel fails, once more directly
+    (which also reports the real reason when the server is down).
+
+    With several hosts, queries are spread over them (each command starts at
+    another host) and a host that does not answer is skipped: the query fails
+    only when no host answers, with the first host's reason.
+    """
+    count = record.host_count
+    if count == 1:
+        return _ask_host(session, record, 0, call)
+    import os
+
+    start = (os.getpid() + next(_TURN)) % count
+    first: FeatctlError | None = None
+    for step in range(count):
+        index = (start + step) % count
+        try:
+            return _ask_host(session, record, index, call)
+        except (FeatureServerError, SSHError) as exc:
+            if isinstance(exc, HostKeyMismatch):
+                raise
+            first = first or exc
+            session.close_host(index)
+    assert first is not None
+    first.message = f"no host answered ({count} tried); host {start}: {first.message}"
+    raise first
+
+
+def _ask_host(session: Session, record: Deployment, index: int, call: Callable[[FeatureServer], T]) -> T:
+    server = session.query_server(record, index)
     try:
         return call(server)
     except FeatureServerError:
-        if server is session.server(record):
+        if server is session.server(record, index):
             raise
-    return call(session.direct_server(record))
+    return call(session.direct_server(record, index))
 
 
 def gather(

@@ -30,33 +30,41 @@ SOCKET = "tunnel.sock"
 PIDFILE = "tunnel.pid"
 
 
-def socket_path(workspace: Path) -> Path:
-    return workspace / SOCKET
-
-
 INFO = "tunnel.json"
 
 
-def available(workspace: Path) -> str | None:
-    """The socket path when a tunnel process answers there, else None.
+def _names(index: int) -> tuple[str, str, str]:
+    """(socket, pid file, info file) of the tunnel to host ``index`` (host 0's
+    keep the names of a one-host deployment)."""
+    if index == 0:
+        return SOCKET, PIDFILE, INFO
+    return f"tunnel-{index}.sock", f"tunnel-{index}.pid", f"tunnel-{index}.json"
+
+
+def socket_path(workspace: Path, index: int = 0) -> Path:
+    return workspace / _names(index)[0]
+
+
+def available(workspace: Path, index: int = 0) -> str | None:
+    """The socket path when a tunnel process to host ``index`` answers there, else None.
 
     A tunnel whose SSH connection was verified against a host key that is no
     longer the pinned one is stopped, so the next connection meets the pin.
     """
-    path = socket_path(workspace)
+    path = socket_path(workspace, index)
     if not path.exists():
         return None
     import json
 
     try:
-        info = json.loads((workspace / INFO).read_text())
+        info = json.loads((workspace / _names(index)[2]).read_text())
         from featctl.remote.keys import pinned_key
 
         pinned = pinned_key(workspace / "known_hosts", str(info["host"]), int(info["port"]))
     except (OSError, ValueError, KeyError, TypeError):
         pinned, info = None, {}
     if pinned is None or pinned != info.get("host_key"):
-        stop(workspace)
+        stop(workspace, index)
         return None
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
@@ -69,13 +77,13 @@ def available(workspace: Path) -> str | None:
     return str(path)
 
 
-def start_background(workspace: Path) -> None:
-    """Start a tunnel process for ``workspace`` unless one runs (never waits for it)."""
-    if available(workspace) is not None:
+def start_background(workspace: Path, index: int = 0) -> None:
+    """Start a tunnel process to host ``index`` unless one runs (never waits for it)."""
+    if available(workspace, index) is not None:
         return
     with contextlib.suppress(OSError):
         subprocess.Popen(
-            [sys.executable, "-m", "featctl.query.tunnel", str(workspace)],
+            [sys.executable, "-m", "featctl.query.tunnel", str(workspace), str(index)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -84,8 +92,17 @@ def start_background(workspace: Path) -> None:
         )
 
 
-def stop(workspace: Path) -> None:
-    pidfile = workspace / PIDFILE
+def stop(workspace: Path, index: int | None = None) -> None:
+    """Stop the tunnel to host ``index`` (None: to every host)."""
+    if index is None:
+        indexes = {0} | {
+            int(p.stem.split("-")[1]) for p in workspace.glob("tunnel-*.pid") if p.stem.split("-")[1].isdigit()
+        }
+        for i in sorted(indexes):
+            stop(workspace, i)
+        return
+    sock, pidname, info = _names(index)
+    pidfile = workspace / pidname
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -99,23 +116,25 @@ def stop(workspace: Path) -> None:
             except (ProcessLookupError, PermissionError):
                 break
             time.sleep(0.05)
-    for name in (PIDFILE, SOCKET, INFO):
+    for name in (pidname, sock, info):
         with contextlib.suppress(FileNotFoundError):
             (workspace / name).unlink()
 
 
-def _serve(workspace: Path) -> int:
+def _serve(workspace: Path, index: int = 0) -> int:
     from featctl.remote.forward import pipe
     from featctl.remote.ssh import connect, endpoint_for
     from featctl.workspace import Workspace
 
     ws = Workspace(workspace)
     record = ws.load()
-    if record is None or not record.host:
+    if record is None or not record.host or index >= record.host_count:
         return 1
+    record = record.for_host(index)
+    sock_name, pid_name, info_name = _names(index)
     conn = connect(endpoint_for(ws, record))
-    path = socket_path(workspace)
-    tmp = workspace / f".{SOCKET}.{os.getpid()}"
+    path = socket_path(workspace, index)
+    tmp = workspace / f".{sock_name}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
@@ -129,7 +148,7 @@ def _serve(workspace: Path) -> int:
 
     server_key = conn.transport.get_remote_server_key()
     write_private(
-        workspace / INFO,
+        workspace / info_name,
         json.dumps(
             {
                 "host": record.host,
@@ -138,7 +157,7 @@ def _serve(workspace: Path) -> int:
             }
         ),
     )
-    write_private(workspace / PIDFILE, f"{os.getpid()}\n")
+    write_private(workspace / pid_name, f"{os.getpid()}\n")
     # Published last, so a client never sees the socket without its host key record.
     os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
     stopping = threading.Event()
@@ -172,8 +191,8 @@ def _serve(workspace: Path) -> int:
     finally:
         listener.close()
         with contextlib.suppress(FileNotFoundError):
-            if path.exists() and (workspace / PIDFILE).read_text().strip() == str(os.getpid()):
-                for name in (SOCKET, PIDFILE, INFO):
+            if path.exists() and (workspace / pid_name).read_text().strip() == str(os.getpid()):
+                for name in (sock_name, pid_name, info_name):
                     with contextlib.suppress(FileNotFoundError):
                         (workspace / name).unlink()
         conn.close()
@@ -181,11 +200,11 @@ def _serve(workspace: Path) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m featctl.query.tunnel WORKSPACE\n")
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and not sys.argv[2].isdigit()):
+        sys.stderr.write("usage: python -m featctl.query.tunnel WORKSPACE [HOST_INDEX]\n")
         sys.exit(2)
     try:
-        sys.exit(_serve(Path(sys.argv[1])))
+        sys.exit(_serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) == 3 else 0))
     except Exception:
         sys.exit(1)
 

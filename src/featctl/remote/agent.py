@@ -157,7 +157,9 @@ echo "{spec.describe()} installed"
 
 def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
     """``feast apply`` in ``repo`` on the host; Feast's own message on failure."""
-    result = conn.run(f"cd {q(repo)} && {q(layout.feast)} apply", timeout=timeout, check=False)
+    result = conn.run(
+        f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} apply", timeout=timeout, check=False
+    )
     if result.exit_status != 0:
         raise FeastError(f"feast apply failed on the host: {feast_message(result.stderr or result.stdout)}")
     return result.text
@@ -165,7 +167,9 @@ def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) 
 
 def feast_plan(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
     """``feast plan`` in ``repo``: the registry diff, changing nothing."""
-    result = conn.run(f"cd {q(repo)} && {q(layout.feast)} plan", timeout=timeout, check=False)
+    result = conn.run(
+        f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} plan", timeout=timeout, check=False
+    )
     if result.exit_status != 0:
         raise FeastError(f"feast plan failed on the host: {feast_message(result.stderr or result.stdout)}")
     return result.text

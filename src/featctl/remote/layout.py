@@ -9,7 +9,8 @@ Layout under the remote base directory::
     envs/feast-<version>[-<h>] the pinned Feast environments (built with uv); one per
                                set of extras and [host] requirements, side by side
     tools/                     uv itself, when the host has none
-    run/                       the deploy lock, the materialization schedule
+    run/                       the deploy lock, the materialization schedule,
+                               stores.env (0600): the shared stores' connections
     tmp/                       entity files and results of historical queries
 """
 
@@ -88,19 +89,34 @@ class Layout:
         return posixpath.join(self.base, "run")
 
     @property
+    def stores_env(self) -> str:
+        """The shared stores' FEATCTL_* variables (0600), loaded by the agent."""
+        return posixpath.join(self.run_dir, "stores.env")
+
+    @property
     def tmp(self) -> str:
         return posixpath.join(self.base, "tmp")
 
     def agent_argv(self, python: str, module: str = AGENT_PACKAGE) -> list[str]:
         """argv that runs the agent (or one of its modules) with ``python``:
         ``env`` sets PYTHONPATH, so it works in a shell and in a systemd unit alike."""
-        return ["/usr/bin/env", f"PYTHONPATH={self.agent_dir}", python, "-m", module]
+        return [
+            "/usr/bin/env",
+            f"PYTHONPATH={self.agent_dir}",
+            f"FEATCTL_ENV_FILE={self.stores_env}",
+            python,
+            "-m",
+            module,
+        ]
 
     def agent_shell(self, python_word: str | None = None, module: str = AGENT_PACKAGE) -> str:
         """The same as a shell command prefix. ``python_word`` is a shell word
         (default: the Feast environment's interpreter, quoted)."""
         py = python_word or shlex.quote(self.python)
-        return f"env PYTHONPATH={shlex.quote(self.agent_dir)} {py} -m {module}"
+        return (
+            f"env PYTHONPATH={shlex.quote(self.agent_dir)} FEATCTL_ENV_FILE={shlex.quote(self.stores_env)} "
+            f"{py} -m {module}"
+        )
 
     def host_python(self) -> str:
         """The Feast environment's interpreter once it exists (a plain binary: fast to

@@ -65,6 +65,7 @@ Wants=network-online.target
 Type=simple
 User={user}
 WorkingDirectory={layout.release(release_id)}
+EnvironmentFile=-{layout.stores_env}
 ExecStart={exec_start}
 Restart=always
 RestartSec=2

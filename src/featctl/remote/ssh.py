@@ -225,8 +225,8 @@ class Connection:
             self.makedirs(posixpath.dirname(remote))
             tmp = f"{remote}.featctl-tmp"
             with self.sftp.open(tmp, "w") as fh:
+                fh.chmod(mode)  # before the content: a secret is never readable by others
                 fh.write(text.encode())
-            self.sftp.chmod(tmp, mode)
             self.sftp.posix_rename(tmp, remote)
         except SSHError:
             raise

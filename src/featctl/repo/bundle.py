@@ -105,8 +105,9 @@ def _walk(root: Path, repo: Path, workspace: Path | None) -> list[tuple[str, Pat
     return out
 
 
-def build(repo: Path, *, workspace: Path | None = None) -> Bundle:
-    """The release's files for ``repo`` (see the module docstring)."""
+def build(repo: Path, *, workspace: Path | None = None, stores: tuple[str, ...] = ()) -> Bundle:
+    """The release's files for ``repo`` (see the module docstring); with shared
+    ``stores``, pointed at them (repo/stores.py)."""
     repo = repo.resolve()
     ws = workspace.resolve() if workspace is not None else None
     if (repo / RESERVED).exists():
@@ -115,8 +116,10 @@ def build(repo: Path, *, workspace: Path | None = None) -> Bundle:
     for rel, real in _walk(repo, repo, ws):
         bundle.files[rel] = real
     bundle.config = repository.load(repo)
-    _relocate_state(bundle)
+    _relocate_state(bundle, stores)
     _external_sources(bundle, ws)
+    if "postgres" in stores:
+        _postgres_sources(bundle)
     for rel, real in bundle.files.items():
         if rel not in bundle.contents:
             bundle.manifest[rel] = _sha256_file(real)
@@ -128,13 +131,19 @@ def build(repo: Path, *, workspace: Path | None = None) -> Bundle:
 # --- Feast's state outside the repository ------------------------------------------
 
 
-def _relocate_state(bundle: Bundle) -> None:
+def _relocate_state(bundle: Bundle, stores: tuple[str, ...] = ()) -> None:
     import yaml
+
+    from featctl.repo import stores as shared
 
     cfg = bundle.config
     assert cfg is not None
     data = dict(cfg.data)
-    changed = []
+    changed = shared.render(data, stores)
+    if changed:
+        # Feast's own view of the rendered file: its extras follow the stores.
+        cfg = bundle.config = repository.RepoConfig(cfg.path, data)
+        cfg.extras = repository.extras_for(cfg)
     reg = cfg.registry
     if cfg.registry_type == "file" and not reg.get("registry_store_type"):
         raw = str(reg.get("path") or "data/registry.db")
@@ -157,7 +166,7 @@ def _relocate_state(bundle: Bundle) -> None:
         header = (
             "# Written by featctl for this release only: "
             + "; ".join(changed)
-            + " (paths outside the repository get one copy per release).\n"
+            + " (store connections come from FEATCTL_* variables on the host).\n"
         )
         text = header + yaml.safe_dump(data, sort_keys=False)
         bundle.contents[repository.CONFIG] = text.encode()
@@ -246,3 +255,40 @@ def _external_sources(bundle: Bundle, workspace: Path | None) -> None:
             edits.append((lit.node, placed[where]))
         if edits:
             bundle.contents[rel] = _replace(source, edits)
+
+
+# --- stores = postgres: sources read PostgreSQL tables -----------------------------------
+
+
+def _postgres_sources(bundle: Bundle) -> None:
+    import json
+
+    from featctl.repo import stores as shared
+
+    digests: dict[str, str] = {}
+
+    def resolve(raw: str) -> str | None:
+        where = repository.local_path(bundle.repo, raw)
+        if where is None:
+            return None
+        # Outside the repository: uploaded under _featctl/external/ (see above).
+        rel = where.relative_to(bundle.repo).as_posix() if repository.inside(where, bundle.repo) else raw
+        return rel if rel in bundle.files else None
+
+    def digest_of(rel: str) -> str:
+        if rel not in digests:
+            digests[rel] = _sha256_file(bundle.files[rel])
+        return digests[rel]
+
+    tables: dict[str, str] = {}
+    for rel in sorted(r for r in bundle.files if r.endswith(".py")):
+        current = bundle.contents.get(rel) or bundle.files[rel].read_bytes()
+        new = shared.to_postgres_sources(rel, current, resolve, digest_of, tables)
+        if new is not None:
+            bundle.contents[rel] = new
+    if tables:
+        bundle.contents[shared.TABLES_FILE] = (json.dumps(tables, indent=2, sort_keys=True) + "\n").encode()
+        bundle.notes.append(
+            f"{len(tables)} parquet source(s) become PostgreSQL tables in the release's definitions "
+            "(loaded on deploy when their content is new)"
+        )

@@ -29,6 +29,8 @@ HOST_KEYS = [
     {"private_key_path": "/ws/keys/host_1", "public_key": "  ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1 host-1"},
 ]
 NAT_IPS = ["198.51.100.10", "198.51.100.11"]
+# The keys of every element of the `hosts` output, the same in every stack.
+HOSTS_KEYS = {"host", "port", "host_public_key", "remote_base_dir"}
 REDIS_FQDN = "rc1a-redis0000000000.mdb.yandexcloud.net"
 POSTGRES_FQDN = "rc1a-pg0000000000000.mdb.yandexcloud.net"
 
@@ -161,7 +163,14 @@ def test_outputs_without_stores(results: dict[str, dict[str, Any]]) -> None:
     out = results["one_host_no_stores"]
     assert out == {
         "target": "yandex",
-        "hosts": [{"host": NAT_IPS[0], "port": 22, "host_public_key": HOST_KEYS[0]["public_key"].strip()}],
+        "hosts": [
+            {
+                "host": NAT_IPS[0],
+                "port": 22,
+                "host_public_key": HOST_KEYS[0]["public_key"].strip(),
+                "remote_base_dir": REMOTE_BASE_DIR,
+            }
+        ],
         "host": NAT_IPS[0],
         "port": 22,
         "host_public_key": HOST_KEYS[0]["public_key"].strip(),
@@ -174,9 +183,22 @@ def test_outputs_without_stores(results: dict[str, dict[str, Any]]) -> None:
 def test_hosts_in_host_keys_order_and_host_0_compat(results: dict[str, dict[str, Any]]) -> None:
     out = results["two_hosts_redis"]
     assert out["hosts"] == [
-        {"host": NAT_IPS[i], "port": 22, "host_public_key": HOST_KEYS[i]["public_key"].strip()} for i in range(2)
+        {
+            "host": NAT_IPS[i],
+            "port": 22,
+            "host_public_key": HOST_KEYS[i]["public_key"].strip(),
+            "remote_base_dir": REMOTE_BASE_DIR,
+        }
+        for i in range(2)
     ]
-    assert {k: out[k] for k in ("host", "port", "host_public_key")} == out["hosts"][0]
+    # host 0's entry is what the top-level outputs say.
+    assert {k: out[k] for k in HOSTS_KEYS} == out["hosts"][0]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_hosts_element_has_the_contract_keys(name: str, results: dict[str, dict[str, Any]]) -> None:
+    hosts = results[name]["hosts"]
+    assert hosts and all(set(h) == HOSTS_KEYS for h in hosts), hosts
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,8 @@ CONTRACT_INPUTS = (*REQUIRED_INPUTS, "ssh_user", "remote_base_dir", "stores", "s
 # Replaced by host_keys (one key pair per host).
 REMOVED_INPUTS = ("host_private_key_path", "host_public_key")
 CONTRACT_OUTPUTS = ("target", "hosts", "host", "port", "user", "host_public_key", "remote_base_dir", "stores")
+# The keys of every element of the `hosts` output, the same in every stack.
+HOSTS_KEYS = ("host", "port", "host_public_key", "remote_base_dir")
 # store -> (resource type of its cluster, the local that holds its port, the port)
 STORES = {
     "redis": ("yandex_mdb_redis_cluster_v2", "redis_tls_port", 6380),
@@ -170,6 +172,10 @@ def test_hosts_output_lists_every_vm_in_host_keys_order(yandex: dict) -> None:
     assert f"host = {vm}.network_interface[0].nat_ip_address" in compact
     assert "port = 22" in compact
     assert f"host_public_key = trimspace(var.host_keys[{index}].public_key)" in compact
+    assert "remote_base_dir = var.remote_base_dir" in compact
+    body = re.search(r" : \{(.*)\}\]$", compact)
+    assert body, compact
+    assert tuple(re.findall(r"(?:^|, )(\w+) = ", body.group(1))) == HOSTS_KEYS, compact
 
 
 def test_no_output_leaks_secrets(yandex: dict) -> None:
@@ -376,7 +382,6 @@ def test_terraform_fmt() -> None:
     assert proc.returncode == 0, f"terraform fmt would change: {proc.stdout}{proc.stderr}"
 
 
-@pytest.mark.xfail(strict=False, reason="local stack moves to host_keys/hosts/stores contract in issue 11")
 def test_local_stack_shares_contract() -> None:
     if not LOCAL_DIR.is_dir() or not list(LOCAL_DIR.glob("*.tf")):
         pytest.skip("terraform/local has no .tf files yet")

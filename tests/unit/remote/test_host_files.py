@@ -75,7 +75,7 @@ def test_systemd_unit_per_release():
 def test_timer_units():
     service, timer = timer_units(Layout("/opt/featctl"), "featctl", 3600)
     assert (
-        "ExecStart=/usr/bin/env PYTHONPATH=/opt/featctl/agent python3 -m featctl_agent materialize-once "
+        "ExecStart=/usr/bin/env PYTHONPATH=/opt/featctl/agent FEATCTL_ENV_FILE=/opt/featctl/run/stores.env python3 -m featctl_agent materialize-once "
         "--base /opt/featctl --every 3600" in service
     )
     assert "OnUnitActiveSec=3600s" in timer and "Persistent=true" in timer

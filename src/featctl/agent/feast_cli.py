@@ -1,0 +1,18 @@
+"""Feast's own command line (``feast apply``, ``feast plan``) with the shared
+stores' variables loaded (by importing this package): run as
+``python -m featctl_agent.feast_cli apply`` in a release directory."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from feast.cli.cli import cli
+
+    sys.argv[0] = "feast"
+    sys.exit(cli())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Shared stores seen from the host: are they reachable, and the release's
+parquet sources loaded into PostgreSQL (``stores = postgres``).
+
+Connection details come from the FEATCTL_* variables the package loaded
+(``__init__``); they are never printed: errors name host:port only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+from .output import AgentError
+
+TABLES_FILE = os.path.join("_featctl", "postgres_tables.json")
+LOADS_TABLE = "featctl_loads"
+
+
+def _pg_connect(timeout: int = 10) -> Any:
+    import psycopg
+
+    env = os.environ
+    try:
+        return psycopg.connect(
+            host=env["FEATCTL_POSTGRES_HOST"],
+            port=int(env["FEATCTL_POSTGRES_PORT"]),
+            dbname=env["FEATCTL_POSTGRES_DB"],
+            user=env["FEATCTL_POSTGRES_USER"],
+            password=env["FEATCTL_POSTGRES_PASSWORD"],
+            sslmode=env.get("FEATCTL_POSTGRES_SSLMODE") or "disable",
+            sslrootcert=env.get("FEATCTL_POSTGRES_SSLROOTCERT") or None,
+            connect_timeout=timeout,
+        )
+    except KeyError as exc:
+        raise AgentError(f"the host has no {exc.args[0]}: redeploy to write run/stores.env") from None
+    except psycopg.Error as exc:
+        where = f"{env.get('FEATCTL_POSTGRES_HOST')}:{env.get('FEATCTL_POSTGRES_PORT')}"
+        reason = " ".join(str(exc).split())[:200]
+        raise AgentError(f"PostgreSQL at {where} is unreachable from the host: {reason}") from None
+
+
+def _redis_check() -> None:
+    import redis
+
+    raw = os.environ.get("FEATCTL_REDIS_CONNECTION")
+    if not raw:
+        raise AgentError("the host has no FEATCTL_REDIS_CONNECTION: redeploy to write run/stores.env")
+    address, *opts = raw.split(",")
+    host, _, port = address.rpartition(":")
+    kw = dict(o.split("=", 1) for o in opts if "=" in o)
+    try:
+        client = redis.Redis(
+            host=host,
+            port=int(port),
+            password=kw.get("password"),
+            ssl=kw.get("ssl") == "true",
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+        client.ping()
+    except redis.RedisError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise AgentError(f"Redis at {host}:{port} is unreachable from the host: {reason}") from None
+
+
+def cmd_check_stores(args: argparse.Namespace) -> dict[str, Any]:
+    """Each store the release's variables name answers (one line naming the first that does not)."""
+    checked = []
+    if os.environ.get("FEATCTL_REDIS_CONNECTION"):
+        _redis_check()
+        checked.append("redis")
+    if os.environ.get("FEATCTL_POSTGRES_HOST"):
+        with _pg_connect() as conn:
+            conn.execute("SELECT 1")
+        checked.append("postgres")
+    return {"checked": checked}
+
+
+def cmd_load_postgres(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the release's parquet sources into their tables, each table once
+    (its name carries the file's digest; featctl_loads records finished loads)."""
+    path = os.path.join(args.repo, TABLES_FILE)
+    if not os.path.isfile(path):
+        return {"loaded": [], "kept": []}
+    with open(path, encoding="utf-8") as fh:
+        tables: dict[str, str] = json.load(fh)
+    loaded, kept = [], []
+    with _pg_connect() as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (table_name text PRIMARY KEY, source text, "
+            "row_count bigint, seconds double precision, loaded_at timestamptz DEFAULT now())"
+        )
+        conn.commit()
+        for table, rel in sorted(tables.items()):
+            done = conn.execute(f"SELECT 1 FROM {LOADS_TABLE} WHERE table_name = %s", (table,)).fetchone()
+            if done and conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
+                kept.append(table)
+                continue
+            started = time.monotonic()
+            rows = _load(conn, table, os.path.join(args.repo, rel))
+            conn.execute(
+                f"INSERT INTO {LOADS_TABLE} (table_name, source, row_count, seconds) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, row_count = EXCLUDED.row_count, "
+                "seconds = EXCLUDED.seconds, loaded_at = now()",
+                (table, rel, rows, time.monotonic() - started),
+            )
+            conn.commit()
+            loaded.append({"table": table, "source": rel, "rows": rows})
+    return {"loaded": loaded, "kept": kept}
+
+
+def _load(conn: Any, table: str, parquet: str) -> int:
+    """One table from one parquet file, in one transaction (COPY)."""
+    import pyarrow.parquet as pq
+    from feast.infra.utils.postgres.connection_utils import _df_to_create_table_sql
+
+    frame = pq.read_table(parquet).to_pandas()
+    conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+    conn.execute(_df_to_create_table_sql(frame, table))
+    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    clean = frame.astype(object).where(frame.notna(), None)
+    with conn.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
+        for row in clean.itertuples(index=False, name=None):
+            copy.write_row(row)
+    return len(frame)

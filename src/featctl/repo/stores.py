@@ -1,0 +1,207 @@
+"""Shared stores in a release: what featctl writes into the release's copy of
+``feature_store.yaml`` and definitions when a deployment runs on Redis and
+PostgreSQL (``stores = ["redis", "postgres"]``).
+
+Connection details never enter a file featctl writes into a release: the
+YAML names ``${FEATCTL_*}`` variables, which Feast expands when it loads the
+file, and featctl provides them on each host in a 0600 file (``run/stores.env``,
+see ``env_lines``). A repository whose own ``feature_store.yaml`` already names
+a store with ``${...}`` values keeps its section as it is.
+
+With ``postgres``, the release's ``FileSource`` definitions of parquet files
+become ``PostgreSQLSource`` definitions reading a table loaded from that file
+(one table per file content, so a release never sees another release's data);
+``_featctl/postgres_tables.json`` tells the host agent what to load.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from featctl.errors import UsageError
+
+#: The variables featctl provides on the hosts (names only: values are secret).
+REDIS_CONNECTION = "FEATCTL_REDIS_CONNECTION"
+POSTGRES_URL = "FEATCTL_POSTGRES_URL"
+POSTGRES_VARS = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SSLMODE", "SSLROOTCERT")
+TABLES_FILE = "_featctl/postgres_tables.json"
+_SOURCE_IMPORT = (
+    "from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource"
+)
+#: FileSource keywords a PostgreSQLSource takes too.
+_KEPT = ("name", "timestamp_field", "created_timestamp_column", "field_mapping", "description", "tags", "owner")
+
+
+def _templated(value: Any) -> bool:
+    return "${" in json.dumps(value)
+
+
+def render(data: dict[str, Any], stores: tuple[str, ...]) -> list[str]:
+    """Point ``data`` (a feature_store.yaml mapping, changed in place) at the
+    shared stores; return what changed, for the user."""
+    changed = []
+    if "redis" in stores:
+        online = data.get("online_store")
+        if not (isinstance(online, dict) and online.get("type") == "redis" and _templated(online)):
+            data["online_store"] = {"type": "redis", "connection_string": f"${{{REDIS_CONNECTION}}}"}
+            changed.append("online store -> Redis")
+    if "postgres" in stores:
+        registry = data.get("registry")
+        if not (isinstance(registry, dict) and registry.get("registry_type") == "sql" and _templated(registry)):
+            data["registry"] = {
+                "registry_type": "sql",
+                "path": f"${{{POSTGRES_URL}}}",
+                "cache_ttl_seconds": 60,
+                "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+            }
+            changed.append("registry -> PostgreSQL (Feast's SQL registry)")
+        offline = data.get("offline_store")
+        if not (isinstance(offline, dict) and offline.get("type") == "postgres" and _templated(offline)):
+            data["offline_store"] = {
+                "type": "postgres",
+                "host": "${FEATCTL_POSTGRES_HOST}",
+                "port": "${FEATCTL_POSTGRES_PORT}",
+                "database": "${FEATCTL_POSTGRES_DB}",
+                "db_schema": "public",
+                "user": "${FEATCTL_POSTGRES_USER}",
+                "password": "${FEATCTL_POSTGRES_PASSWORD}",
+                "sslmode": "${FEATCTL_POSTGRES_SSLMODE}",
+            }
+            changed.append("offline store -> PostgreSQL (the repository's parquet sources loaded into tables)")
+    return changed
+
+
+def env_lines(stores: Mapping[str, Mapping[str, Any]], passwords: Mapping[str, str]) -> str:
+    """The hosts' ``run/stores.env``: ``NAME=value`` lines (values are letters,
+    digits and URL/host characters: no quoting needed, nothing a shell expands)."""
+    out: dict[str, str] = {}
+    redis = stores.get("redis")
+    if redis is not None:
+        conn = f"{redis['host']}:{redis['port']},password={passwords['redis']}"
+        if redis.get("tls"):
+            conn += ",ssl=true"
+        out[REDIS_CONNECTION] = conn
+    pg = stores.get("postgres")
+    if pg is not None:
+        sslmode = str(pg.get("sslmode") or "disable")
+        query = f"?sslmode={sslmode}"
+        if pg.get("ca_file"):
+            query += f"&sslrootcert={pg['ca_file']}"
+            out["FEATCTL_POSTGRES_SSLROOTCERT"] = str(pg["ca_file"])
+        out.update(
+            {
+                "FEATCTL_POSTGRES_HOST": str(pg["host"]),
+                "FEATCTL_POSTGRES_PORT": str(pg["port"]),
+                "FEATCTL_POSTGRES_DB": str(pg["database"]),
+                "FEATCTL_POSTGRES_USER": str(pg["user"]),
+                "FEATCTL_POSTGRES_PASSWORD": passwords["postgres"],
+                "FEATCTL_POSTGRES_SSLMODE": sslmode,
+                POSTGRES_URL: (
+                    f"postgresql+psycopg://{pg['user']}:{passwords['postgres']}@{pg['host']}:{pg['port']}/"
+                    f"{pg['database']}{query}"
+                ),
+            }
+        )
+    for name, value in out.items():
+        if "\n" in value or "'" in value:
+            raise UsageError(f"{name} would hold a line break or a quote; check the stores' outputs")
+    return "".join(f"{k}={v}\n" for k, v in sorted(out.items()))
+
+
+# --- FileSource -> PostgreSQLSource --------------------------------------------------
+
+
+def table_name(release_path: str, digest: str) -> str:
+    """A PostgreSQL table per file content (<= 63 characters)."""
+    stem = re.sub(r"[^a-z0-9_]", "_", Path(release_path).stem.lower())[:30].strip("_") or "data"
+    return f"featctl_{stem}_{digest[:12]}"
+
+
+def _is_file_source(call: ast.Call) -> bool:
+    f = call.func
+    return (isinstance(f, ast.Name) and f.id == "FileSource") or (
+        isinstance(f, ast.Attribute) and f.attr == "FileSource"
+    )
+
+
+def _offsets(source: bytes) -> list[int]:
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return starts
+
+
+def to_postgres_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, tables: dict[str, str]) -> bytes | None:
+    """``source`` with each ``FileSource(path="...parquet", ...)`` call replaced by a
+    ``PostgreSQLSource`` of its table; None when the file has none.
+
+    ``resolve(literal) -> release path | None`` finds the file a path names;
+    ``digest_of(release path) -> sha256``; ``tables`` collects table -> file.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    consts = {
+        t.id: stmt.value.value
+        for stmt in tree.body
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+        for t in stmt.targets
+        if isinstance(t, ast.Name)
+    }
+    starts = _offsets(source)
+    spans: list[tuple[int, int, bytes]] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and _is_file_source(node)):
+            continue
+        kws = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        raw = kws.get("path")
+        if isinstance(raw, ast.Name):
+            value: Any = consts.get(raw.id)
+        else:
+            value = raw.value if isinstance(raw, ast.Constant) else None
+        line = f"{rel}:{node.lineno}"
+        if not isinstance(value, str):
+            raise UsageError(f"{line}: a FileSource whose path is not a string literal cannot move to PostgreSQL")
+        where = resolve(value)
+        if where is None or not where.endswith(".parquet"):
+            raise UsageError(
+                f"{line}: FileSource {value!r} is not a parquet file in the release; "
+                "with stores = postgres featctl loads parquet files only"
+            )
+        table = table_name(where, digest_of(where))
+        tables[table] = where
+        args = [f"table={table!r}"]
+        if "name" not in kws:
+            args.append(f"name={table!r}")
+        for key in _KEPT:
+            if key in kws:
+                segment = ast.get_source_segment(source.decode(), kws[key])
+                args.append(f"{key}={segment}")
+        assert node.end_lineno is not None and node.end_col_offset is not None
+        begin = starts[node.lineno - 1] + node.col_offset
+        end = starts[node.end_lineno - 1] + node.end_col_offset
+        spans.append((begin, end, f"PostgreSQLSource({', '.join(args)})".encode()))
+    if not spans:
+        return None
+    out = source
+    for begin, end, call in sorted(spans, reverse=True):
+        out = out[:begin] + call + out[end:]
+    # The import goes after any `from __future__` lines (they must come first).
+    lines = out.splitlines(keepends=True)
+    at = 0
+    for i, ln in enumerate(lines):
+        if ln.startswith(b"from __future__"):
+            at = i + 1
+    lines.insert(at, f"{_SOURCE_IMPORT}  # added by featctl (stores = postgres)\n".encode())
+    return b"".join(lines)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
