@@ -53,6 +53,13 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
                 )
                 server = FeatureServer(conn, port)
                 wait_healthy(conn, layout, target.id, server)
+                if "postgres" in record.stores:
+                    # The SQL registry is shared by every release: put the
+                    # target's definitions back into it.
+                    rep.step(f"feast apply (release {target.id}'s definitions into the shared registry)")
+                    agent.feast_apply(
+                        conn, layout, layout.release(target.id), timeout=session.settings.command_timeout
+                    )
                 # Its store must answer before anything is written to it or it serves.
                 rep.step(f"checking release {target.id} (an online read of each view)")
                 registry = agent.run_agent(
@@ -92,4 +99,11 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             service.stop(conn, layout, cur.id)
             for problem in services.restart_for(conn, layout, record, target.id):
                 rep.info(f"warning: {problem}")
+            # The other hosts follow, one at a time (host 0 already serves the target).
+            from featctl.lifecycle.hosts import roll_back_follower
+
+            for index in range(1, record.host_count):
+                for message in roll_back_follower(session, record, index).messages:
+                    rep.info(message)
+                ws.save(record)
     return RollbackResult(release=target.id, previous_release=cur.id, materialized=done)

@@ -70,7 +70,7 @@ def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T
             first = first or exc
             session.close_host(index)
     assert first is not None
-    first.message = f"no host answered ({count} tried); host {start}: {first.message}"
+    first.message = f"the query failed on every host ({count} tried); host {start}: {first.message}"
     raise first
 
 

@@ -121,6 +121,20 @@ def stop(workspace: Path, index: int | None = None) -> None:
             (workspace / name).unlink()
 
 
+def _stop_strays(workspace: Path) -> None:
+    """Tunnel processes of ``workspace`` that lost a start race (their socket was
+    replaced): found by command line, so none outlives the deployment."""
+    me = str(os.getpid())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name != me and b"featctl.query.tunnel" in argv and str(workspace).encode() in argv:
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(proc.name), signal.SIGTERM)
+
+
 def _serve(workspace: Path, index: int = 0) -> int:
     from featctl.remote.forward import pipe
     from featctl.remote.ssh import connect, endpoint_for
@@ -160,6 +174,7 @@ def _serve(workspace: Path, index: int = 0) -> int:
     write_private(workspace / pid_name, f"{os.getpid()}\n")
     # Published last, so a client never sees the socket without its host key record.
     os.replace(tmp, path)  # a competing tunnel's socket is replaced atomically
+    mine = os.stat(path).st_ino
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     last = time.monotonic()
@@ -167,6 +182,11 @@ def _serve(workspace: Path, index: int = 0) -> int:
     try:
         while not stopping.is_set():
             if time.monotonic() - last > IDLE_SECONDS or not conn.transport.is_active():
+                break
+            try:
+                if os.stat(path).st_ino != mine:
+                    break  # another tunnel took over the socket: this one is no longer reachable
+            except FileNotFoundError:
                 break
             try:
                 client, _ = listener.accept()

@@ -1,0 +1,307 @@
+"""Shared stores and several hosts on the local target, for real: a
+redis-server and a PostgreSQL cluster started by Terraform, two sshd "hosts".
+
+One deployment travels through the module in order: it starts on sqlite (the
+baseline values), moves to Redis + PostgreSQL on two hosts, survives a host
+outage under traffic, a Redis restart and an unreachable PostgreSQL, rolls
+back to sqlite, and is destroyed without a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, agent_command, featctl
+from tests.integration.conftest import Deployed, processes_under
+from tests.integration.expected import latest, load
+
+pytestmark = pytest.mark.integration
+
+AGENT, AGENT_ENV = agent_command()
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DRIVERS = ("1001", "1002", "1003")
+WEIGHTS = ("-w", "conv_rate=0.7,acc_rate=0.3")
+AT = "2026-11-20T12:00:00+00:00"
+
+
+def _need_servers() -> None:
+    missing = [p for p in ("/usr/bin/redis-server", "/usr/bin/redis-cli", str(PG_BIN / "initdb")) if not Path(p).exists()]
+    if missing:
+        pytest.fail(f"these tests need {', '.join(missing)}: run .ci/run or scripts/bootstrap --dev")
+
+
+class Chain:
+    """The module's one deployment, and what earlier tests learnt."""
+
+    def __init__(self, d: Deployed) -> None:
+        self.d = d
+        self.baseline: dict[str, object] = {}
+        self.store_ports: dict[str, int] = {}
+        self.store_dirs: dict[str, str] = {}
+
+
+def answers(d: Deployed) -> dict[str, object]:
+    """What the tests compare across stores: score, online and historical rows."""
+    drivers = [a for x in DRIVERS for a in ("-d", x)]
+    return {
+        "score": d.json("score", *WEIGHTS, *drivers),
+        "online": d.json("online", *drivers, "-f", "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips"),
+        "historical": d.json(
+            "historical", *drivers, "--at", AT, "-f", "driver_hourly_stats:conv_rate,driver_hourly_stats:acc_rate"
+        ),
+    }
+
+
+def write_toml(d: Deployed, extra: str = "") -> None:
+    (d.root / "featctl.toml").write_text("server_workers = 1\n" + extra)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Iterator[Chain]:
+    _need_servers()
+    root = tmp_path_factory.mktemp("stores")
+    shutil.copytree(
+        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
+    )
+    d = Deployed(root)
+    write_toml(d)
+    d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
+    c = Chain(d)
+    try:
+        yield c
+    finally:
+        if (d.workspace / "deployment.json").exists():
+            featctl("destroy", "--yes", cwd=root, timeout=300)
+
+
+def test_baseline_on_sqlite(chain: Chain) -> None:
+    d = chain.d
+    chain.baseline = answers(d)
+    data = load(d.repo / "data" / "driver_stats.parquet")
+    for row in chain.baseline["online"]:
+        want = latest(data, int(row["driver_id"]))
+        assert want is not None and row["conv_rate"] == pytest.approx(float(want["conv_rate"]))
+
+
+def test_moving_to_redis_and_postgres_on_two_hosts_keeps_every_value(chain: Chain) -> None:
+    d = chain.d
+    write_toml(d, 'stores = ["redis", "postgres"]\nhosts = 2\n')
+    res = featctl("deploy", cwd=d.root, timeout=1200).ok()
+    assert "loaded" in res.stderr and "PostgreSQL table" in res.stderr
+    assert "host 1: release" in res.stderr
+    record = d.record()
+    assert len(record["hosts"]) == 2 and set(record["stores"]) == {"redis", "postgres"}
+    chain.store_ports = {s: int(w["port"]) for s, w in record["stores"].items()}
+    chain.store_dirs = dict(record["stack_vars"]["store_dirs"])
+    # The same answers as on sqlite, from both hosts (queries spread over them).
+    for _ in range(2):
+        assert answers(d) == chain.baseline
+    # The secrets: 0600 files, never in status or on the hosts' command lines.
+    for store in ("redis", "postgres"):
+        pw = d.workspace / "secrets" / f"{store}.password"
+        assert pw.stat().st_mode & 0o777 == 0o600
+    for h in record["hosts"]:
+        env_file = Path(h["remote_base_dir"]) / "run" / "stores.env"
+        assert env_file.stat().st_mode & 0o777 == 0o600
+    status = d.run("status", "--output", "json").ok()
+    for store in ("redis", "postgres"):
+        assert (d.workspace / "secrets" / f"{store}.password").read_text().strip() not in status.stdout
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert (d.workspace / "secrets" / "postgres.password").read_text().strip() not in ps
+    info = json.loads(status.stdout)["deployment"]
+    assert [h["feature_server"].startswith("healthy") for h in info["hosts"]] == [True, True]
+    assert set(info["stores"]) == {"redis", "postgres"}
+
+
+def _psql(chain: Chain, sql: str) -> str:
+    d = chain.d
+    env = {**os.environ, "PGPASSWORD": (d.workspace / "secrets" / "postgres.password").read_text().strip()}
+    out = subprocess.run(
+        [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(chain.store_ports["postgres"]), "-U", "feast",
+         "-d", "feast", "-tAc", sql],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _redis(chain: Chain, *args: str) -> str:
+    pw = (chain.d.workspace / "secrets" / "redis.password").read_text().strip()
+    out = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]), "--no-auth-warning", "-a", pw, *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_registry_rows_are_in_postgres_and_online_values_in_redis(chain: Chain) -> None:
+    views = _psql(chain, "SELECT feature_view_name FROM feature_views WHERE project_id = 'featctl_drivers'")
+    assert "driver_hourly_stats" in views.split()
+    loaded = _psql(chain, "SELECT table_name, row_count FROM featctl_loads ORDER BY table_name")
+    rows = dict(line.split("|") for line in loaded.splitlines())
+    n = len(load(chain.d.repo / "data" / "driver_stats.parquet"))
+    assert any(t.startswith("featctl_driver_stats_") and int(c) == n for t, c in rows.items())
+    assert int(_redis(chain, "DBSIZE")) > 0
+    # Without the password Redis answers nothing (requirepass).
+    anonymous = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]), "DBSIZE"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+
+
+def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
+    d = chain.d
+    before = {h["remote_base_dir"]: h.get("release") for h in d.record()["hosts"][1:]}
+    res = featctl("deploy", cwd=d.root, timeout=600).ok()
+    assert "nothing changed" in res.stderr
+    after = {h["remote_base_dir"]: h.get("release") for h in d.record()["hosts"][1:]}
+    assert after == before
+    loaded = _psql(chain, "SELECT count(*) FROM featctl_loads")
+    assert int(loaded) == 2  # nothing loaded twice
+
+
+def _score_once(root: Path) -> tuple[int, str]:
+    res = featctl("score", *WEIGHTS, "-d", "1001", "--output", "json", cwd=root, timeout=120)
+    return res.returncode, res.stderr.strip()
+
+
+def test_one_host_down_under_200_queries_then_deploy_heals_it(chain: Chain) -> None:
+    d = chain.d
+    record = d.record()
+    host1 = record["hosts"][1]
+    sshd_pid = int((d.workspace / "local" / "sshd-1" / "sshd.pid").read_text())
+    results: list[tuple[int, str]] = []
+    broken = threading.Event()
+
+    def outage() -> None:
+        while len(results) < 30:
+            time.sleep(0.05)
+        # The host's feature server stops and its sshd dies (no SSH, no tunnel).
+        state = json.loads(
+            subprocess.run([*AGENT, "state", "--base", host1["remote_base_dir"]], capture_output=True, text=True,
+                           env=AGENT_ENV).stdout
+        )
+        subprocess.run([*AGENT, "stop", "--base", host1["remote_base_dir"], "--id", state["current"]],
+                       capture_output=True, env=AGENT_ENV, check=True)
+        os.kill(sshd_pid, signal.SIGTERM)
+        broken.set()
+
+    killer = threading.Thread(target=outage)
+    killer.start()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for r in pool.map(lambda _: _score_once(d.root), range(200)):
+            results.append(r)
+    killer.join()
+    assert broken.is_set()
+    failed = [r for r in results if r[0] != 0]
+    assert failed == [], f"{len(failed)} of 200 queries failed: {failed[:3]}"
+    info = d.json("status")["deployment"]
+    assert info["hosts"][1]["feature_server"].startswith(("unknown", "unhealthy", "not running")), info["hosts"]
+    assert "host(s) 1" in info["repair"]
+    res = featctl("deploy", cwd=d.root, timeout=900).ok()
+    assert "host 1: release" in res.stderr
+    info = d.json("status")["deployment"]
+    assert [h["feature_server"].startswith("healthy") for h in info["hosts"]] == [True, True]
+    assert answers(d) == chain.baseline
+
+
+def test_redis_restart_gives_one_line_errors_and_loses_nothing(chain: Chain) -> None:
+    d = chain.d
+    pid = int((Path(chain.store_dirs["redis"]) / "redis.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _port_open(chain.store_ports["redis"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    res = featctl("score", *WEIGHTS, "-d", "1001", cwd=d.root)
+    assert res.returncode != 0
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Connection refused" in res.stderr or "connecting" in res.stderr
+    # The next deploy restarts Redis on its data (append-only file): no re-materialization needed.
+    heal = featctl("deploy", cwd=d.root, timeout=600).ok()
+    assert "redis server is not running" in heal.stderr
+    assert answers(d) == chain.baseline
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_postgres_unreachable_at_deploy_stops_cleanly_and_serving_goes_on(chain: Chain) -> None:
+    d = chain.d
+    data_dir = chain.store_dirs["postgres"]
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", data_dir, "-m", "fast", "-w", "stop"],
+                   capture_output=True, check=True)
+    # Something else answers on its port: Terraform sees a port in use, the host sees no PostgreSQL.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", chain.store_ports["postgres"]))
+    holder.listen(16)
+    stop = threading.Event()
+
+    def refuse() -> None:
+        holder.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = holder.accept()
+                conn.close()
+            except OSError:
+                pass
+
+    t = threading.Thread(target=refuse)
+    t.start()
+    try:
+        res = featctl("deploy", cwd=d.root, timeout=600)
+        assert res.returncode != 0
+        lines = res.stderr.strip().splitlines()
+        assert lines[-1].startswith("featctl: error: deploy stopped before any change"), lines[-1]
+        assert f"PostgreSQL at 127.0.0.1:{chain.store_ports['postgres']} is unreachable" in lines[-1]
+        # Online queries need only Redis and the cached registry: they keep working.
+        assert d.json("score", *WEIGHTS, *[a for x in DRIVERS for a in ("-d", x)]) == chain.baseline["score"]
+    finally:
+        stop.set()
+        t.join()
+        holder.close()
+    featctl("deploy", cwd=d.root, timeout=600).ok()  # PostgreSQL restarted on its data
+    assert answers(d) == chain.baseline
+
+
+def test_rollback_returns_to_sqlite_with_the_same_values(chain: Chain) -> None:
+    d = chain.d
+    featctl("rollback", cwd=d.root, timeout=600).ok()
+    current = Path(d.record()["remote_base_dir"]) / "current" / "feature_store.yaml"
+    assert "redis" not in current.read_text() and "sqlite" in current.read_text()
+    assert answers(d) == chain.baseline
+
+
+def test_destroy_leaves_no_process_port_data_or_key(chain: Chain) -> None:
+    d = chain.d
+    record = d.record()
+    ports = [int(h["port"]) for h in record["hosts"]] + list(chain.store_ports.values())
+    ports += [p for h in record["hosts"][1:] for p in h.get("server_ports", [])] + record["server_ports"]
+    featctl("destroy", "--yes", cwd=d.root, timeout=600).ok()
+    assert processes_under(d.workspace) == []
+    assert processes_under(Path(chain.store_dirs["postgres"])) == []
+    assert [p for p in ports if _port_open(p)] == []
+    for path in chain.store_dirs.values():
+        assert not Path(path).exists(), path
+    assert not (d.workspace / "secrets").exists() and not (d.workspace / "keys").exists()
+    assert not (d.workspace / "deployment.json").exists()
