@@ -152,7 +152,7 @@ def _relocate_state(bundle: Bundle, stores: tuple[str, ...] = ()) -> None:
             reg["path"] = f"{RESERVED}/registry.db"
             data["registry"] = reg if isinstance(cfg.data.get("registry"), dict) else reg["path"]
             changed.append(f"registry {raw} -> {RESERVED}/registry.db")
-    elif cfg.registry_type != "file":
+    elif cfg.registry_type != "file" and "postgres" not in stores:
         bundle.notes.append(f"the {cfg.registry_type} registry is left to Feast (featctl keeps no copy per release)")
     online = cfg.online_store
     if str(online.get("type", "sqlite")) == "sqlite" and online.get("path"):
