@@ -164,7 +164,9 @@ def prepared_stack(session: Session, record: Deployment | None, keys: HostKeys) 
         workspace=session.workspace,
         target_vars=s.target_vars.get(s.target, {}),
         previous=record.stack_vars if record else None,
-        stores=s.stores,
+        # A store the settings no longer name keeps running (with its data)
+        # until destroy: earlier releases use it, and rollback returns to them.
+        stores=tuple(dict.fromkeys((*s.stores, *(record.stores if record else {})))),
     )
     return stack, variables
 
