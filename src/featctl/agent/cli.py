@@ -92,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
     sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")
     sub.add_parser("load-postgres", help="load the release's parquet sources into their PostgreSQL tables")
-    sub.add_parser("check-stores", help="check that the shared stores answer from this host")
+    cs = sub.add_parser("check-stores", help="check that the shared stores answer from this host")
+    cs.add_argument("--stores", default="redis,postgres", help="comma-separated stores to check")
 
     for name in REPO_COMMANDS:
         sub.choices[name].add_argument("--repo", required=True)

@@ -69,10 +69,11 @@ def _redis_check() -> None:
 def cmd_check_stores(args: argparse.Namespace) -> dict[str, Any]:
     """Each store the release's variables name answers (one line naming the first that does not)."""
     checked = []
-    if os.environ.get("FEATCTL_REDIS_CONNECTION"):
+    only = set(filter(None, (getattr(args, "stores", None) or "redis,postgres").split(",")))
+    if "redis" in only and os.environ.get("FEATCTL_REDIS_CONNECTION"):
         _redis_check()
         checked.append("redis")
-    if os.environ.get("FEATCTL_POSTGRES_HOST"):
+    if "postgres" in only and os.environ.get("FEATCTL_POSTGRES_HOST"):
         with _pg_connect() as conn:
             conn.execute("SELECT 1")
         checked.append("postgres")

@@ -140,10 +140,11 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             result.installed_feast = agent.ensure_feast_env(
                 conn, new_layout, spec, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step
             )
-            if record.stores:
-                rep.step(f"checking the shared stores ({', '.join(sorted(record.stores))}) from the host")
+            used = [st for st in s.stores if st in record.stores]
+            if used:
+                rep.step(f"checking the shared stores ({', '.join(sorted(used))}) from the host")
                 try:
-                    hosts.check_stores(conn, new_layout)
+                    hosts.check_stores(conn, new_layout, used)
                 except FeatctlError as exc:
                     exc.message = f"deploy stopped before any change (the serving release is untouched): {exc.message}"
                     raise

@@ -50,9 +50,9 @@ def write_stores_env(session: Session, conn: Connection, layout: Layout, record:
         conn.run(f"rm -f {layout.stores_env}", timeout=30)
 
 
-def check_stores(conn: Connection, layout: Layout) -> list[str]:
-    """Each shared store answers from this host (one line naming the first that does not)."""
-    done = agent.run_agent(conn, layout, "check-stores", timeout=120, repo=layout.base)
+def check_stores(conn: Connection, layout: Layout, stores: list[str]) -> list[str]:
+    """Each of ``stores`` answers from this host (one line naming the first that does not)."""
+    done = agent.run_agent(conn, layout, "check-stores", ["--stores", ",".join(stores)], timeout=120, repo=layout.base)
     return list(done.get("checked", []))
 
 
