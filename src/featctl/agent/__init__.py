@@ -30,6 +30,10 @@ import os as _os
 
 
 def _load_env_file() -> None:
+    import sys as _sys
+
+    # Spark's Python workers run the Feast environment's interpreter, not python3.
+    _os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
     path = _os.environ.get("FEATCTL_ENV_FILE")
     if not path:
         return

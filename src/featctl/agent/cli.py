@@ -40,6 +40,7 @@ REPO_COMMANDS = {
     "teardown": ("teardown", "cmd_teardown"),
     "load-postgres": ("stores", "cmd_load_postgres"),
     "check-stores": ("stores", "cmd_check_stores"),
+    "prepare-spark": ("stores", "cmd_prepare_spark"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -92,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
     sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")
     sub.add_parser("load-postgres", help="load the release's parquet sources into their PostgreSQL tables")
+    sub.add_parser("prepare-spark", help="Spark-readable copies of the release's parquet sources")
     cs = sub.add_parser("check-stores", help="check that the shared stores answer from this host")
     cs.add_argument("--stores", default="redis,postgres", help="comma-separated stores to check")
 

@@ -73,6 +73,12 @@ def cmd_check_stores(args: argparse.Namespace) -> dict[str, Any]:
     if "redis" in only and os.environ.get("FEATCTL_REDIS_CONNECTION"):
         _redis_check()
         checked.append("redis")
+    if "spark" in only:
+        import shutil
+
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            raise AgentError("Spark needs Java 17 or later on the host (e.g. the openjdk-17-jre-headless package)")
+        checked.append("spark")
     if "postgres" in only and os.environ.get("FEATCTL_POSTGRES_HOST"):
         with _pg_connect() as conn:
             conn.execute("SELECT 1")
@@ -127,3 +133,38 @@ def _load(conn: Any, table: str, parquet: str) -> int:
         for row in clean.itertuples(index=False, name=None):
             copy.write_row(row)
     return len(frame)
+
+
+SPARK_FILES = os.path.join("_featctl", "spark_files.json")
+
+
+def cmd_prepare_spark(args: argparse.Namespace) -> dict[str, Any]:
+    """Spark-readable copies of the release's parquet sources: Spark reads no
+    nanosecond timestamps (pandas' default), so those become microseconds.
+    Each copy is named by its source's content and written once."""
+    path = os.path.join(args.repo, SPARK_FILES)
+    if not os.path.isfile(path):
+        return {"written": [], "kept": []}
+    with open(path, encoding="utf-8") as fh:
+        files: dict[str, str] = json.load(fh)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    written, kept = [], []
+    for copy, source in sorted(files.items()):
+        target = os.path.join(args.repo, copy)
+        if os.path.isfile(target):
+            kept.append(copy)
+            continue
+        table = pq.read_table(os.path.join(args.repo, source))
+        fields = [
+            pa.field(f.name, pa.timestamp("us", tz=f.type.tz)) if pa.types.is_timestamp(f.type) else f
+            for f in table.schema
+        ]
+        table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+        written.append({"file": copy, "source": source, "rows": table.num_rows})
+    return {"written": written, "kept": kept}

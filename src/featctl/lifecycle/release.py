@@ -15,6 +15,7 @@ from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
 from featctl.remote.layout import Layout
 from featctl.repo.bundle import Bundle
+from featctl.repo.stores import SPARK_FILES
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -102,6 +103,10 @@ def build_release(
             # A view reads a table per file content: a changed file is a new table.
             changed |= {f"postgres:{t}" for t, rel in tables.items() if rel in changed}
             changed |= {f"postgres:{d['table']}" for d in built.loaded}
+        if SPARK_FILES in local.contents:
+            step = "preparing the data for Spark"
+            rep.step("writing Spark-readable copies of new parquet sources")
+            agent.run_agent(conn, layout, "prepare-spark", timeout=s.command_timeout, repo=layout.release(new_id))
         step = "feast apply"
         rep.step("feast apply")
         agent.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)

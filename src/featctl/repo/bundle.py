@@ -118,8 +118,10 @@ def build(repo: Path, *, workspace: Path | None = None, stores: tuple[str, ...] 
     bundle.config = repository.load(repo)
     _relocate_state(bundle, stores)
     _external_sources(bundle, ws)
-    if "postgres" in stores:
-        _postgres_sources(bundle)
+    if "spark" in stores:
+        _other_sources(bundle, "spark")
+    elif "postgres" in stores:
+        _other_sources(bundle, "postgres")
     for rel, real in bundle.files.items():
         if rel not in bundle.contents:
             bundle.manifest[rel] = _sha256_file(real)
@@ -260,7 +262,9 @@ def _external_sources(bundle: Bundle, workspace: Path | None) -> None:
 # --- stores = postgres: sources read PostgreSQL tables -----------------------------------
 
 
-def _postgres_sources(bundle: Bundle) -> None:
+def _other_sources(bundle: Bundle, store: str) -> None:
+    """FileSources become sources of ``store``: PostgreSQL tables loaded from the
+    parquet files, or Spark reading the same files."""
     import json
 
     from featctl.repo import stores as shared
@@ -281,11 +285,20 @@ def _postgres_sources(bundle: Bundle) -> None:
         return digests[rel]
 
     tables: dict[str, str] = {}
+    moved = 0
     for rel in sorted(r for r in bundle.files if r.endswith(".py")):
         current = bundle.contents.get(rel) or bundle.files[rel].read_bytes()
-        new = shared.to_postgres_sources(rel, current, resolve, digest_of, tables)
+        if store == "spark":
+            new = shared.to_spark_sources(rel, current, resolve, digest_of, tables)
+        else:
+            new = shared.to_postgres_sources(rel, current, resolve, digest_of, tables)
         if new is not None:
             bundle.contents[rel] = new
+            moved += 1
+    if store == "spark" and moved:
+        bundle.contents[shared.SPARK_FILES] = (json.dumps(tables, indent=2, sort_keys=True) + "\n").encode()
+        bundle.notes.append("parquet sources are read by Spark in the release's definitions")
+        return
     if tables:
         bundle.contents[shared.TABLES_FILE] = (json.dumps(tables, indent=2, sort_keys=True) + "\n").encode()
         bundle.notes.append(

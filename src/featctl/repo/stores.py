@@ -31,9 +31,22 @@ REDIS_CONNECTION = "FEATCTL_REDIS_CONNECTION"
 POSTGRES_URL = "FEATCTL_POSTGRES_URL"
 POSTGRES_VARS = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SSLMODE", "SSLROOTCERT")
 TABLES_FILE = "_featctl/postgres_tables.json"
+#: Spark's copies of the parquet sources (Spark reads no nanosecond timestamps,
+#: which pandas writes by default): release path of the copy -> of the source.
+SPARK_FILES = "_featctl/spark_files.json"
 _SOURCE_IMPORT = (
     "from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource"
 )
+#: Spark in local mode on the host: its cores, UTC, no web UI, no network listener.
+SPARK_CONF = {
+    "spark.master": "local[*]",
+    "spark.ui.enabled": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+_SPARK_IMPORT = "from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource"
 #: FileSource keywords a PostgreSQLSource takes too.
 _KEPT = ("name", "timestamp_field", "created_timestamp_column", "field_mapping", "description", "tags", "owner")
 
@@ -51,6 +64,15 @@ def render(data: dict[str, Any], stores: tuple[str, ...]) -> list[str]:
         if not (isinstance(online, dict) and online.get("type") == "redis" and _templated(online)):
             data["online_store"] = {"type": "redis", "connection_string": f"${{{REDIS_CONNECTION}}}"}
             changed.append("online store -> Redis")
+    if "spark" in stores:
+        offline = data.get("offline_store")
+        if not (isinstance(offline, dict) and offline.get("type") == "spark"):
+            data["offline_store"] = {"type": "spark", "spark_conf": dict(SPARK_CONF)}
+            changed.append("offline store -> Spark (local mode, the repository's parquet files)")
+        engine = data.get("batch_engine")
+        if not (isinstance(engine, dict) and engine.get("type") == "spark.engine"):
+            data["batch_engine"] = {"type": "spark.engine", "spark_conf": dict(SPARK_CONF)}
+            changed.append("materialization -> Spark compute engine")
     if "postgres" in stores:
         registry = data.get("registry")
         if not (isinstance(registry, dict) and registry.get("registry_type") == "sql" and _templated(registry)):
@@ -62,7 +84,9 @@ def render(data: dict[str, Any], stores: tuple[str, ...]) -> list[str]:
             }
             changed.append("registry -> PostgreSQL (Feast's SQL registry)")
         offline = data.get("offline_store")
-        if not (isinstance(offline, dict) and offline.get("type") == "postgres" and _templated(offline)):
+        if "spark" in stores:
+            pass  # Spark reads the data; PostgreSQL holds the registry
+        elif not (isinstance(offline, dict) and offline.get("type") == "postgres" and _templated(offline)):
             data["offline_store"] = {
                 "type": "postgres",
                 "host": "${FEATCTL_POSTGRES_HOST}",
@@ -137,7 +161,9 @@ def _offsets(source: bytes) -> list[int]:
     return starts
 
 
-def to_postgres_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, tables: dict[str, str]) -> bytes | None:
+def to_postgres_sources(
+    rel: str, source: bytes, resolve: Any, digest_of: Any, tables: dict[str, str]
+) -> bytes | None:
     """``source`` with each ``FileSource(path="...parquet", ...)`` call replaced by a
     ``PostgreSQLSource`` of its table; None when the file has none.
 
@@ -148,33 +174,14 @@ def to_postgres_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, t
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
-    consts = {
-        t.id: stmt.value.value
-        for stmt in tree.body
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
-        for t in stmt.targets
-        if isinstance(t, ast.Name)
-    }
+    consts = _string_constants(tree)
     starts = _offsets(source)
     spans: list[tuple[int, int, bytes]] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _is_file_source(node)):
             continue
         kws = {kw.arg: kw.value for kw in node.keywords if kw.arg}
-        raw = kws.get("path")
-        if isinstance(raw, ast.Name):
-            value: Any = consts.get(raw.id)
-        else:
-            value = raw.value if isinstance(raw, ast.Constant) else None
-        line = f"{rel}:{node.lineno}"
-        if not isinstance(value, str):
-            raise UsageError(f"{line}: a FileSource whose path is not a string literal cannot move to PostgreSQL")
-        where = resolve(value)
-        if where is None or not where.endswith(".parquet"):
-            raise UsageError(
-                f"{line}: FileSource {value!r} is not a parquet file in the release; "
-                "with stores = postgres featctl loads parquet files only"
-            )
+        where = _parquet_of(rel, node, kws, consts, resolve)
         table = table_name(where, digest_of(where))
         tables[table] = where
         args = [f"table={table!r}"]
@@ -182,14 +189,77 @@ def to_postgres_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, t
             args.append(f"name={table!r}")
         for key in _KEPT:
             if key in kws:
-                segment = ast.get_source_segment(source.decode(), kws[key])
-                args.append(f"{key}={segment}")
+                args.append(f"{key}={ast.get_source_segment(source.decode(), kws[key])}")
         assert node.end_lineno is not None and node.end_col_offset is not None
         begin = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset
         spans.append((begin, end, f"PostgreSQLSource({', '.join(args)})".encode()))
-    if not spans:
+    return _apply(source, spans, _SOURCE_IMPORT, "postgres") if spans else None
+
+
+def to_spark_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, files: dict[str, str]) -> bytes | None:
+    """``source`` with each ``FileSource(path="...parquet", ...)`` call replaced by a
+    ``SparkSource`` reading the host agent's Spark-readable copy of that file
+    (microsecond timestamps) in the release, by an absolute path from the
+    definitions' own location (Spark resolves paths against its working
+    directory, not the repository). ``files`` collects copy -> source. None
+    when the file has none."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
         return None
+    consts = _string_constants(tree)
+    starts = _offsets(source)
+    depth = rel.count("/")
+    spans: list[tuple[int, int, bytes]] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and _is_file_source(node)):
+            continue
+        kws = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        source_file = _parquet_of(rel, node, kws, consts, resolve)
+        where = f"_featctl/spark/{table_name(source_file, digest_of(source_file))}.parquet"
+        files[where] = source_file
+        up = "/".join([".."] * depth)
+        base = "__import__('os').path.dirname(__import__('os').path.abspath(__file__))"
+        path = f"__import__('os').path.normpath(__import__('os').path.join({base}, {(up + '/' if up else '') + where!r}))"
+        args = [f"path={path}", "file_format='parquet'"]
+        for key in _KEPT:
+            if key in kws:
+                args.append(f"{key}={ast.get_source_segment(source.decode(), kws[key])}")
+        assert node.end_lineno is not None and node.end_col_offset is not None
+        begin = starts[node.lineno - 1] + node.col_offset
+        end = starts[node.end_lineno - 1] + node.end_col_offset
+        spans.append((begin, end, f"SparkSource({', '.join(args)})".encode()))
+    return _apply(source, spans, _SPARK_IMPORT, "spark") if spans else None
+
+
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    return {
+        t.id: stmt.value.value
+        for stmt in tree.body
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+        for t in stmt.targets
+        if isinstance(t, ast.Name)
+    }
+
+
+def _parquet_of(rel: str, node: ast.Call, kws: dict[str, ast.expr], consts: dict[str, str], resolve: Any) -> str:
+    """The release path of the parquet file a FileSource call names, or one line why not."""
+    raw = kws.get("path")
+    value: Any = consts.get(raw.id) if isinstance(raw, ast.Name) else raw.value if isinstance(raw, ast.Constant) else None
+    line = f"{rel}:{node.lineno}"
+    if not isinstance(value, str):
+        raise UsageError(f"{line}: a FileSource whose path is not a string literal cannot move to another offline store")
+    where = resolve(value)
+    if where is None or not where.endswith(".parquet"):
+        raise UsageError(
+            f"{line}: FileSource {value!r} is not a parquet file in the release; "
+            "featctl moves parquet files only to another offline store"
+        )
+    return str(where)
+
+
+def _apply(source: bytes, spans: list[tuple[int, int, bytes]], import_line: str, store: str) -> bytes:
     out = source
     for begin, end, call in sorted(spans, reverse=True):
         out = out[:begin] + call + out[end:]
@@ -199,7 +269,7 @@ def to_postgres_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, t
     for i, ln in enumerate(lines):
         if ln.startswith(b"from __future__"):
             at = i + 1
-    lines.insert(at, f"{_SOURCE_IMPORT}  # added by featctl (stores = postgres)\n".encode())
+    lines.insert(at, f"{import_line}  # added by featctl (stores = {store})\n".encode())
     return b"".join(lines)
 
 

@@ -107,3 +107,18 @@ def test_env_lines_hold_every_variable_the_yaml_names():
     named = {part.split("}")[0] for part in json.dumps(rendered).split("${")[1:]}
     assert named <= set(env)
     assert stores.env_lines({}, {}) == ""
+
+
+def test_spark_reads_a_microsecond_copy_by_an_absolute_path(tmp_path):
+    bundle = build(repo_with(tmp_path), stores=("redis", "spark"))
+    data = yaml.safe_load(bundle.contents["feature_store.yaml"])
+    assert data["offline_store"]["type"] == "spark" and data["batch_engine"]["type"] == "spark.engine"
+    assert data["offline_store"]["spark_conf"]["spark.ui.enabled"] == "false"
+    source = bundle.contents["features.py"].decode()
+    ast.parse(source)
+    assert "SparkSource(path=" in source and "file_format='parquet'" in source and "__file__" in source
+    files = json.loads(bundle.contents[stores.SPARK_FILES])
+    assert sorted(files.values()) == ["data/other.parquet", "data/stats.parquet"]
+    assert all(copy.startswith("_featctl/spark/featctl_") for copy in files)
+    assert stores.TABLES_FILE not in bundle.contents
+    assert bundle.config is not None and "spark" in bundle.config.extras
