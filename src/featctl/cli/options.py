@@ -92,7 +92,8 @@ Stores = Annotated[
     str | None,
     typer.Option(
         "--stores",
-        help="Shared stores, comma-separated: redis (online store), postgres (registry and offline store). "
+        help="Shared stores, comma-separated: redis (online store), postgres (registry and offline store), "
+        "spark (offline store and materialization engine, local mode). "
         "Terraform runs them (local: on loopback; yandex: managed clusters) [default: none, files on the host; "
         "env FEATCTL_STORES]",
         show_default=False,
