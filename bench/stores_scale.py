@@ -810,9 +810,11 @@ def main() -> int:
             + (" (saturated): the second host only gets the CPU that was idle or that it takes from the first. "
                if saturated else
                " (not saturated: the clients, 8 threads in one Python process, or request latency limit it too). ")
-            + f"The work per request stays the same ({h2['serving_cpu_per_1k']:.2f} vs {h1['serving_cpu_per_1k']:.2f} "
-            "CPU s per 1,000 requests over all feature servers, hosts=2 vs hosts=1), so on hosts with cores of their "
-            "own (Redis and clients elsewhere) throughput should grow with the number of hosts until Redis limits it "
+            + f"The work per request hardly depends on the number of hosts ({h2['serving_cpu_per_1k']:.2f} vs "
+            f"{h1['serving_cpu_per_1k']:.2f} CPU s per 1,000 requests over all feature servers, hosts=2 vs hosts=1, "
+            f"{h2['serving_cpu_per_1k'] / h1['serving_cpu_per_1k'] - 1:+.0%}: more processes competing for the same "
+            "cores), so on hosts with cores of their own (Redis and the clients elsewhere) throughput should grow "
+            "with the number of hosts until Redis limits it "
             f"(~{h2['redis_cpu_per_1k']:.3f} CPU s per 1,000 requests here, ~{redis_rps_per_core:,.0f} req/s per "
             "Redis core).")
     elif "8-client throughput" in failures:

@@ -19,7 +19,7 @@ from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
 from featctl.remote.layout import DEFAULT_ENV, Layout
-from featctl.remote.ssh import Connection
+from featctl.remote.ssh import Connection, q
 from featctl.repo import feature_store
 from featctl.repo.bundle import Bundle
 from featctl.session import Session
@@ -47,7 +47,7 @@ def write_stores_env(session: Session, conn: Connection, layout: Layout, record:
     if text:
         conn.put_text(layout.stores_env, text, 0o600)
     else:
-        conn.run(f"rm -f {layout.stores_env}", timeout=30)
+        conn.run(f"rm -f {q(layout.stores_env)}", timeout=30)
 
 
 def check_stores(conn: Connection, layout: Layout, stores: list[str]) -> list[str]:
