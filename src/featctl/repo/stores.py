@@ -187,13 +187,7 @@ def to_postgres_sources(
         args = [f"table={table!r}"]
         if "name" not in kws:
             args.append(f"name={table!r}")
-        for key in _KEPT:
-            if key in kws:
-                args.append(f"{key}={ast.get_source_segment(source.decode(), kws[key])}")
-        assert node.end_lineno is not None and node.end_col_offset is not None
-        begin = starts[node.lineno - 1] + node.col_offset
-        end = starts[node.end_lineno - 1] + node.end_col_offset
-        spans.append((begin, end, f"PostgreSQLSource({', '.join(args)})".encode()))
+        spans.append(_call(source, starts, node, kws, "PostgreSQLSource", args))
     return _apply(source, spans, _SOURCE_IMPORT, "postgres") if spans else None
 
 
@@ -223,14 +217,21 @@ def to_spark_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, file
         base = "__import__('os').path.dirname(__import__('os').path.abspath(__file__))"
         path = f"__import__('os').path.normpath(__import__('os').path.join({base}, {(up + '/' if up else '') + where!r}))"
         args = [f"path={path}", "file_format='parquet'"]
-        for key in _KEPT:
-            if key in kws:
-                args.append(f"{key}={ast.get_source_segment(source.decode(), kws[key])}")
-        assert node.end_lineno is not None and node.end_col_offset is not None
-        begin = starts[node.lineno - 1] + node.col_offset
-        end = starts[node.end_lineno - 1] + node.end_col_offset
-        spans.append((begin, end, f"SparkSource({', '.join(args)})".encode()))
+        spans.append(_call(source, starts, node, kws, "SparkSource", args))
     return _apply(source, spans, _SPARK_IMPORT, "spark") if spans else None
+
+
+def _call(
+    source: bytes, starts: list[int], node: ast.Call, kws: dict[str, ast.expr], kind: str, args: list[str]
+) -> tuple[int, int, bytes]:
+    """The byte span of ``node`` and its replacement: ``kind(args..., kept keywords)``."""
+    for key in _KEPT:
+        if key in kws:
+            args.append(f"{key}={ast.get_source_segment(source.decode(), kws[key])}")
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    begin = starts[node.lineno - 1] + node.col_offset
+    end = starts[node.end_lineno - 1] + node.end_col_offset
+    return begin, end, f"{kind}({', '.join(args)})".encode()
 
 
 def _string_constants(tree: ast.Module) -> dict[str, str]:
