@@ -378,6 +378,30 @@ def machine_jiffies() -> tuple[int, int]:
     return total - idle, total
 
 
+def ancestors() -> set[int]:
+    """This process and its parents (a wrapper shell may name the work directory in its command line)."""
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        st = _stat(pid)
+        if not st:
+            break
+        pid = st[0]
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process tree: the root's own and its reaped children's, plus its live descendants'
+    (a PostgreSQL backend that exits during the measurement still counts, through the postmaster)."""
+    try:
+        f = Path(f"/proc/{root}/stat").read_text()
+    except OSError:
+        return 0.0
+    f = f[f.rindex(")") + 2:].split()
+    total = (int(f[13]) + int(f[14])) / CLK_TCK  # cutime + cstime
+    return total + sum(cpu_of(with_descendants({root})).values())
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -419,8 +443,8 @@ def main() -> int:
     ap.add_argument("--hist-repeats", type=int, default=1, help="historical runs per store (default 1)")
     ap.add_argument("--server-workers", type=int, default=1,
                     help="server_workers per host in both deployments (default 1: one worker ~ one core per host)")
-    ap.add_argument("--online-check", type=int, default=0,
-                    help="drivers read back after materializing (0 = all)")
+    ap.add_argument("--online-check", type=int, default=25_000,
+                    help="drivers read back from every server after materializing (0 = all; default 25,000)")
     args = ap.parse_args()
     q = args.quick
     n_req = args.requests or (200 if q else 2000)
@@ -465,6 +489,7 @@ def main() -> int:
     failures: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
+    findings: list[str] = []  # notes on what the numbers show, after the notes on the method
     limits: list[str] = []
     extra: dict[str, Any] = {"data": gen}
     deploy_s: dict[str, float] = {}
@@ -634,9 +659,9 @@ def main() -> int:
         try:
             for r in range(reps):
                 order = ("sqlite", "redis") if r % 2 == 0 else ("redis", "sqlite")
-                for name in order:
+                for name in order if r == 0 else ():  # the CLI once per store; the POST below `reps` times
                     end_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                    log(f"featctl materialize, {name} (run {r + 1}/{reps})")
+                    log(f"featctl materialize, {name}")
                     t = timed_run([FEATCTL, "materialize", "--start", "1970-01-01T00:00:00Z", "--end", end_iso,
                                    "--view", VIEW, "--output", "json"], cwd=mat_ws[name], timeout=1200, rss=False,
                                   check=True)
@@ -653,7 +678,7 @@ def main() -> int:
                     dt_s = time.perf_counter() - t0
                     if st != 200:
                         raise RuntimeError(f"{name} /materialize: HTTP {st}: {body[:500]!r}")
-                    mat[name]["server"].append(dt_s)
+                    mat.setdefault(name, {"featctl": [], "server": [], "stderr": []})["server"].append(dt_s)
                     log(f"  {dt_s:.2f} s")
         except Exception as exc:  # noqa: BLE001
             failures["materialize"] = f"{type(exc).__name__}: {str(exc)[:800]}"
@@ -676,9 +701,12 @@ def main() -> int:
                 out = WORK / f"hist-{name}.parquet"
                 out.unlink(missing_ok=True)
                 log(f"featctl historical, {name} offline store (run {r + 1}/{hist_reps})")
+                pg_root = min(listening_pids(pg_port), default=0)
+                pg0 = tree_cpu(pg_root) if pg_root else 0.0
                 t = timed_run([FEATCTL, "historical", "--entities", data / "entities.parquet", "--features",
                                ",".join(HIST_FEATURES), "--out", out], cwd=hist_ws[name], timeout=1800, rss=False)
-                h = hist.setdefault(name, {"walls": [], "errors": []})
+                h = hist.setdefault(name, {"walls": [], "errors": [], "postgres_cpu_s": []})
+                h["postgres_cpu_s"].append(round(tree_cpu(pg_root) - pg0, 2) if pg_root else None)
                 if t["rc"] == 0 and out.exists():
                     h["walls"].append(t["wall_s"])
                     outputs[name] = str(out)
@@ -696,7 +724,7 @@ def main() -> int:
 
     # processes of either deployment still alive? (the workspaces' own are reaped by _common.deployment)
     time.sleep(1.0)
-    left = processes_under(WORK)
+    left = [(p, c) for p, c in processes_under(WORK) if f"{WORK}/" in c and p not in ancestors()]
     # only the very processes seen during the run (same pid AND start time), never a reused pid
     stray = [(k, p, c) for k, v in store_ident.items() for p, st, c in v if st is not None and _starttime(p) == st]
     if left:
@@ -797,6 +825,12 @@ def main() -> int:
 
         k1, k2 = cores(h1), cores(h2)
         extra["throughput_cores"] = {"hosts=1": k1, "hosts=2": k2}
+        if max(k1["other"], k2["other"]) > 0.3:
+            findings.append(
+                f"During the 8-client runs about {k1['other']:.1f} (hosts=1) / {k2['other']:.1f} (hosts=2) cores went "
+                "to processes other than the feature servers, Redis, PostgreSQL and the load generator (kernel "
+                "network work on loopback, sshd, and other work sharing this machine); the per-round req/s below "
+                "show how much that varied.")
         saturated = k2["machine"] >= 0.9 * ncpu
         redis_rps_per_core = 1000.0 / h2["redis_cpu_per_1k"] if h2["redis_cpu_per_1k"] else float("nan")
         limits.append(
@@ -835,7 +869,7 @@ def main() -> int:
         if mat["sqlite"]["server"] and mat["redis"]["server"]:
             over = {k: median(mat[k]["featctl"]) - median(mat[k]["server"]) for k in ("sqlite", "redis")}
             said = any("fast registry read unavailable" in e for e in mat["redis"].get("stderr", []))
-            notes.append(
+            findings.append(
                 f"`featctl materialize` beyond the server's POST /materialize: sqlite {over['sqlite']:.1f} s, Redis "
                 f"deployment {over['redis']:.1f} s. The CLI first runs the host agent's `describe`, which reads a "
                 "file registry without importing Feast but has no fast path for the SQL registry on PostgreSQL "
@@ -897,6 +931,19 @@ def main() -> int:
     if "historical compare" in failures:
         rows.append(row("historical compare", "FAILED", "", baseline=failures["historical compare"][:300]))
     extra["historical"] = hist
+    hp, hf = hist.get("postgres") or {}, hist.get("file") or {}
+    if hp.get("walls") and hf.get("walls"):
+        wp, wf = median(hp["walls"]), median(hf["walls"])
+        pg_cpu = [c for c in hp.get("postgres_cpu_s", []) if c is not None]
+        findings.append(
+            f"`featctl historical` on the PostgreSQL offline store took {wp:.0f} s vs {wf:.0f} s on the file store "
+            f"({wp / wf:.0f}x) for {entity_rows:,} entity rows"
+            + (f"; PostgreSQL itself used {median(pg_cpu):.0f} CPU s of that (one backend busy the whole time)"
+               if pg_cpu else "")
+            + ": Feast 0.67's PostgreSQL point-in-time join (MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN in "
+            "feast/infra/offline_stores/contrib/postgres_offline_store/postgres.py), run once per feature view "
+            "(featctl's agent joins view by view on the unique (driver_id, event_timestamp) rows)."
+            + (" At this size it dominates the item's run time." if wp > 0.3 * (time.monotonic() - started) else ""))
     rows.append(row("deploy with the data: stores (Redis + PostgreSQL, hosts=2) vs sqlite", round(deploy_s.get(
         "stores", float("nan")), 1), "s", baseline=f"sqlite {deploy_s.get('sqlite', float('nan')):.1f} s",
         ratio=round(deploy_s["stores"] / deploy_s["sqlite"], 3) if len(deploy_s) == 2 else None))
@@ -931,8 +978,8 @@ def main() -> int:
         "--port, plus children: gunicorn master and workers), of redis-server / postgres (found by their "
         "listening ports), of the harness process, and /proc/stat for the machine, before and after each arm.",
         f"Materialize: `featctl materialize --start 1970-01-01T00:00:00Z --end <now> --view {VIEW}` (CLI: SSH, "
-        "host lock, registry describe, then the host-0 feature server's POST /materialize) and that POST alone, "
-        f"{reps} run(s) per store interleaved, medians; {drivers:,} drivers x 3 features. The deploy had already "
+        "host lock, registry describe, then the host-0 feature server's POST /materialize) once per store, and "
+        f"that POST alone {reps} time(s) per store, interleaved, medians; {drivers:,} drivers x 3 features. The deploy had already "
         "materialized every view, so every run overwrites existing rows/keys in both stores (the same work for "
         "both).",
         f"Historical: `featctl historical --entities entities.parquet --features {','.join(HIST_FEATURES)} --out "
@@ -940,10 +987,12 @@ def main() -> int:
         "host agent with Feast, download); results compared after sorting both by driver_id, event_timestamp, "
         "conv_rate_coef, acc_rate_coef (values as float64; null = null).",
     ]
-    if order_seen and len({tuple(v) for v in order_seen.values()}) > 1:
-        notes.append("Surprise: the feature servers do not return the features in the same order for the same "
-                     "request: " + "; ".join(f"{k}: {v}" for k, v in order_seen.items()) + ". Values match by name; "
-                     "a client that reads results by position would mix up conv_rate and acc_rate.")
+    asked = ["driver_id", *(f.split(":", 1)[1] for f in SCORE_FEATURES)]
+    if order_seen and any(v != asked for v in order_seen.values()):
+        notes.append(f"Surprise: for the same request (features asked in the order {asked[1:]}) the feature servers "
+                     "return the features in this order: " + "; ".join(f"{k}: {v}" for k, v in order_seen.items())
+                     + " (the order changes from one server process to the next). Values match by name; a client "
+                     "that reads the results by position would mix up conv_rate and acc_rate.")
     if cmp:
         fp = cmp.get("file vs postgres") or {}
         if fp.get("per_column"):
@@ -956,13 +1005,14 @@ def main() -> int:
             notes.append("Historical result dtypes differ between the stores: " + "; ".join(
                 f"{k}: {v}" for k, v in dt.items()) + ".")
     if online_check:
-        notes.append("Online read-back: every driver (or --online-check N of them) requested from each server in "
-                     "chunks of 5,000 (driver_hourly_stats: conv_rate, acc_rate, avg_daily_trips) and compared "
+        notes.append(f"Online read-back: {online_check['drivers_checked']:,} drivers (random, seeded; "
+                     "--online-check 0 reads all) requested from each server in chunks of 5,000 (driver_hourly_stats: conv_rate, acc_rate, avg_daily_trips) and compared "
                      "with the source row; statuses: " + "; ".join(
                          f"{k} {v.get('statuses')}" for k, v in online_check.items() if isinstance(v, dict)) + ".")
     if "throughput" in extra:
         tp = extra["throughput"]
         notes.append("8-client rounds (req/s): " + "; ".join(f"{k} {v['rps_rounds']}" for k, v in tp.items()) + ".")
+    notes += findings
     for k, v in failures.items():
         notes.append(f"FAILED: {k}: {v}")
     notes += [f"Cleanup problem: {x}" for x in LEAKS]

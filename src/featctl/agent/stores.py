@@ -132,6 +132,7 @@ def _load(conn: Any, table: str, parquet: str) -> int:
     with conn.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
         for row in clean.itertuples(index=False, name=None):
             copy.write_row(row)
+    conn.execute(f'ANALYZE "{table}"')  # statistics for the planner now, not at autovacuum's leisure
     return len(frame)
 
 
