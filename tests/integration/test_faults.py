@@ -58,8 +58,9 @@ def dep(tmp_path_factory):
         root / "feature_repo" / "data" / "driver_stats_with_productivity.parquet", index=False
     )
     d = Deployed(root)
-    d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
     try:
+        # A failed first deploy is destroyed too: nothing of it may outlive the module.
+        d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
         yield d
     finally:
         featctl("destroy", "--yes", cwd=root, timeout=300)

@@ -46,8 +46,9 @@ def dep(tmp_path_factory):
     )
     (root / "featctl.toml").write_text("server_workers = 1\n")
     d = Deployed(root)
-    d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
     try:
+        # A failed first deploy is destroyed too: nothing of it may outlive the module.
+        d.first_deploy = featctl("deploy", cwd=root, timeout=1200).ok()
         yield d
     finally:
         featctl("destroy", "--yes", cwd=root, timeout=300)

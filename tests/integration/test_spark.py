@@ -33,8 +33,9 @@ def spark(tmp_path_factory) -> Iterator[Deployed]:
     )
     (root / "featctl.toml").write_text('server_workers = 1\nstores = ["redis", "spark"]\n')
     d = Deployed(root)
-    d.first_deploy = featctl("deploy", cwd=root, timeout=1500).ok()
     try:
+        # A failed first deploy is destroyed too: nothing of it may outlive the module.
+        d.first_deploy = featctl("deploy", cwd=root, timeout=1500).ok()
         yield d
     finally:
         if (d.workspace / "deployment.json").exists():
