@@ -870,8 +870,8 @@ def main() -> int:
             over = {k: median(mat[k]["featctl"]) - median(mat[k]["server"]) for k in ("sqlite", "redis")}
             said = any("fast registry read unavailable" in e for e in mat["redis"].get("stderr", []))
             findings.append(
-                f"`featctl materialize` beyond the server's POST /materialize: sqlite {over['sqlite']:.1f} s, Redis "
-                f"deployment {over['redis']:.1f} s. The CLI first runs the host agent's `describe`, which reads a "
+                f"`featctl materialize` beyond the server's POST /materialize (one CLI run against the median POST, "
+                f"so about +-1 s of noise): sqlite {over['sqlite']:.1f} s, Redis deployment {over['redis']:.1f} s. The CLI first runs the host agent's `describe`, which reads a "
                 "file registry without importing Feast but has no fast path for the SQL registry on PostgreSQL "
                 "(src/featctl/agent/registry.py load_registry: 'registry is not a local file' -> import feast)"
                 + (" -- its stderr said so here ('fast registry read unavailable')." if said else
