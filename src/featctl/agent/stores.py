@@ -121,14 +121,24 @@ def cmd_load_postgres(args: argparse.Namespace) -> dict[str, Any]:
 
 def _load(conn: Any, table: str, parquet: str) -> int:
     """One table from one parquet file, in one transaction (COPY)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    from feast.infra.utils.postgres.connection_utils import _df_to_create_table_sql
+    from feast.type_map import arrow_to_pg_type
 
-    frame = pq.read_table(parquet).to_pandas()
+    data = pq.read_table(parquet)
+    frame = data.to_pandas()
+    # Feast's type map, except that a column with no value at all (arrow's
+    # `null`, as in `feast init`'s label data) becomes text rather than an invalid type.
+    types = {f.name: "text" if pa.types.is_null(f.type) else arrow_to_pg_type(str(f.type)) for f in data.schema}
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-    conn.execute(_df_to_create_table_sql(frame, table))
+    conn.execute(f'CREATE TABLE "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)} {t}" for c, t in types.items())})')
     columns = ", ".join(f'"{c}"' for c in frame.columns)
     clean = frame.astype(object).where(frame.notna(), None)
+    for name, pg_type in types.items():
+        if pg_type == "jsonb":  # maps and structs: JSON text
+            clean[name] = clean[name].map(lambda v: None if v is None else json.dumps(v, default=str))
+        elif pg_type.endswith("[]"):  # lists arrive as numpy arrays
+            clean[name] = clean[name].map(lambda v: None if v is None else list(v))
     with conn.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
         for row in clean.itertuples(index=False, name=None):
             copy.write_row(row)
