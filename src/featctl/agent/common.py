@@ -55,3 +55,14 @@ def stop_pid(pid: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
         if not alive(pid):
             return
+
+
+def pgid_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member (one we may not signal counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

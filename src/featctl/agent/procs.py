@@ -17,7 +17,7 @@ import signal
 import time
 from typing import Any
 
-from .common import alive
+from .common import alive, pgid_alive
 from .output import InputError
 
 _LISTEN = "0A"
@@ -124,20 +124,10 @@ def kill_groups(pgids: set[int], timeout: float = 15.0) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_group_alive(g) for g in pgids):
+        while time.monotonic() < deadline and any(pgid_alive(g) for g in pgids):
             time.sleep(0.1)
-        if not any(_group_alive(g) for g in pgids):
+        if not any(pgid_alive(g) for g in pgids):
             return
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cmd_procs(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,4 +185,4 @@ def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
 
 def group_alive(pid_text: str) -> bool:
     """Whether the process group led by the pid in ``pid_text`` has a live member."""
-    return pid_text.isdigit() and (alive(pid_text) or _group_alive(int(pid_text)))
+    return pid_text.isdigit() and (alive(pid_text) or pgid_alive(int(pid_text)))

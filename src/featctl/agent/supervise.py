@@ -25,6 +25,8 @@ import sys
 import time
 from typing import IO
 
+from .common import pgid_alive
+
 FAST_CRASH_SECONDS = 10.0
 MAX_FAST_CRASHES = 5
 
@@ -36,16 +38,6 @@ def _log(fh: IO[str], message: str) -> None:
 
 def group_file(pidfile: str) -> str:
     return (pidfile[: -len(".pid")] if pidfile.endswith(".pid") else pidfile) + "-group.pid"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_group(pgid: int, timeout: float = 15.0) -> None:
@@ -61,7 +53,7 @@ def stop_group(pgid: int, timeout: float = 15.0) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(-pgid, os.WNOHANG)
-            if not _group_alive(pgid):
+            if not pgid_alive(pgid):
                 return
             time.sleep(0.1)
 
@@ -143,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 except InterruptedError:
                     continue
-            if _group_alive(child.pid):
+            if pgid_alive(child.pid):
                 # What the command left behind (a killed gunicorn master's workers).
                 _log(log, f"stopping what is left of process group {child.pid}")
                 stop_group(child.pid)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
 from featctl.lifecycle import ownership
-from featctl.provision.machine import ensure_keys
+from featctl.provision.machine import ensure_keys, port_open
 from featctl.provision.targets import stack_variables
 from featctl.provision.terraform import Stack
 from featctl.remote import agent, host, releases, schedule, service
@@ -78,7 +78,7 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
         if target == "local" and record is not None:
             ports = [p for i in range(record.host_count) for p in record.for_host(i).server_ports]
             ports += [int(where["port"]) for where in record.stores.values()]
-            busy = [p for p in ports if _port_open("127.0.0.1", p)]
+            busy = [p for p in ports if port_open("127.0.0.1", p)]
             if busy:
                 raise FeatctlError(
                     f"destroy ran, but port(s) {', '.join(map(str, busy))} on this machine still accept connections; "
@@ -151,13 +151,3 @@ def _stop_everything(
         # Not featctl's machine: leave it as it was before the first deploy.
         conn.run(f"rm -rf {q(layout.base)}", timeout=300)
         result.destroyed = True
-
-
-def _port_open(host_name: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host_name, port), timeout=1):
-            return True
-    except OSError:
-        return False

@@ -94,9 +94,8 @@ def follow(
     endpoint = session.endpoint(view)
     rep.step(f"host {index}: waiting for SSH on {endpoint}")
     session.adopt(wait_for_ssh(endpoint, deadline_seconds=s.ssh_wait_seconds), index)
-    conn = session.connection_to(record, index)
+    conn = session.connection_to(record, index)  # brings the host's agent up to date
     layout = session.layout(view)
-    agent.install_agent(conn, layout)
     write_stores_env(session, conn, layout, record)
     outcome = HostOutcome(index, view.release)
     with releases.deploy_lock(conn, layout, holder("deploy")):

@@ -32,7 +32,8 @@ def ensure_keys(session: Session, count: int | None = None) -> HostKeys:
     return HostKeys(client_public=client, hosts=tuple(hosts))
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port (2 s)."""
     try:
         with socket.create_connection((host, port), timeout=2):
             return True
@@ -66,10 +67,10 @@ def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
     dead = []
     hosts = record.hosts or [{"host": record.host, "port": record.port}]
     for i, h in enumerate(hosts):
-        if h.get("host") and not _port_open(str(h["host"]), int(h["port"])):
+        if h.get("host") and not port_open(str(h["host"]), int(h["port"])):
             dead.append((f"terraform_data.sshd[{i}]", f"sshd of local host {i}"))
     for store, where in sorted(record.stores.items()):
-        if not _port_open(str(where["host"]), int(where["port"])):
+        if not port_open(str(where["host"]), int(where["port"])):
             dead.append((f"terraform_data.{store}_server[0]", f"the {store} server"))
     return dead
 

@@ -170,25 +170,13 @@ def to_postgres_sources(
     ``resolve(literal) -> release path | None`` finds the file a path names;
     ``digest_of(release path) -> sha256``; ``tables`` collects table -> file.
     """
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
-    consts = _string_constants(tree)
-    starts = _offsets(source)
-    spans: list[tuple[int, int, bytes]] = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and _is_file_source(node)):
-            continue
-        kws = {kw.arg: kw.value for kw in node.keywords if kw.arg}
-        where = _parquet_of(rel, node, kws, consts, resolve)
+
+    def replacement(where: str, kws: dict[str, ast.expr]) -> tuple[str, list[str]]:
         table = table_name(where, digest_of(where))
         tables[table] = where
-        args = [f"table={table!r}"]
-        if "name" not in kws:
-            args.append(f"name={table!r}")
-        spans.append(_call(source, starts, node, kws, "PostgreSQLSource", args))
-    return _apply(source, spans, _SOURCE_IMPORT, "postgres") if spans else None
+        return "PostgreSQLSource", [f"table={table!r}"] + ([] if "name" in kws else [f"name={table!r}"])
+
+    return _rewrite(rel, source, resolve, replacement, _SOURCE_IMPORT, "postgres")
 
 
 def to_spark_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, files: dict[str, str]) -> bytes | None:
@@ -198,27 +186,36 @@ def to_spark_sources(rel: str, source: bytes, resolve: Any, digest_of: Any, file
     definitions' own location (Spark resolves paths against its working
     directory, not the repository). ``files`` collects copy -> source. None
     when the file has none."""
+    up = "../" * rel.count("/")
+    here = "__import__('os').path.dirname(__import__('os').path.abspath(__file__))"
+
+    def replacement(source_file: str, kws: dict[str, ast.expr]) -> tuple[str, list[str]]:
+        where = f"_featctl/spark/{table_name(source_file, digest_of(source_file))}.parquet"
+        files[where] = source_file
+        path = f"__import__('os').path.normpath(__import__('os').path.join({here}, {up + where!r}))"
+        return "SparkSource", [f"path={path}", "file_format='parquet'"]
+
+    return _rewrite(rel, source, resolve, replacement, _SPARK_IMPORT, "spark")
+
+
+def _rewrite(rel: str, source: bytes, resolve: Any, replacement: Any, import_line: str, store: str) -> bytes | None:
+    """``source`` with every parquet ``FileSource(...)`` call replaced by what
+    ``replacement(release path, keywords) -> (class, first arguments)`` says
+    (the kept keywords follow); None when the file has none or is no Python."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
     consts = _string_constants(tree)
     starts = _offsets(source)
-    depth = rel.count("/")
     spans: list[tuple[int, int, bytes]] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _is_file_source(node)):
             continue
         kws = {kw.arg: kw.value for kw in node.keywords if kw.arg}
-        source_file = _parquet_of(rel, node, kws, consts, resolve)
-        where = f"_featctl/spark/{table_name(source_file, digest_of(source_file))}.parquet"
-        files[where] = source_file
-        up = "/".join([".."] * depth)
-        base = "__import__('os').path.dirname(__import__('os').path.abspath(__file__))"
-        path = f"__import__('os').path.normpath(__import__('os').path.join({base}, {(up + '/' if up else '') + where!r}))"
-        args = [f"path={path}", "file_format='parquet'"]
-        spans.append(_call(source, starts, node, kws, "SparkSource", args))
-    return _apply(source, spans, _SPARK_IMPORT, "spark") if spans else None
+        kind, args = replacement(_parquet_of(rel, node, kws, consts, resolve), kws)
+        spans.append(_call(source, starts, node, kws, kind, args))
+    return _apply(source, spans, import_line, store) if spans else None
 
 
 def _call(
