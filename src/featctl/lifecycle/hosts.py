@@ -94,8 +94,10 @@ def follow(
     endpoint = session.endpoint(view)
     rep.step(f"host {index}: waiting for SSH on {endpoint}")
     session.adopt(wait_for_ssh(endpoint, deadline_seconds=s.ssh_wait_seconds), index)
-    conn = session.connection_to(record, index)  # brings the host's agent up to date
+    conn = session.connection_to(record, index)
     layout = session.layout(view)
+    # An adopted connection skipped connection_to's agent check: a new host has none yet.
+    agent.install_agent(conn, layout)
     write_stores_env(session, conn, layout, record)
     outcome = HostOutcome(index, view.release)
     with releases.deploy_lock(conn, layout, holder("deploy")):
