@@ -1,6 +1,7 @@
-"""Reading the applied registry: fast (the protobuf file, without ``import
-feast``, ~0.2 s) or full (through ``FeatureStore``, ~10 s), and describing it
-as JSON for featctl's client (``describe``)."""
+"""Reading the applied registry: fast (the protobuf file, or the SQL registry's
+tables on PostgreSQL (sql_registry.py), without ``import feast``, ~0.2 s) or
+full (through ``FeatureStore``, ~10 s), and describing it as JSON for featctl's
+client (``describe``)."""
 
 from __future__ import annotations
 
@@ -68,9 +69,17 @@ def import_feast() -> Any:
 
 
 def registry_proto_fast(repo: str, cfg: dict[str, Any]) -> tuple[Any, str | None]:
+    from . import sql_registry
+
+    try:
+        url = sql_registry.postgres_url(cfg)
+        if url is not None:
+            return sql_registry.read_proto(import_registry_pb2_fast(), url, cfg["project"]), None
+    except sql_registry.Unsupported as exc:
+        return None, str(exc)
     path = local_registry_path(repo, cfg)
     if path is None:
-        return None, "registry is not a local file"
+        return None, "registry is neither a local file nor SQL on PostgreSQL"
     if not os.path.exists(path):
         raise InputError(f"registry {path} does not exist: feature store not applied (run apply first)")
     Registry_pb2 = import_registry_pb2_fast()
