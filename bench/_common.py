@@ -124,6 +124,17 @@ def row(
     }
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (and whether files differ from it): which code a result measured."""
+    with contextlib.suppress(Exception):
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+        return head + (" + uncommitted changes in src/" if dirty else "") if head else None
+    return None
+
+
 def write_result(
     name: str,
     title: str,
@@ -145,6 +156,7 @@ def write_result(
         "seconds": round(time.monotonic() - started, 1) if started else None,
         "quick": quick,
         "machine": machine_info(),
+        "commit": git_commit(),
         "rows": rows,
         "notes": notes,
         "limits": limits or [],
@@ -157,6 +169,26 @@ def write_result(
     print(json.dumps({"name": name, "rows": rows}, indent=1, default=str))
     log(f"wrote {path}")
     return path
+
+
+def value_rows(cmp: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """Rows from a ``_data.compare`` report: rows out = entity rows per output, and the cells that
+    differ from the pandas reference and between outputs (row by row, in input order)."""
+    out = []
+    n = cmp.get("entity_rows")
+    for key, d in cmp.items():
+        if not isinstance(d, dict) or " vs " not in key:
+            continue
+        name, other = key.split(" vs ", 1)
+        if other == "reference":
+            got = d["rows"][0]
+            out.append(row(f"{what} rows out, {name}", got, "rows", baseline=f"{n:,} entity rows",
+                           target="= entity rows", met=got == n))
+        worst = [c["max_abs_diff"] for c in (d.get("columns") or {}).values() if isinstance(c, dict)]
+        out.append(row(f"{what} values, {key}: mismatched cells", d["mismatched_cells"], "cells",
+                       baseline=f"max abs difference {max(worst):.3g}" if worst else None,
+                       target="0 (1e-6 relative; null = null; input order)", met=bool(d.get("equal"))))
+    return out
 
 
 # --------------------------------------------------------------------------- processes
@@ -206,6 +238,22 @@ def timed_run(cmd: Sequence[str], *, cwd: str | Path | None = None, timeout: flo
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}): {proc.stderr[-800:]}")
     return {"wall_s": wall, "max_rss_mib": max_rss, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def worker(script: str | Path, argv: Sequence[str], *, timeout: float = 1200, rss: bool = True,
+           python: str | Path = FEAST_PY, cwd: str | Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``PYTHON SCRIPT --worker ARGV...`` (the Feast env's python by default) and return the JSON of
+    its last ``RESULT {...}`` line and its timing (timed_run's dict); a failure raises RuntimeError."""
+    t = timed_run([python, script, "--worker", *map(str, argv)], timeout=timeout, rss=rss, cwd=cwd)
+    if t["rc"] != 0:
+        raise RuntimeError(f"worker {argv[0]} failed ({t['rc']}): {t['stderr'][-3000:]}")
+    line = [ln for ln in t["stdout"].splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):]), t
+
+
+def data_worker(argv: Sequence[str], **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """bench/_data.py as a worker: the shared generator, references and comparisons."""
+    return worker(BENCH / "_data.py", argv, **kw)
 
 
 def agent_command(python: str | Path = FEAST_PY) -> tuple[list[str], dict[str, str]]:
@@ -281,130 +329,3 @@ def http_post_json(port: int, path: str, body: Any, timeout: float = 600) -> tup
         return resp.status, resp.read()
     finally:
         conn.close()
-
-
-# --------------------------------------------------------------------------- repos and deployments
-
-
-def copy_repo(dest: Path, src: Path = REPO_SRC) -> Path:
-    """A clean copy of a feature repository: no registry or online store files.
-
-    Never copy an applied registry.db: Feast records the online store's absolute
-    sqlite path in the registry, and `feast apply` in the copy then drops the
-    tables of the ORIGINAL online store (seen with Feast 0.67).
-    """
-    if dest.exists():
-        shutil.rmtree(dest)
-    skip = shutil.ignore_patterns("*.db", "*.db-journal", "__pycache__", "*.tmp", ".featctl")
-    shutil.copytree(src, dest, ignore=skip)
-    return dest
-
-
-def feast_apply(repo: Path, *, python: Path = FEAST_PY, timeout: float = 300) -> float:
-    t0 = time.perf_counter()
-    run([python, "-m", "feast.cli.cli", "--chdir", str(repo), "apply"], timeout=timeout)
-    return time.perf_counter() - t0
-
-
-class Deployment:
-    """A featctl deployment of a repository copy into its own workspace directory."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.record: dict[str, Any] = {}
-
-    @property
-    def port(self) -> int:
-        return int(self.record["server_port"])
-
-    @property
-    def base(self) -> Path:
-        return Path(self.record["remote_base_dir"])
-
-    @property
-    def repo(self) -> Path:
-        """The deployed (applied) repository on the host: <base>/repo, or the current release's."""
-        for cand in ("repo", "current", "current/repo"):
-            if (self.base / cand / "feature_store.yaml").exists():
-                return (self.base / cand).resolve()
-        found = sorted(self.base.glob("**/feature_store.yaml"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise RuntimeError(f"no deployed feature_store.yaml under {self.base}")
-        return found[-1].parent
-
-    @property
-    def feast_bin(self) -> Path:
-        return self.base / "envs" / "feast-0.67.0" / "bin" / "feast"
-
-
-@contextlib.contextmanager
-def deployment(workdir: Path, edit_repo: Any = None, timeout: float = 600) -> Iterator[Deployment]:
-    """`featctl deploy` a fresh copy of feature_repo in WORKDIR; always `featctl destroy --yes` after."""
-    if workdir.exists():
-        with contextlib.suppress(Exception):
-            if (workdir / ".featctl" / "deployment.json").exists():
-                run([FEATCTL, "destroy", "--yes"], cwd=workdir, timeout=300, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    repo = copy_repo(workdir / "feature_repo")
-    if edit_repo:
-        edit_repo(repo)
-    dep = Deployment(workdir)
-    try:
-        t0 = time.perf_counter()
-        run([FEATCTL, "deploy"], cwd=workdir, timeout=timeout)
-        dep.record = json.loads((workdir / ".featctl" / "deployment.json").read_text())
-        log(f"deployed {workdir} in {time.perf_counter() - t0:.1f} s: server 127.0.0.1:{dep.port}, host dir {dep.base}")
-        yield dep
-    finally:
-        proc = run([FEATCTL, "destroy", "--yes"], cwd=workdir, timeout=300, check=False)
-        if proc.returncode != 0:
-            log(f"WARNING: featctl destroy failed in {workdir}: {proc.stderr[-1000:]}")
-            LEAKS.append(f"`featctl destroy --yes` failed in {workdir} (exit {proc.returncode}): "
-                         f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
-        else:
-            log(f"destroyed {workdir}")
-        reap_leftovers(workdir)
-
-
-#: Problems seen while cleaning up deployments (scripts copy them into their notes).
-LEAKS: list[str] = []
-
-
-def processes_under(path: Path) -> list[tuple[int, str]]:
-    """(pid, cmdline) of every process whose command line mentions PATH."""
-    found = []
-    needle = str(path)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if needle in cmd:
-            found.append((int(entry.name), cmd))
-    return found
-
-
-def reap_leftovers(workdir: Path) -> None:
-    """After destroy: stop (by pid) any process still running from this bench's own workspace."""
-    left = processes_under(workdir)
-    if not left:
-        return
-    LEAKS.append(f"after `featctl destroy --yes` in {workdir}, {len(left)} process(es) from that workspace were "
-                 "still running (the benchmark stopped them): " + "; ".join(c[:160] for _, c in left))
-    log("WARNING: " + LEAKS[-1])
-    for pid, _ in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    time.sleep(1.0)
-    for pid, _ in processes_under(workdir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def fmt(x: float | None, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.{digits}f}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import selectors
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,3 +202,35 @@ def concurrent(port: int, req: bytes, *, clients: int = 8, seconds: float = 10.0
             s.close()
         sel.close()
     return res
+
+
+class LatencyProbe(threading.Thread):
+    """Sequential /get-online-features requests (one connection) while something else runs."""
+
+    def __init__(self, port: int, view: str = "driver_hourly_stats") -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.req = build_request(port, "/get-online-features", {
+            "features": [f"{view}:conv_rate", f"{view}:acc_rate"], "entities": {"driver_id": [1, 2]}})
+        self.lat: list[float] = []
+        self.errors = 0
+        self.error_kinds: dict[str, int] = {}
+        self.stop_evt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 600
+        while not self.stop_evt.is_set() and time.monotonic() < deadline:
+            t = time.perf_counter()
+            try:
+                status, body = request_once(self.port, self.req)
+                if status == 200:
+                    self.lat.append(time.perf_counter() - t)
+                else:
+                    self.errors += 1
+                    key = f"HTTP {status}: {body[:160].decode(errors='replace')}"
+                    self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
+            except Exception as exc:  # noqa: BLE001
+                self.errors += 1
+                key = f"{type(exc).__name__}: {str(exc)[:120]}"
+                self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
+            self.stop_evt.wait(0.05)

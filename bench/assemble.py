@@ -128,6 +128,11 @@ def main() -> int:
         if not any_target:
             lines.append("| (none) | | | | | |")
         lines.append("")
+    from _issue17 import summary
+
+    issue17 = summary()
+    if issue17:
+        lines.append(issue17)
     for d in docs:
         lines.append(section(d))
     if bad:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEAST_PY, FEATCTL, LEAKS, TMP, deployment, log, median, percentile, row, timed_run, write_result
+from _common import FEAST_PY, FEATCTL, TMP, log, median, percentile, row, timed_run, write_result
+from _deploy import LEAKS, deployment
 
 SCORE = ["score", "--weights", "conv_rate=0.7,acc_rate=0.3", "--driver", "1001", "--driver", "1002", "-o", "json"]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEATCTL, LEAKS, ROOT, TMP, copy_repo, log, median, row, run, timed_run, write_result
+from _common import FEATCTL, ROOT, TMP, log, median, row, run, timed_run, write_result
+from _deploy import LEAKS, copy_repo
 
 REQS = ROOT / "src" / "featctl" / "agent" / "requirements.txt"
 UV = ROOT / ".venv" / "bin" / "uv"

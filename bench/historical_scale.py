@@ -16,8 +16,9 @@ merge_asof reference.
 
     bench/historical_scale.py [--quick]
 
-The harness runs with .venv's python; the data/reference/plain-Feast steps run
-this same file with .venv-feast's python (``--worker ...``).
+The harness runs with .venv's python; data, reference and comparison run
+bench/_data.py, the plain-Feast steps this same file, with .venv-feast's python
+(``--worker ...``).
 """
 
 from __future__ import annotations
@@ -32,138 +33,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FEATURES = [
-    "driver_hourly_stats:avg_daily_trips",
-    "driver_quality_metrics:conv_rate",
-    "driver_quality_metrics:acc_rate",
-    "driver_activity_rates_linear_combination_fv:linear_combination",
-]
-VALUE_COLS = ["avg_daily_trips", "conv_rate", "acc_rate", "linear_combination"]
+from _data import FEATURES, VALUE_COLS, reference  # noqa: E402
+
 ROWS_PER_DRIVER = 10
-DUP_FRACTION = 0.15
 SEED = 20261126
 
 
 # =========================================================================== workers (.venv-feast python)
-
-
-def worker_generate(out_dir: str, drivers: int, entity_rows: int) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(SEED)
-    now = pd.Timestamp.now(tz="UTC")
-    end = now.floor("h")
-    hours = pd.date_range(end=end, periods=ROWS_PER_DRIVER, freq="h").as_unit("ns")
-    n = drivers * ROWS_PER_DRIVER
-    ids = np.arange(1, drivers + 1, dtype=np.int64)
-    df = pd.DataFrame({
-        "event_timestamp": hours.take(np.tile(np.arange(ROWS_PER_DRIVER), drivers)),
-        "driver_id": np.repeat(ids, ROWS_PER_DRIVER),
-        "conv_rate": rng.random(n, dtype=np.float32),
-        "acc_rate": rng.random(n, dtype=np.float32),
-        "avg_daily_trips": rng.integers(1, 1000, size=n, endpoint=True, dtype=np.int32),
-    })
-    df["created"] = pd.Series([now.as_unit("us")] * n, dtype="datetime64[us, UTC]")
-    df.to_parquet(out / "driver_stats.parquet", index=False)
-    prod = df.copy()
-    prod["productivity"] = (prod["conv_rate"] * prod["acc_rate"] * prod["avg_daily_trips"]).astype("float64")
-    prod.to_parquet(out / "driver_stats_with_productivity.parquet", index=False)
-
-    # entity rows: unique picks, then exact (driver_id, event_timestamp) repeats with other weights
-    n_dup = int(entity_rows * DUP_FRACTION)
-    n_base = entity_rows - n_dup
-    first = end - pd.Timedelta(hours=ROWS_PER_DRIVER - 1)
-    # from 2 h before the first source row (no data yet: nulls) to 3 days after the last
-    # (outside both TTLs, 1 and 2 days: nulls), mostly inside the data range
-    span_s = int((ROWS_PER_DRIVER + 1) * 3600 + 3 * 86400)
-    offs = np.where(rng.random(n_base) < 0.8, rng.integers(0, (ROWS_PER_DRIVER + 1) * 3600, n_base),
-                    rng.integers(0, span_s, n_base))
-    base = pd.DataFrame({
-        "driver_id": rng.integers(1, drivers + 1, n_base).astype(np.int64),
-        "event_timestamp": (first - pd.Timedelta(hours=2)) + pd.to_timedelta(offs, unit="s"),
-    })
-    dups = base.iloc[rng.integers(0, n_base, n_dup)].copy()
-    ents = pd.concat([base, dups], ignore_index=True)
-    ents = ents.iloc[rng.permutation(len(ents))].reset_index(drop=True)
-    ents["event_timestamp"] = ents["event_timestamp"].astype("datetime64[ns, UTC]")
-    ents["conv_rate_coef"] = rng.random(len(ents))
-    ents["acc_rate_coef"] = rng.random(len(ents))
-    ents.to_parquet(out / "entities.parquet", index=False)
-    repeated = int(ents.duplicated(subset=["driver_id", "event_timestamp"]).sum())
-    return {"source_rows": n, "drivers": drivers, "entity_rows": len(ents), "repeated_entity_rows": repeated,
-            "unique_entity_keys": len(ents) - repeated, "first_ts": str(first), "last_ts": str(end)}
-
-
-def _reference(data_dir: Path):
-    """Point-in-time values computed independently with pandas.merge_asof."""
-    import pandas as pd
-
-    src = pd.read_parquet(data_dir / "driver_stats.parquet")
-    ents = pd.read_parquet(data_dir / "entities.parquet")
-    ents["__row"] = range(len(ents))
-    left = ents.sort_values("event_timestamp", kind="stable")
-    right = src.sort_values("event_timestamp", kind="stable")
-    out = left
-    for cols, ttl in ((["avg_daily_trips"], "1D"), (["conv_rate", "acc_rate"], "2D")):
-        r = right[["event_timestamp", "driver_id", *cols]]
-        out = pd.merge_asof(out, r, on="event_timestamp", by="driver_id", direction="backward",
-                            tolerance=pd.Timedelta(ttl), allow_exact_matches=True)
-    out = out.sort_values("__row").reset_index(drop=True)
-    out["linear_combination"] = out["conv_rate_coef"] * out["conv_rate"].astype("float64") + \
-        out["acc_rate_coef"] * out["acc_rate"].astype("float64")
-    return out
-
-
-def worker_compare(data_dir: str, outputs_json: str) -> dict[str, Any]:
-    """Compare agent outputs (in entity-row order) with each other and with the merge_asof reference."""
-    import numpy as np
-    import pandas as pd
-
-    outputs = json.loads(outputs_json)
-    ref = _reference(Path(data_dir))
-    frames = {name: pd.read_parquet(path) for name, path in outputs.items()}
-    report: dict[str, Any] = {"reference_nulls": {c: int(ref[c].isna().sum()) for c in VALUE_COLS}}
-
-    def diff(a, b) -> dict[str, Any]:
-        res: dict[str, Any] = {"rows": [len(a), len(b)]}
-        if len(a) != len(b):
-            res["equal"] = False
-            return res
-        bad_total = 0
-        for key in ("driver_id", "conv_rate_coef", "acc_rate_coef"):
-            bad = int((a[key].to_numpy() != b[key].to_numpy()).sum())
-            if bad:
-                res[f"{key}_mismatch"] = bad
-                bad_total += bad
-        ts_a = pd.to_datetime(a["event_timestamp"], utc=True).to_numpy()
-        ts_b = pd.to_datetime(b["event_timestamp"], utc=True).to_numpy()
-        bad = int((ts_a != ts_b).sum())
-        if bad:
-            res["event_timestamp_mismatch"] = bad
-            bad_total += bad
-        for c in VALUE_COLS:
-            x = a[c].astype("float64").to_numpy()
-            y = b[c].astype("float64").to_numpy()
-            both_nan = np.isnan(x) & np.isnan(y)
-            close = np.isclose(x, y, rtol=1e-6, atol=1e-9) | both_nan
-            bad = int((~close).sum())
-            res[f"{c}_mismatch"] = bad
-            bad_total += bad
-        res["mismatched_cells"] = bad_total
-        res["equal"] = bad_total == 0
-        return res
-
-    names = list(frames)
-    for name in names:
-        report[f"{name} vs reference"] = diff(frames[name], ref)
-        report[f"{name} columns"] = list(map(str, frames[name].columns))
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            report[f"{a} vs {b}"] = diff(frames[a], frames[b])
-    return report
 
 
 def worker_plain(repo: str, entities: str, chdir: bool = False) -> dict[str, Any]:
@@ -191,7 +67,10 @@ def worker_plain(repo: str, entities: str, chdir: bool = False) -> dict[str, Any
     # are the rows it does return right? (against the merge_asof reference, by input row)
     import numpy as np
 
-    ref = _reference(Path(entities).parent).set_index("__row")
+    ents_ref = pd.read_parquet(entities)
+    ref = reference(str(Path(entities).parent / "driver_stats.parquet"), ents_ref)
+    ref["__row"] = range(len(ref))
+    ref = ref.set_index("__row")
     got = df.set_index("__row")
     doc["rows_out_distinct_input_rows"] = int(got.index.nunique())
     ref = ref.loc[got.index]
@@ -212,11 +91,7 @@ def worker_import() -> dict[str, Any]:
 
 def worker_main(argv: list[str]) -> int:
     kind = argv[0]
-    if kind == "generate":
-        doc = worker_generate(argv[1], int(argv[2]), int(argv[3]))
-    elif kind == "compare":
-        doc = worker_compare(argv[1], argv[2])
-    elif kind == "plain":
+    if kind == "plain":
         doc = worker_plain(argv[1], argv[2], len(argv) > 3 and argv[3] == "chdir")
     elif kind == "import":
         doc = worker_import()
@@ -230,13 +105,9 @@ def worker_main(argv: list[str]) -> int:
 
 
 def _worker(args: list[str], timeout: float = 900) -> tuple[dict[str, Any], dict[str, Any]]:
-    from _common import FEAST_PY, timed_run
+    from _common import worker
 
-    t = timed_run([FEAST_PY, __file__, "--worker", *args], timeout=timeout)
-    if t["rc"] != 0:
-        raise RuntimeError(f"worker {args[0]} failed: {t['stderr'][-3000:]}")
-    line = [ln for ln in t["stdout"].splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):]), t
+    return worker(__file__, args, timeout=timeout)
 
 
 def _traceback_summary(stderr: str, lines: int = 12) -> str:
@@ -256,15 +127,16 @@ def main() -> int:
         FEAST_PY,
         TMP,
         agent_command,
-        copy_repo,
-        feast_apply,
+        data_worker,
         log,
         median,
         row,
         run,
         timed_run,
+        value_rows,
         write_result,
     )
+    from _deploy import copy_repo, feast_apply
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke size: 10,000 drivers, 10,000 entity rows")
@@ -281,7 +153,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     data = work / "data"
     log(f"generating {drivers * ROWS_PER_DRIVER:,} source rows / {entity_rows:,} entity rows")
-    gen, _ = _worker(["generate", str(data), str(drivers), str(entity_rows)])
+    gen, _ = data_worker(["generate", data, drivers, ROWS_PER_DRIVER, entity_rows, SEED])
     log(f"data: {gen}")
 
     # duckdb must be importable in the Feast env for the duckdb store
@@ -367,7 +239,8 @@ def main() -> int:
 
     cmp: dict[str, Any] = {}
     if outputs:
-        cmp, _ = _worker(["compare", str(data), json.dumps(outputs)])
+        cmp, _ = data_worker(["compare", data / "driver_stats.parquet", data / "entities.parquet",
+                              json.dumps(outputs)])
 
     # ------------------------------------------------------------------ report
     rows = []
@@ -431,11 +304,8 @@ def main() -> int:
                         baseline=f"{plain_duck.get('rows_out_distinct_input_rows')} distinct input rows returned"))
     elif plain_duck:
         notes.append(f"plain Feast on duckdb failed: {plain_duck.get('error', '')[-300:]}")
-    for key, val in cmp.items():
-        if " vs " in key and isinstance(val, dict):
-            rows.append(row(f"values: {key}", "identical" if val.get("equal") else
-                            f"{val.get('mismatched_cells', 'row count differs')} mismatched cells", "",
-                            baseline=f"rows {val.get('rows')}", target="identical", met=bool(val.get("equal"))))
+    if cmp:
+        rows += value_rows(cmp, "agent historical")
     if cmp:
         notes.append(f"Compared columns driver_id, event_timestamp, weights and {', '.join(VALUE_COLS)} row by row "
                      f"(float tolerance 1e-6 relative; null = null). Reference: pandas merge_asof per view "

@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FEATCTL, LEAKS, TMP, deployment, log, median, row, timed_run, write_result
+from _common import FEATCTL, TMP, log, median, row, timed_run, write_result
+from _deploy import LEAKS, deployment
 
 DRIVERS = [1001, 1002, 1003, 1004, 1005]
 

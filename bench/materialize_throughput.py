@@ -25,7 +25,6 @@ import re
 import shutil
 import sqlite3
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,32 +36,6 @@ TABLE = f"featctl_drivers_{VIEW}"
 N_FEATURES = 3
 BASELINE_S = 18.0  # Feast's local engine, 100k drivers, beyond import (from the brief)
 SEED = 7
-
-
-def worker_generate(out_dir: str, drivers: int) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(SEED)
-    now = pd.Timestamp.now(tz="UTC")
-    end = now.floor("h")
-    df = pd.DataFrame({
-        # one row per driver, spread over the last 24 hours
-        "event_timestamp": (end - pd.to_timedelta(rng.integers(0, 24, drivers), unit="h")).astype(
-            "datetime64[ns, UTC]"),
-        "driver_id": np.arange(1, drivers + 1, dtype=np.int64),
-        "conv_rate": rng.random(drivers, dtype=np.float32),
-        "acc_rate": rng.random(drivers, dtype=np.float32),
-        "avg_daily_trips": rng.integers(1, 1000, size=drivers, endpoint=True, dtype=np.int32),
-    })
-    df["created"] = pd.Series([now.as_unit("us")] * drivers, dtype="datetime64[us, UTC]")
-    df.to_parquet(out / "driver_stats.parquet", index=False)
-    prod = df.copy()
-    prod["productivity"] = (prod["conv_rate"] * prod["acc_rate"] * prod["avg_daily_trips"]).astype("float64")
-    prod.to_parquet(out / "driver_stats_with_productivity.parquet", index=False)
-    return {"drivers": drivers, "rows": len(df), "end": str(end)}
 
 
 def worker_sdk(repo: str, start: str, end: str, profile: bool) -> dict[str, Any]:
@@ -102,9 +75,7 @@ def worker_sdk(repo: str, start: str, end: str, profile: bool) -> dict[str, Any]
 
 
 def worker_main(argv: list[str]) -> int:
-    if argv[0] == "generate":
-        doc = worker_generate(argv[1], int(argv[2]))
-    elif argv[0] == "sdk":
+    if argv[0] == "sdk":
         doc = worker_sdk(argv[1], argv[2], argv[3], len(argv) > 4 and argv[4] == "profile")
     else:
         raise SystemExit(f"unknown worker {argv[0]}")
@@ -157,51 +128,13 @@ def clear_table(db: Path) -> None:
         c.close()
 
 
-class LatencyProbe(threading.Thread):
-    """Sequential /get-online-features requests (one connection) while something else runs."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        from _load import build_request
-
-        self.port = port
-        self.req = build_request(port, "/get-online-features", {
-            "features": [f"{VIEW}:conv_rate", f"{VIEW}:acc_rate"], "entities": {"driver_id": [1, 2]}})
-        self.lat: list[float] = []
-        self.errors = 0
-        self.error_kinds: dict[str, int] = {}
-        self.stop_evt = threading.Event()
-
-    def run(self) -> None:
-        from _load import request_once
-
-        deadline = time.monotonic() + 600
-        while not self.stop_evt.is_set() and time.monotonic() < deadline:
-            t = time.perf_counter()
-            try:
-                status, body = request_once(self.port, self.req)
-                if status == 200:
-                    self.lat.append(time.perf_counter() - t)
-                else:
-                    self.errors += 1
-                    key = f"HTTP {status}: {body[:160].decode(errors='replace')}"
-                    self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
-            except Exception as exc:  # noqa: BLE001
-                self.errors += 1
-                key = f"{type(exc).__name__}: {str(exc)[:120]}"
-                self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
-            self.stop_evt.wait(0.05)
-
-
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker_main(sys.argv[2:])
 
     from _common import (
-        FEAST_PY,
         TMP,
-        copy_repo,
-        feast_apply,
+        data_worker,
         feast_server,
         free_port,
         http_post_json,
@@ -209,9 +142,11 @@ def main() -> int:
         median,
         percentile,
         row,
-        timed_run,
         write_result,
     )
+    from _common import worker as run_worker
+    from _deploy import copy_repo, feast_apply
+    from _load import LatencyProbe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke size: 10,000 drivers, 1 run each")
@@ -228,13 +163,11 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
 
     def worker(argv: list[str], timeout: float = 900) -> tuple[dict[str, Any], dict[str, Any]]:
-        t = timed_run([FEAST_PY, __file__, "--worker", *argv], timeout=timeout)
-        if t["rc"] != 0:
-            raise RuntimeError(f"worker {argv[0]} failed: {t['stderr'][-3000:]}")
-        line = [ln for ln in t["stdout"].splitlines() if ln.startswith("RESULT ")][-1]
-        return json.loads(line[len("RESULT "):]), t
+        return run_worker(__file__, argv, timeout=timeout)
 
-    gen, _ = worker(["generate", str(work / "data"), str(drivers)])
+    # one row per driver, spread over the last 24 hours
+    gen, _ = data_worker(["generate", work / "data", drivers, 1, 0, SEED, 24])
+    gen["end"] = gen["last_ts"]
     repo = copy_repo(work / "repo")
     for f in ("driver_stats.parquet", "driver_stats_with_productivity.parquet"):
         shutil.copy(work / "data" / f, repo / "data" / f)
