@@ -36,7 +36,7 @@ def feast_env(extras: tuple[str, ...] = ()) -> Path:
         return FEAST_PY
     env = TMP / "envs" / ("feast-" + "-".join(sorted(extras)))
     py = env / "bin" / "python"
-    probe = {"postgres": "psycopg", "spark": "pyspark", "redis": "redis"}
+    probe = {"postgres": "psycopg", "spark": "pyspark", "redis": "redis", "duckdb": "duckdb, ibis"}
     check = "import feast.protos, " + ", ".join(probe.get(e, e) for e in extras)
     if py.exists() and subprocess.run([py, "-c", check], capture_output=True).returncode == 0:
         return py

@@ -61,15 +61,12 @@ def report(s: SimpleNamespace) -> int:
         extra["materialize"] = mat
         if mat["sqlite"]["server"] and mat["redis"]["server"]:
             over = {k: median(mat[k]["featctl"]) - median(mat[k]["server"]) for k in ("sqlite", "redis")}
-            said = any("fast registry read unavailable" in e for e in mat["redis"].get("stderr", []))
             findings.append(
                 f"`featctl materialize` beyond the server's POST /materialize (one CLI run against the median POST, "
-                f"so about +-1 s of noise): sqlite {over['sqlite']:.1f} s, Redis deployment {over['redis']:.1f} s. The CLI first runs the host agent's `describe`, which reads a "
-                "file registry without importing Feast but has no fast path for the SQL registry on PostgreSQL "
-                "(src/featctl/agent/registry.py load_registry: 'registry is not a local file' -> import feast)"
-                + (" -- its stderr said so here ('fast registry read unavailable')." if said else
-                   "; so on the stores deployment every ranged `featctl materialize` pays an `import feast` on the "
-                   "host.") + " The POST /materialize rows compare the stores themselves.")
+                f"so about +-1 s of noise): sqlite {over['sqlite']:.1f} s, Redis deployment {over['redis']:.1f} s: "
+                "SSH, the host lock and the host agent's `describe` (the registry read: a file, or the SQL registry's "
+                "tables on PostgreSQL, neither importing Feast since #17; bench/issue17.py times it on each host). "
+                "The POST /materialize rows compare the stores themselves.")
     if "materialize" in failures:
         rows.append(row("materialize Redis vs sqlite", "FAILED", "", baseline=failures["materialize"][:300]))
     if online_check:

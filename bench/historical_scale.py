@@ -104,10 +104,10 @@ def worker_main(argv: list[str]) -> int:
 # =========================================================================== harness (.venv python)
 
 
-def _worker(args: list[str], timeout: float = 900) -> tuple[dict[str, Any], dict[str, Any]]:
-    from _common import worker
+def _worker(args: list[str], timeout: float = 900, python: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    from _common import FEAST_PY, worker
 
-    return worker(__file__, args, timeout=timeout)
+    return worker(__file__, args, timeout=timeout, python=python or FEAST_PY)
 
 
 def _traceback_summary(stderr: str, lines: int = 12) -> str:
@@ -131,12 +131,12 @@ def main() -> int:
         log,
         median,
         row,
-        run,
         timed_run,
         value_rows,
         write_result,
     )
     from _deploy import copy_repo, feast_apply
+    from _stack import feast_env
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke size: 10,000 drivers, 10,000 entity rows")
@@ -156,16 +156,14 @@ def main() -> int:
     gen, _ = data_worker(["generate", data, drivers, ROWS_PER_DRIVER, entity_rows, SEED])
     log(f"data: {gen}")
 
-    # duckdb must be importable in the Feast env for the duckdb store
-    duck_ok = run([FEAST_PY, "-c", "import duckdb, ibis"], check=False).returncode == 0
+    # the duckdb store runs in a Feast environment with the duckdb extra (as a host would get it)
     notes: list[str] = []
-    if not duck_ok:
-        log("duckdb/ibis missing in .venv-feast: installing feast[duckdb]==0.67.0 with uv")
-        proc = run(["uv", "pip", "install", "--python", str(FEAST_PY), "feast[duckdb]==0.67.0"], check=False,
-                   timeout=600)
-        duck_ok = proc.returncode == 0
-        notes.append("bench installed feast[duckdb]==0.67.0 into .venv-feast" if duck_ok else
-                     f"could not install feast[duckdb]: {proc.stderr[-300:]}")
+    pys = {"file": FEAST_PY}
+    try:
+        pys["duckdb"] = feast_env(("duckdb",))
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"could not build a Feast environment with feast[duckdb]: {str(exc)[-300:]}")
+    duck_ok = "duckdb" in pys
 
     repos: dict[str, Path] = {}
     apply_s: dict[str, float] = {}
@@ -181,7 +179,7 @@ def main() -> int:
             if y2 == y:
                 raise RuntimeError("feature_store.yaml: could not switch the offline store to duckdb")
             (repo / "feature_store.yaml").write_text(y2)
-        apply_s[store] = feast_apply(repo)
+        apply_s[store] = feast_apply(repo, python=pys[store])
         repos[store] = repo
 
     imp = [(_worker(["import"])[0]["import_feast_s"]) for _ in range(2)]
@@ -193,8 +191,8 @@ def main() -> int:
         for store, repo in repos.items():
             out = work / f"out-{store}.parquet"
             log(f"agent historical on the {store} store (run {rep + 1})")
-            agent, agent_env = agent_command(FEAST_PY)
-            t = timed_run([*agent, "historical", "--repo", repo, "--entities", data / "entities.parquet",
+            argv, agent_env = agent_command(pys[store])
+            t = timed_run([*argv, "historical", "--repo", repo, "--entities", data / "entities.parquet",
                            "--features", ",".join(FEATURES), "--out", out], timeout=1200, env=agent_env)
             a = agent.setdefault(store, {"walls": [], "rss": [], "rc": t["rc"]})
             a["rc"] = t["rc"]
@@ -219,13 +217,13 @@ def main() -> int:
         log("plain Feast get_historical_features on the duckdb store (cwd = the repo)")
         try:
             plain_duck, _ = _worker(["plain", str(repos["duckdb"]), str(data / "entities.parquet"), "chdir"],
-                                    timeout=1200)
+                                    timeout=1200, python=pys["duckdb"])
         except Exception as exc:  # noqa: BLE001
             plain_duck = {"error": str(exc)[-500:]}
         # the same from another working directory (FeatureStore(repo_path=...) as a library user would)
         elsewhere = work / "elsewhere"  # a working directory without a data/ folder
         elsewhere.mkdir(exist_ok=True)
-        t = timed_run([FEAST_PY, __file__, "--worker", "plain", repos["duckdb"], data / "entities.parquet"],
+        t = timed_run([pys["duckdb"], __file__, "--worker", "plain", repos["duckdb"], data / "entities.parquet"],
                       timeout=600, cwd=str(elsewhere))
         if t["rc"] != 0:
             err = [ln for ln in t["stderr"].strip().splitlines() if "Error" in ln or "error" in ln]
