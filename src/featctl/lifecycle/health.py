@@ -34,11 +34,13 @@ def _entity_text(entity: Mapping[str, Any]) -> str:
 
 
 def _when(text: Any) -> datetime | None:
+    """An ISO time to whole seconds: Feast's online stores keep event times to
+    the second (a source's 14:31:54.294 comes back as 14:31:54)."""
     try:
         value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).replace(microsecond=0)
 
 
 def _same(online: Any, offline: Any) -> bool:

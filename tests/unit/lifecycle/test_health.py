@@ -103,6 +103,12 @@ def test_a_different_or_older_value_is_unhealthy():
     assert not verdict and "older" in verdict.reason
 
 
+def test_online_event_times_are_whole_seconds():
+    probe = {"views": {"a": {**VALUES["views"]["a"], "event_ts": "2026-12-01T10:00:00.294010+00:00"}}}
+    assert check(_right(), probe, {"a"})
+    assert not check(_right(**{"a:x": (1.5, "PRESENT", "2026-12-01T09:59:59Z")}), probe, {"a"})
+
+
 def test_a_newer_value_from_a_push_is_healthy():
     assert check(_right(**{"a:x": (99.0, "PRESENT", "2026-12-02T00:00:00Z")}), VALUES, {"a"})
 
