@@ -108,3 +108,34 @@ def join_files(entity_df: Any, views: list[tuple[Any, list[str]]], full_feature_
         columns.update(join_view({k: entity_df[k] for k, _ in spec.keys}, entity_ts, source, spec))
         del source
     return columns
+
+
+def postgres_source(fv: Any) -> str | None:
+    """The FROM-clause text of fv's PostgreSQL source (a table or ``(query)``), else None."""
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+    src = fv.batch_source
+    return src.get_table_query_string() if isinstance(src, PostgreSQLSource) else None
+
+
+def join_postgres_views(
+    config: Any, entity_df: Any, views: list[tuple[Any, list[str]]], full_feature_names: bool, timings: dict[str, float]
+) -> Any:
+    """Feature columns for every entity row from views on PostgreSQL sources (pg_join)."""
+    from feast.infra.utils.postgres.connection_utils import _get_conn
+
+    from .pg_join import join_postgres
+
+    with _get_conn(config.offline_store) as conn:
+        specs = []
+        for fv, features in views:
+            source = postgres_source(fv) or ""
+            ours = source.startswith("featctl_") and source.replace("_", "").isalnum()
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM {source} AS src LIMIT 0")
+                names = [c.name for c in cur.description]
+            conn.rollback()
+            spec = view_spec(fv, features, full_feature_names, names)
+            check_keys(entity_df, [spec])
+            specs.append((spec, source, ours))
+        return join_postgres(conn, entity_df, specs, timings)
