@@ -138,4 +138,26 @@ def join_postgres_views(
             spec = view_spec(fv, features, full_feature_names, names)
             check_keys(entity_df, [spec])
             specs.append((spec, source, ours))
-        return join_postgres(conn, entity_df, specs, timings)
+        columns = join_postgres(conn, entity_df, specs, timings)
+    return _declared_numbers(columns, views, specs)
+
+
+def _declared_numbers(columns: dict[str, Any], views: list[tuple[Any, list[str]]], specs: list[Any]) -> dict[str, Any]:
+    """Float32 features as float32: Feast's PostgreSQL type map hands ``real``
+    back as float64, where the file store keeps the parquet's float32."""
+    import pyarrow as pa
+    from feast.type_map import feast_value_type_to_pa
+
+    for (fv, features), (spec, _, _) in zip(views, specs):
+        declared = {f.name: f.dtype for f in fv.features}
+        for feature, (_, out) in zip(features, spec.features):
+            if feature not in declared or out not in columns:
+                continue
+            try:
+                want = feast_value_type_to_pa(declared[feature].to_value_type())
+            except Exception:  # a type Feast cannot map: keep PostgreSQL's
+                continue
+            if pa.types.is_float32(want) and pa.types.is_float64(columns[out].type):
+                columns[out] = columns[out].cast(want, safe=False)
+    return columns
+

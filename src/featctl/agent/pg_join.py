@@ -138,7 +138,14 @@ def join_postgres(conn: Any, entity_df: Any, views: list[tuple[ViewSpec, str, bo
             names += [out for _, out in spec.features]
         timings["indexes"] = time.monotonic() - started
         started = time.monotonic()
-        query = f"SELECT {', '.join(select)} FROM {ENTITIES} e {' '.join(joins)} ORDER BY e.{ident(ROW)}"
+        # One index probe per entity row and view: visit the entity rows in key and
+        # time order (neighbouring probes read neighbouring index pages), no JIT
+        # (a second of compiling for a plan of probes), no memoize (no probe repeats).
+        cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL enable_memoize = off")
+        order = ", ".join([*(ident(k) for k in keys), ident(TS)])
+        entities = f"(SELECT * FROM {ENTITIES} ORDER BY {order}) e"
+        query = f"SELECT {', '.join(select)} FROM {entities} {' '.join(joins)} ORDER BY e.{ident(ROW)}"
         cur.execute(f"{query} LIMIT 0")
         codes = [c.type_code for c in cur.description]
         types = [pg_type_code_to_arrow(c) for c in codes]
