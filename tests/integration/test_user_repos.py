@@ -169,3 +169,73 @@ def test_the_same_entity_row_alone_gives_the_same_value(credit, big):
     small = pd.read_parquet(small_out)
     for c in ("income", "open_loans", "delinquencies", "credit_limit"):
         assert_column(small[c].reset_index(drop=True), got[c].iloc[pick].reset_index(drop=True), c)
+
+
+# --- events: arrays and every scalar type through the agent's join (no deployment) ----------
+
+EVENT_FEATURES = ["clicks", "purchases", "ctr", "revenue", "segment", "is_active", "last_seen", "embedding", "tags",
+                  "recent_items"]
+
+
+def test_events_arrays_and_types_pass_through_the_agent(tmp_path):
+    """The events repository applied with the pinned Feast (.venv-feast) and
+    queried through featctl's agent: Array(Float32/String/Int64), Int32, Bool,
+    UnixTimestamp come out with their values and Arrow types, as the reference."""
+    import os
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import ROOT, agent_command
+    from tests.userrepos import EVENT_USERS, write_events
+
+    python = os.environ.get("FEATCTL_TEST_FEAST_PYTHON") or str(ROOT / ".venv-feast" / "bin" / "python")
+    repo = write_events(tmp_path, NOW)
+    feast_bin = Path(python).parent / "feast"
+    apply = subprocess.run([str(feast_bin), "apply"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert apply.returncode == 0, apply.stderr[-3000:]
+    rng = np.random.default_rng(9)
+    n = 300
+    ents = pd.DataFrame(
+        {
+            "user_id": rng.choice([*EVENT_USERS, 77], n),
+            "event_timestamp": [NOW - timedelta(hours=float(h)) for h in rng.uniform(-2, 24 * 12, n)],
+        }
+    )
+    ents["event_timestamp"] = pd.to_datetime(ents["event_timestamp"], utc=True)
+    ents.to_parquet(tmp_path / "e.parquet", index=False)
+    agent, env = agent_command(python)
+    refs = ",".join(f"user_events:{f}" for f in EVENT_FEATURES)
+    run = subprocess.run(
+        [*agent, "historical", "--repo", str(repo), "--entities", str(tmp_path / "e.parquet"), "--features", refs,
+         "--out", str(tmp_path / "o.parquet")],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert json.loads(run.stdout)["engine"] == "as-of join (file)"
+    got = pq.read_table(tmp_path / "o.parquet")
+    source = pd.read_parquet(repo / "data" / "user_events.parquet")
+    want = point_in_time(ents, source, ["user_id"], EVENT_FEATURES, timestamp="event_timestamp", created="created",
+                         ttl=timedelta(days=7))
+    assert got.schema.field("embedding").type == pa.list_(pa.float32())
+    assert got.schema.field("tags").type == pa.list_(pa.string())
+    assert got.schema.field("recent_items").type == pa.list_(pa.int64())
+    assert got.schema.field("clicks").type == pa.int32() and got.schema.field("is_active").type == pa.bool_()
+    assert pa.types.is_timestamp(got.schema.field("last_seen").type)
+    for f in EVENT_FEATURES:
+        mine = got.column(f).to_pylist()
+        theirs = [None if not isinstance(v, (list, np.ndarray)) and pd.isna(v) else v for v in want[f]]
+        if f in ("embedding", "tags", "recent_items"):
+            theirs = [None if v is None else list(v) for v in theirs]
+            if f == "embedding":  # float32 values compared as float32
+                theirs = [None if v is None else [float(np.float32(x)) for x in v] for v in theirs]
+        elif f == "last_seen":
+            theirs = [None if v is None else pd.Timestamp(v).to_pydatetime() for v in theirs]
+            mine = [None if v is None else pd.Timestamp(v).tz_convert("UTC").to_pydatetime() for v in mine]
+        elif f == "ctr":
+            theirs = [None if v is None else float(np.float32(v)) for v in theirs]
+        else:
+            theirs = [None if v is None else (v.item() if hasattr(v, "item") else v) for v in theirs]
+        assert mine == theirs, f
+    assert got.column("embedding").null_count > 0 and got.column("embedding").null_count < n
