@@ -146,13 +146,20 @@ def write_result(table: Any, out: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    empty = table.slice(0, 0).to_pandas()
-    for i, f in enumerate(table.schema):
-        if pa.types.is_integer(f.type) and table.column(i).null_count:
-            prefix = "Int" if pa.types.is_signed_integer(f.type) else "UInt"
-            empty[f.name] = empty[f.name].astype(f"{prefix}{f.type.bit_width}")
-    meta = pa.Table.from_pandas(empty, schema=table.schema, preserve_index=False).schema.metadata
-    table = table.replace_schema_metadata(meta)
+    nullable = [
+        (f.name, f"{'Int' if pa.types.is_signed_integer(f.type) else 'UInt'}{f.type.bit_width}")
+        for i, f in enumerate(table.schema)
+        if pa.types.is_integer(f.type) and table.column(i).null_count
+    ]
+    if nullable:
+        try:
+            empty = table.slice(0, 0).to_pandas()
+            for name, dtype in nullable:
+                empty[name] = empty[name].astype(dtype)
+            meta = pa.Table.from_pandas(empty, schema=table.schema, preserve_index=False).schema.metadata
+            table = table.replace_schema_metadata(meta)
+        except (ValueError, TypeError, pa.ArrowException):  # e.g. repeated column names: plain Arrow types only
+            pass
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.tmp")
     try:
