@@ -135,6 +135,13 @@ def main() -> int:
         lines.append(issue17)
     for d in docs:
         lines.append(section(d))
+    profiles = sorted(BENCH.glob("profile_*.md"))
+    if profiles:  # write-ups kept beside the results (not generated)
+        lines += ["## Profiles", ""]
+        for p in profiles:
+            title = next((ln.lstrip("# ").strip() for ln in p.read_text().splitlines() if ln.startswith("# ")), p.stem)
+            lines.append(f"- [{title}]({p.name})")
+        lines.append("")
     if bad:
         lines += ["## Unreadable result files", ""] + bad + [""]
     Path(args.out).write_text("\n".join(lines).rstrip() + "\n")
