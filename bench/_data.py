@@ -9,6 +9,7 @@ Runs in the Feast environment's python (numpy/pandas), as a worker of the harnes
     .venv-feast/bin/python bench/_data.py --worker compare SOURCE.parquet ENTITIES.parquet '{"name": "out.parquet"}' [score]
     .venv-feast/bin/python bench/_data.py --worker score-reference SOURCE.parquet ENTITIES.parquet OUT.parquet
     .venv-feast/bin/python bench/_data.py --worker online SOURCE.parquet '{"name": port}' SAMPLE CHUNK
+    PYTHONPATH=<agent copy> <postgres env python> bench/_data.py --worker pg-load RELEASE
 
 Source rows have the schema of feature_repo's data/driver_stats.parquet (and the
 productivity file derived from it). Entity rows carry per-row weights
@@ -257,6 +258,43 @@ def online(source: str, ports_json: str, sample: int, chunk: int, seed: int = 20
     return out
 
 
+def pg_load(release: str, batch_rows: int = 200_000) -> dict[str, Any]:
+    """The release's tables loaded as the agent's load-postgres does (same CREATE TABLE types, same
+    values), but one record batch at a time: for sizes whose whole-file load does not fit in memory.
+    Run with the release's Feast environment and featctl_agent on the path (its package loads the
+    host's FEATCTL_* variables)."""
+    import featctl_agent  # noqa: F401  (loads FEATCTL_ENV_FILE)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from feast.type_map import arrow_to_pg_type
+    from featctl_agent.stores import TABLES_FILE, _pg_connect
+
+    tables = json.loads((Path(release) / TABLES_FILE).read_text())
+    done = {}
+    with _pg_connect() as conn:
+        for table, rel in sorted(tables.items()):
+            t0 = time.perf_counter()
+            pf = pq.ParquetFile(Path(release) / rel)
+            types = {f.name: "text" if pa.types.is_null(f.type) else arrow_to_pg_type(str(f.type))
+                     for f in pf.schema_arrow}
+            if any(t == "jsonb" or t.endswith("[]") for t in types.values()):
+                raise SystemExit(f"{rel}: maps/lists are not handled by the bench's batch loader")
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            conn.execute(f'CREATE TABLE "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)} {t}" for c, t in types.items())})')
+            columns = ", ".join(f'"{c}"' for c in types)
+            n = 0
+            with conn.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
+                for batch in pf.iter_batches(batch_size=batch_rows):
+                    frame = batch.to_pandas()
+                    for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None):
+                        copy.write_row(row)
+                    n += len(frame)
+            conn.execute(f'ANALYZE "{table}"')
+            conn.commit()
+            done[table] = {"rows": n, "seconds": round(time.perf_counter() - t0, 1)}
+    return done
+
+
 def main(argv: list[str]) -> int:
     kind, args = argv[0], argv[1:]
     if kind == "generate":
@@ -267,6 +305,8 @@ def main(argv: list[str]) -> int:
         doc = compare(*args[:4])
     elif kind == "score-reference":
         doc = score_reference(args[0], args[1], args[2])
+    elif kind == "pg-load":
+        doc = pg_load(args[0])
     elif kind == "online":
         doc = online(args[0], args[1], int(args[2]), int(args[3]))
     else:

@@ -73,7 +73,18 @@ def prepare_arm(store: str, work: Path, data: Path, pg: dict[str, Any] | None, t
                         cap_mib=CAP_MIB)
         arm["prepare"] = {"seconds": round(r["wall_s"], 1), "peak_mib": round(r["peak_mib"]),
                           "stopped": r["capped"] or r["timed_out"]}
-        if r["rc"] != 0:
+        if r["rc"] != 0 and store == "postgres" and r["capped"]:
+            # featctl's loader reads the whole file into memory: load batch by batch instead, so that the
+            # retrieval itself can still be measured at this size (the load's own limit is reported)
+            log(f"{store}: load-postgres {r['capped']}; loading the same tables batch by batch (bench/_data.py)")
+            r2 = run_sampled([py, Path(__file__).parent / "_data.py", "--worker", "pg-load", rel], env=env, cwd=rel,
+                             timeout=timeout, cap_mib=CAP_MIB)
+            arm["prepare"]["bench_batch_load"] = {"seconds": round(r2["wall_s"], 1), "peak_mib": round(r2["peak_mib"]),
+                                                  "rc": r2["rc"]}
+            if r2["rc"] != 0:
+                arm["error"] = f"load-postgres {r['capped']}; the bench's batch load failed too: {_last(r2)}"
+                return arm
+        elif r["rc"] != 0:
             arm["error"] = f"{PREPARE[store]}: " + (r["capped"] or r["timed_out"] or _last(r))
             return arm
     t = timed_run([py, "-m", "featctl_agent.feast_cli", "apply"], cwd=rel, env=env, timeout=timeout)
@@ -199,9 +210,16 @@ def report(sizes: list[int], stores: list[str], results: dict[str, Any], gens: d
             if p:
                 what = "load into PostgreSQL (agent load-postgres, at deploy)" if store == "postgres" else \
                     "Spark-readable copies (agent prepare-spark, at deploy)"
-                rows.append(row(f"{n * ROWS_PER_DRIVER:,} source rows: {what}", p["seconds"], "s",
-                                baseline=f"peak RSS {p['peak_mib'] / GIB:.2f} GiB" + (f"; {p['stopped']}" if
-                                                                                     p["stopped"] else "")))
+                rows.append(dict(row(f"{n * ROWS_PER_DRIVER:,} source rows: {what}",
+                                     "STOPPED" if p["stopped"] else p["seconds"], "" if p["stopped"] else "s",
+                                     baseline=f"peak RSS {p['peak_mib'] / GIB:.2f} GiB" + (
+                                         f"; {p['stopped']} after {p['seconds']} s" if p["stopped"] else ""),
+                                     met=False if p["stopped"] else None), key=f"prepare_{key}"))
+                b = p.get("bench_batch_load")
+                if b:
+                    rows.append(row(f"{n * ROWS_PER_DRIVER:,} source rows: the same tables loaded batch by batch by the "
+                                    "bench (to measure the retrieval)", b["seconds"], "s",
+                                    baseline=f"peak RSS {b['peak_mib'] / GIB:.2f} GiB"))
         if lab in cmps:
             rows += value_rows(cmps[lab], f"historical {n:,}")
     limits += fits(sizes, stores, results)
