@@ -116,6 +116,7 @@ def historical(arm: dict[str, Any], entities: Path, out: Path, timeout: float, p
         res["out"] = str(out)
     else:
         res["error"] = res["stopped"] or _last(r)
+        res["stderr_tail"] = [ln[:300] for ln in r["stderr"].strip().splitlines()[-15:]]
     return res
 
 

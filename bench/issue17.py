@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--slow", type=float, default=600,
                     help="a measurement whose run took longer than this (s) is not repeated (default 600)")
     ap.add_argument("--timeout", type=float, default=3600, help="limit of one featctl command (default 3600 s)")
+    ap.add_argument("--noop-repeats", type=int, default=2, help="no-op redeploys per store and round (default 2)")
     args = ap.parse_args()
     reps = args.repeats or (1 if args.quick else 3)
     n_hist, n_score = (2_000, 5_000) if args.quick else (20_000, 100_000)
@@ -139,10 +140,11 @@ def main() -> int:
                     m[key].setdefault(off, []).append(t["wall_s"])
                     if key == "hist":
                         outs["hist"][off] = str(out)
-                t = cli(d, "deploy")
-                if "nothing changed" not in t["stderr"]:
-                    raise RuntimeError(f"the redeploy of {name} was not a no-op: {t['stderr'][-600:]}")
-                m["noop"].setdefault(name, []).append(t["wall_s"])
+                for _ in range(args.noop_repeats):  # cheap and noisy: more samples
+                    t = cli(d, "deploy")
+                    if "nothing changed" not in t["stderr"]:
+                        raise RuntimeError(f"the redeploy of {name} was not a no-op: {t['stderr'][-600:]}")
+                    m["noop"].setdefault(name, []).append(t["wall_s"])
                 m["describe"].setdefault(name, []).append(host_describe(d))
                 out = work / f"score-{off}.parquet"
                 if not (r and max(m["score"].get(off) or [0]) > args.slow):
