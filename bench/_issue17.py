@@ -1,7 +1,8 @@
 """Issue #17's before/after table for RESULTS.md (standard library only).
 
-"before" is bench/baseline/<item>.json: the same items run on main before the #17 work
-(kept in git: bench/run overwrites bench/results/ only); "after" is bench/results/<item>.json.
+"before" is bench/baseline/<item>*.json: the same items run on main before the #17 work
+(kept in git: bench/run overwrites bench/results/ only; a supplementary run such as
+<item>-1M.json overrides the rows it measured again); "after" is bench/results/<item>.json.
 Rows are matched by their ``key``; bench/baseline/limits.json says what limits each figure.
 """
 
@@ -55,11 +56,12 @@ def summary() -> str:
     after: dict[str, dict[str, Any]] = {}
     runs = []
     for item in ITEMS:
-        b, bdoc = _rows(BASELINE / f"{item}.json")
-        a, adoc = _rows(BENCH / "results" / f"{item}.json")
-        before.update(b)
-        after.update(a)
-        for tag, doc in (("before", bdoc), ("after", adoc)):
+        # a supplementary run (baseline/<item>-<what>.json) overrides the rows it measured again
+        files = sorted(BASELINE.glob(f"{item}*.json"), key=lambda p: (p.stem != item, p.name))
+        docs = [("before", *_rows(p)) for p in files]
+        docs.append(("after", *_rows(BENCH / "results" / f"{item}.json")))
+        for tag, rows, doc in docs:
+            (before if tag == "before" else after).update(rows)
             if doc:
                 load = " ".join((doc.get("machine") or {}).get("loadavg_at_start") or [])
                 runs.append(f"{item} {tag}: {doc.get('date')}, {doc.get('seconds')} s, load at the end {load}"

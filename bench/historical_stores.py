@@ -66,6 +66,10 @@ def prepare_arm(store: str, work: Path, data: Path, pg: dict[str, Any] | None, t
     py = feast_env(STORES[store])
     agent, env = agent_command(py)
     env = {**env, "FEATCTL_ENV_FILE": str(env_file(work / f"{store}.env", pg if store == "postgres" else None))}
+    # Spark's block manager and scratch files, and Python's, stay under the arm's directory (a stopped arm
+    # leaves them behind; the next run of the bench removes them with the rest)
+    (work / "tmp").mkdir(exist_ok=True)
+    env.update(SPARK_LOCAL_DIRS=str(work / "tmp"), TMPDIR=str(work / "tmp"))
     arm: dict[str, Any] = {"release": str(rel), "python": str(py), "agent": agent, "env": env, "notes": notes}
     if store in PREPARE:  # before `feast apply`, as a deploy does (apply reads the tables/copies)
         log(f"{store}: agent {PREPARE[store]}")
