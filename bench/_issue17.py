@@ -23,6 +23,8 @@ TARGETS = [
     ("wall_postgres_1M", "historical 1M entity rows, PostgreSQL vs file"),
     ("rss_postgres_1M", "historical 1M entity rows, PostgreSQL: peak RSS on the host"),
     ("wall_file_1M", "historical 1M entity rows, file store"),
+    ("prepare_postgres_1M", "deploy-time load of 10M source rows into PostgreSQL (agent load-postgres)"),
+    ("wall_spark_100k", "historical 100k entity rows, Spark vs file"),
     ("wall_spark_1M", "historical 1M entity rows, Spark vs file"),
     ("t4", "no-op redeploy, Redis + PostgreSQL vs sqlite"),
     ("t5_file", "batch score 100k rows vs pandas, file store"),
