@@ -125,12 +125,6 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
         rep.step("installing featctl's host agent")
         agent.install_agent(conn, layout)
         owner = ownership.check(conn, layout, record, ws, take_over=take_over)
-        if s.target == "yandex":
-            from featctl.remote.cloudinit import wait_for_cloud_init
-
-            rep.step("waiting for cloud-init to finish on the host")
-            if "degraded" in (wait_for_cloud_init(conn) or ""):
-                rep.info("warning: cloud-init finished with recoverable errors (see /var/log/cloud-init.log)")
         hosts.write_stores_env(session, conn, layout, record)
         with releases.deploy_lock(conn, layout, holder("deploy")):
             # The environment follows the repository: its stores' extras and

@@ -14,7 +14,7 @@ from typing import Any
 
 from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.lifecycle import health
-from featctl.lifecycle.common import choose_server_ports, holder, shielded
+from featctl.lifecycle.common import choose_server_ports, connect_host, holder, shielded
 from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
@@ -76,8 +76,6 @@ def follow(
     """Bring host ``index`` to serve ``local`` (already applied and
     materialized by host 0): its own release beside its serving one, switched
     when its server answers the same online reads host 0's did."""
-    from featctl.remote.ssh import wait_for_ssh
-
     rep = session.reporter
     s = session.settings
     view = record.for_host(index)
@@ -91,10 +89,8 @@ def follow(
         view.server_ports = choose_server_ports(s.target, s.server_port, s.sources.get("server_port", "default"), None)
         if s.target != "local":
             break
-    endpoint = session.endpoint(view)
-    rep.step(f"host {index}: waiting for SSH on {endpoint}")
-    session.adopt(wait_for_ssh(endpoint, deadline_seconds=s.ssh_wait_seconds), index)
-    conn = session.connection_to(record, index)
+    # SSH, then cloud-init (on targets that have it) before anything else.
+    conn = connect_host(session, record, index)
     layout = session.layout(view)
     # An adopted connection skipped connection_to's agent check: a new host has none yet.
     agent.install_agent(conn, layout)
