@@ -94,10 +94,13 @@ def connect_host(session: Session, record: Deployment, index: int = 0) -> Connec
 def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
     """Two ports for the feature servers of consecutive releases (blue/green).
 
-    Every local deployment shares this machine's loopback, so unless the user
-    set a port, a local deployment takes two free ones once and keeps them.
+    Every local deployment (and every vm guest: they share this machine's
+    network) uses this machine's loopback, so unless the user set a port, such
+    a deployment takes two free ones once and keeps them.
     """
-    if source != "default" or target != "local":
+    from featctl.config import LOOPBACK_TARGETS
+
+    if source != "default" or target not in LOOPBACK_TARGETS:
         return [configured, configured + 1 if configured < 65535 else configured - 1]
     if previous and len(previous) == 2:
         return list(previous)

@@ -22,6 +22,7 @@ from featctl.lifecycle.common import check_repo, choose_server_ports, connect_ho
 from featctl.lifecycle.health import Health, materialized_views, release_health
 from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
+from featctl.provision.targets import SERVER_STORES
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
 from featctl.remote.layout import DEFAULT_ENV
@@ -85,6 +86,12 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
         cfg = feature_store.load(s.repo)
+        if s.target == "vm":
+            from featctl.provision.vm import preflight
+
+            preflight()
+            if any(st in SERVER_STORES for st in s.stores):
+                raise UsageError("--target vm runs without shared stores for now: deploy it with files and sqlite")
         if "spark" in s.stores and s.target == "yandex":
             raise UsageError(
                 "stores = spark on the yandex target needs Yandex Data Proc, which the stack does not create yet; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.lifecycle import health
 from featctl.lifecycle.common import choose_server_ports, connect_host, holder, shielded
@@ -79,15 +80,16 @@ def follow(
     rep = session.reporter
     s = session.settings
     view = record.for_host(index)
-    # The local target's hosts share this machine's loopback: ports of their own.
+    # The local target's hosts (and the vm guests) share this machine's loopback: ports of their own.
+    shared = s.target in LOOPBACK_TARGETS
     taken = {p for i in range(record.host_count) if i != index for p in record.for_host(i).server_ports}
-    if s.target != "local":
+    if not shared:
         taken = set()
     elif s.sources.get("server_port", "default") != "default":
-        raise UsageError("server_port cannot be set with hosts > 1 on the local target: its hosts share one loopback")
+        raise UsageError(f"server_port cannot be set with hosts > 1 on the {s.target} target: its hosts share one loopback")
     while len(view.server_ports) != 2 or set(view.server_ports) & taken:
         view.server_ports = choose_server_ports(s.target, s.server_port, s.sources.get("server_port", "default"), None)
-        if s.target != "local":
+        if not shared:
             break
     # SSH, then cloud-init (on targets that have it) before anything else.
     conn = connect_host(session, record, index)

@@ -123,6 +123,25 @@ def _local_host_dirs(
     return dirs
 
 
+def _vm_machines(workspace: Workspace, count: int, previous: Mapping[str, Any], first_port: Any) -> list[dict[str, Any]]:
+    """One element per vm guest: its machine name and directory, and the
+    loopback port of its sshd, chosen once and kept (a new port is a new instance)."""
+    from featctl.provision import vm
+
+    before = list(previous.get("machines") or [])
+    out = []
+    for i in range(count):
+        if i < len(before):
+            port = before[i]["port"]
+        elif i == 0 and first_port:
+            port = first_port
+        else:
+            port = free_loopback_port()
+        name = vm.machine_name(workspace, i)
+        out.append({"machine": name, "machine_dir": f"{vm.MACHINES_DIR}/{name}", "port": int(port)})
+    return out
+
+
 def stack_variables(
     target: str,
     *,
@@ -166,6 +185,21 @@ def stack_variables(
             "uv_path": extra.pop("uv_path", local_uv()),
             "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
             "store_ports": {s: int(ports[s]) for s in servers},
+            **extra,
+        }
+    if target == "vm":
+        from featctl.provision import vm
+
+        machines = _vm_machines(workspace, len(keys.hosts), previous, extra.pop("port", None))
+        return {
+            **common,
+            "ssh_user": extra.pop("ssh_user", "featctl"),
+            "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
+            "machines": machines,
+            "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
+            "user_data_template": vm.user_data_template(),
+            "ca_cert_file": vm.stores_ca(workspace),
+            "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
             **extra,
         }
     if target == "yandex":

@@ -79,7 +79,7 @@ def _record(target, count=1):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("target", ["yandex"])
+@pytest.mark.parametrize("target", ["yandex", "vm"])
 def test_connect_host_waits_for_cloud_init_before_anything_else(tmp_path, fake_ssh, target):
     session = _session(tmp_path, target)
     conn = common.connect_host(session, _record(target))
@@ -95,7 +95,7 @@ def test_hosts_without_cloud_init_are_not_asked(tmp_path, fake_ssh, target):
     assert fake_ssh[0].events == []
 
 
-@pytest.mark.parametrize("target", ["yandex"])
+@pytest.mark.parametrize("target", ["yandex", "vm"])
 def test_deploy_waits_for_cloud_init_right_after_ssh(tmp_path, fake_ssh, monkeypatch, target):
     session = _session(tmp_path, target)
     record = _record(target)
@@ -103,6 +103,7 @@ def test_deploy_waits_for_cloud_init_right_after_ssh(tmp_path, fake_ssh, monkeyp
     keys = HostKeys(client_public="ssh-ed25519 AAAAc c", hosts=(("/k", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMhUNAqXpuCMSAI4DZPDAgsKG/USYCWh/i2CY8la+6We h"),))
     monkeypatch.setattr(deploy, "ensure_keys", lambda session: keys)
     monkeypatch.setattr(deploy.ownership, "precheck", lambda *a, **k: None)
+    monkeypatch.setattr("featctl.provision.vm.preflight", lambda: None)
     with pytest.raises(Reached):
         deploy.deploy(session)
     events = fake_ssh[0].events
@@ -110,7 +111,7 @@ def test_deploy_waits_for_cloud_init_right_after_ssh(tmp_path, fake_ssh, monkeyp
     assert len(events) == 2 and "agent" in events[1], events  # the agent's digest check came next
 
 
-@pytest.mark.parametrize("target", ["yandex"])
+@pytest.mark.parametrize("target", ["yandex", "vm"])
 def test_every_follower_waits_for_cloud_init(tmp_path, fake_ssh, target):
     session = _session(tmp_path, target)
     record = _record(target, count=2)
