@@ -128,7 +128,7 @@ def follow(
             step = "starting the feature server"
             rep.step(f"host {index}: starting the feature server of release {new_id}")
             releases.set_meta(conn, new_layout, new_id, port=port, env=new_layout.env_name)
-            service.start(conn, new_layout, new_id, port=port, workers=s.server_workers, user=view.user)
+            service.start(conn, new_layout, new_id, port=port, workers=s.server_workers)
             server = FeatureServer(conn, port)
             wait_healthy(conn, new_layout, new_id, server)
             step = "the health check"
@@ -178,7 +178,7 @@ def roll_back_follower(session: Session, record: Deployment, index: int) -> Host
         port = next(p for p in view.server_ports if p != cur.port)
         rep.step(f"host {index}: starting the feature server of release {target.id}")
         releases.set_meta(conn, tlayout, target.id, port=port)
-        service.start(conn, tlayout, target.id, port=port, workers=session.settings.server_workers, user=view.user)
+        service.start(conn, tlayout, target.id, port=port, workers=session.settings.server_workers)
         server = FeatureServer(conn, port)
         try:
             wait_healthy(conn, tlayout, target.id, server)
