@@ -76,6 +76,12 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
     ws = session.workspace
     rep = session.reporter
     check_repo(s.repo)
+    if s.target == "vm":
+        from featctl.provision.vm import preflight
+
+        preflight()  # this machine can boot a guest, or one line before anything changes
+        if any(st in SERVER_STORES for st in s.stores):
+            raise UsageError("--target vm runs without shared stores for now: deploy it with files and sqlite")
     started = time.monotonic()
     ws.ensure()
     with ws.lock():
@@ -86,12 +92,6 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             )
         previous_ports = list(record.server_ports) if record and record.host and record.server_ports else None
         cfg = feature_store.load(s.repo)
-        if s.target == "vm":
-            from featctl.provision.vm import preflight
-
-            preflight()
-            if any(st in SERVER_STORES for st in s.stores):
-                raise UsageError("--target vm runs without shared stores for now: deploy it with files and sqlite")
         if "spark" in s.stores and s.target == "yandex":
             raise UsageError(
                 "stores = spark on the yandex target needs Yandex Data Proc, which the stack does not create yet; "

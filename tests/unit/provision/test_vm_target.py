@@ -109,3 +109,18 @@ def test_vm_guests_share_this_machines_loopback_so_servers_take_free_ports():
     assert len(set(fresh)) == 2 and fresh != [6566, 6567]
     assert choose_server_ports("vm", 6566, "default", fresh) == fresh
     assert choose_server_ports("vm", 7000, "featctl.toml", fresh) == [7000, 7001]
+
+
+def test_deploy_on_a_machine_that_cannot_boot_a_guest_changes_nothing(tmp_path, monkeypatch):
+    from featctl.config import load_settings
+    from featctl.lifecycle.deploy import deploy
+    from featctl.session import Session
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text("project: p\n")
+    monkeypatch.setattr(vm, "unavailable", lambda: "needs root: systemd-nspawn boots the guest")
+    settings = load_settings({"target": "vm", "repo": str(repo), "workspace": str(tmp_path / "ws")}, environ={})
+    with pytest.raises(UsageError, match=r"^--target vm cannot run on this machine: it needs root"):
+        deploy(Session(settings))
+    assert not (tmp_path / "ws").exists()
