@@ -5,10 +5,11 @@
 # production path: cloud-init wait, /opt/featctl, systemd units.
 #
 # Only built-in Terraform (`terraform_data` + `local-exec`). Three resources:
-#   image    the base image (mmdebstrap), built once per package list and kept
-#            in image_cache_dir between deployments (destroy leaves it);
-#   machine  per guest: its disk (an ext4 image file on a loop device that
-#            holds an overlay over the image) and its NoCloud seed, i.e. the
+#   image    the base image (mmdebstrap, packed into a read-only ext4 image
+#            file), built once per package list and kept in image_cache_dir
+#            between deployments (destroy leaves it);
+#   machine  per guest: its disk (its own ext4 image file on a loop device,
+#            holding an overlay over the image) and its NoCloud seed, i.e. the
 #            instance (destroy removes it; new user-data replaces it, as the
 #            yandex stack replaces a VM);
 #   guest    per guest: the running container (replacing it reboots the

@@ -18,9 +18,8 @@ if [ -e "$MACHINE_DIR" ]; then
 fi
 
 umask 077
-mkdir -p "$MACHINE_DIR/disk" "$MACHINE_DIR/root" "$MACHINE_DIR/ca"
+mkdir -p "$MACHINE_DIR/lower" "$MACHINE_DIR/disk" "$MACHINE_DIR/root" "$MACHINE_DIR/ca"
 chmod 700 "$MACHINE_DIR"
-chmod --reference="$IMAGE_DIR/rootfs" "$MACHINE_DIR/root"
 # A sparse file: it takes only what the guest writes (the Feast environment,
 # releases), up to DISK_SIZE GB.
 truncate -s "${DISK_SIZE:-20}G" "$MACHINE_DIR/disk.img"

@@ -27,8 +27,8 @@ if [ -n "$left" ]; then
     exit 1
   fi
 fi
-# The overlay, then the disk under it (its loop device goes with it).
-for m in "$MACHINE_DIR/root" "$MACHINE_DIR/disk"; do
+# The overlay, then the file systems under it (their loop devices go with them).
+for m in "$MACHINE_DIR/root" "$MACHINE_DIR/disk" "$MACHINE_DIR/lower"; do
   if mountpoint -q "$m"; then
     umount "$m" 2>/dev/null || umount --lazy "$m" || {
       echo "featctl vm target: cannot unmount $m; nothing removed" >&2
