@@ -22,6 +22,7 @@ from featctl.query.files import frame_table, numeric_column, read_entities, writ
 from featctl.query.inputs import parse_weights
 from featctl.query.online import gather, score_refs
 from featctl.query.table import Table
+from featctl.query.values import typed_frame
 from featctl.remote import agent
 from featctl.remote.ssh import q
 from featctl.session import Session
@@ -89,7 +90,7 @@ def score_at(
         frame = _frame(
             cat, refs, entities_file=None, entity_specs=entity_specs, driver_ids=driver_ids, at=at, requests=requests
         )
-    result = _historical_frame(session, record, frame, refs, None)
+    result = typed_frame(_historical_frame(session, record, frame, refs, None), column_types(cat, refs))
     keys = [k for k in cat.keys_for(refs) if k in result.columns]
     cols = keys + ["event_timestamp"] + feats + coef_cols + spec.outputs
     result = result[[c for c in cols if c in result.columns]]
@@ -106,6 +107,12 @@ def score_at(
     table = frame_table(result, title="weighted score (point in time)")
     table.notes = notes
     return table
+
+
+def column_types(cat: Catalog, refs: Sequence[str]) -> dict[str, str]:
+    """Result column -> the declared Feast type of the feature it holds."""
+    types = cat.feature_types()
+    return {ref.partition(":")[2]: types.get(ref, "") for ref in refs}
 
 
 def _frame_checked(cat: Catalog, refs: Sequence[str], frame: Any, path: Path) -> Any:
@@ -156,6 +163,7 @@ def historical(
         )
     record = session.deployment()
     result = _historical_frame(session, record, frame, [] if service else refs, service)
+    result = typed_frame(result, column_types(cat, refs))
     if out is not None:
         write_frame(result, out)
     return frame_table(result, title="historical features")

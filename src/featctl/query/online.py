@@ -22,6 +22,7 @@ from featctl.query.catalog import Catalog, ScoreView, catalog, select_features
 from featctl.query.inputs import parse_weights
 from featctl.query.rows import entity_rows, key_text, request_values
 from featctl.query.table import Table
+from featctl.query.values import type_online
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -175,29 +176,14 @@ def online(
         ),
     )
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
-    _decode_json(columns, dict(zip(wanted, refs)), cat.feature_types())
+    types = cat.feature_types()
+    type_online(columns, {col: types.get(ref, "") for col, ref in zip(wanted, refs)})
     keys = [k for k in ents.keys if k in ents.columns]
     names = keys + [c for c in wanted if c in columns] + [c for c in columns if c not in keys and c not in wanted]
     rows = [[ents.columns[c][i] if c in keys else columns[c][i] for c in names] for i in range(ents.size)]
     table = Table(names, rows, title="online features")
     table.notes = _missing_notes(ents, columns, [c for c in names if c not in keys])
     return table
-
-
-def _decode_json(columns: dict[str, list[Any]], refs_by_column: dict[str, str], types: dict[str, str]) -> None:
-    """Json features as values, as Feast's SDK returns them (the server sends text)."""
-    import json
-
-    for col, ref in refs_by_column.items():
-        if types.get(ref) != "Json" or col not in columns:
-            continue
-        decoded = []
-        for value in columns[col]:
-            try:
-                decoded.append(json.loads(value) if isinstance(value, str) else value)
-            except ValueError:
-                decoded.append(value)
-        columns[col] = decoded
 
 
 def not_finite(value: Any) -> bool:
@@ -230,6 +216,8 @@ def score(
     refs = score_refs(spec)
     ents = gather(cat, refs, entity_specs=entity_specs, driver_ids=driver_ids, extra_requests=coefs)
     columns = _ask(session, record, lambda srv: srv.online_features(ents.columns, features=refs))
+    types = cat.feature_types()
+    type_online(columns, {ref.partition(":")[2]: types.get(ref, "") for ref in refs})
     feats = list(spec.weighted)
     out_cols = ents.keys + feats + [spec.coef(f) for f in feats] + spec.outputs
     rows = []
