@@ -80,6 +80,14 @@ def score_at(
     weights = parse_weights(weight_specs, feats) if weight_specs or entities_file is None else {}
     if entities_file is not None:
         frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+        given = parse_weights(weight_specs, None) if weight_specs else {}
+        both = [f for f in given if spec.coef(f) in frame.columns]
+        if both:
+            raise UsageError(
+                f"--weights {','.join(both)} and the {', '.join(spec.coef(f) for f in both)} column(s) of "
+                f"{entities_file} both weigh {', '.join(both)}: give each weight once (--weights only fills "
+                "weight columns the file lacks)"
+            )
         for f, c in zip(feats, coef_cols):
             if c not in frame.columns:
                 frame[c] = float(weights.get(f, 0.0))

@@ -134,12 +134,38 @@ def gather(
     return ents
 
 
-def _missing_notes(ents: Entities, columns: dict[str, list[Any]], feature_cols: Sequence[str]) -> list[str]:
+def missing_notes(
+    ents: Entities, columns: dict[str, list[Any]], by_view: dict[str, list[str]], computed: Sequence[str] = ()
+) -> list[str]:
+    """Rows the online store does not know: in no view at all, or in some views
+    and not in others (each named). ``by_view``: view -> its columns in the
+    answer; views in ``computed`` (on-demand) never count as missing one."""
+
+    def empty(view: str, i: int) -> bool:
+        return all(columns.get(c, [None] * ents.size)[i] is None for c in by_view[view])
+
     notes = []
+    stored = [v for v in by_view if v not in computed and by_view[v]]
     for i in range(ents.size):
-        if feature_cols and all(columns.get(c, [None] * ents.size)[i] is None for c in feature_cols):
+        if by_view and all(empty(v, i) for v in by_view if by_view[v]):
             notes.append(f"{ents.row_text(i)}: not found in the online store")
+            continue
+        missed = [v for v in stored if empty(v, i)]
+        if missed:
+            found = [v for v in by_view if v not in missed and by_view[v] and not empty(v, i)]
+            notes.append(
+                f"{ents.row_text(i)}: not found in {', '.join(missed)}"
+                + (f" (found in {', '.join(found)})" if found else "")
+                + "; its values from there are null"
+            )
     return notes
+
+
+def _columns_by_view(refs: Sequence[str], wanted: Sequence[str], present: dict[str, list[Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ref, col in zip(refs, wanted):
+        out.setdefault(ref.partition(":")[0], []).extend([col] if col in present else [])
+    return out
 
 
 def online(
@@ -182,7 +208,8 @@ def online(
     names = keys + [c for c in wanted if c in columns] + [c for c in columns if c not in keys and c not in wanted]
     rows = [[ents.columns[c][i] if c in keys else columns[c][i] for c in names] for i in range(ents.size)]
     table = Table(names, rows, title="online features")
-    table.notes = _missing_notes(ents, columns, [c for c in names if c not in keys])
+    odfvs = [v for v in {r.partition(":")[0] for r in refs} if cat.odfv(v) is not None]
+    table.notes = missing_notes(ents, columns, _columns_by_view(refs, wanted, columns), odfvs)
     return table
 
 
@@ -234,6 +261,9 @@ def score(
             row.append(value)
         rows.append(row)
     table = Table(out_cols, rows, title="weighted score")
-    table.notes = _missing_notes(ents, columns, feats)
+    by_view: dict[str, list[str]] = {}
+    for feat, source in spec.weighted.items():
+        by_view.setdefault(source, []).append(feat)
+    table.notes = missing_notes(ents, columns, by_view)
     table.notes += [f"{t}: the score overflowed a 64-bit float (weights too large); shown as null" for t in overflowed]
     return table
