@@ -66,7 +66,7 @@ def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T
         try:
             return _ask_host(session, record, index, call)
         except (FeatureServerError, SSHError) as exc:
-            if isinstance(exc, HostKeyMismatch):
+            if isinstance(exc, HostKeyMismatch) or getattr(exc, "sent", False):
                 raise
             first = first or exc
             session.close_host(index)
@@ -79,8 +79,8 @@ def _ask_host(session: Session, record: Deployment, index: int, call: Callable[[
     server = session.query_server(record, index)
     try:
         return call(server)
-    except FeatureServerError:
-        if server is session.server(record, index):
+    except FeatureServerError as exc:
+        if exc.sent or server is session.server(record, index):
             raise
     return call(session.direct_server(record, index))
 
