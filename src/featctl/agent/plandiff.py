@@ -81,12 +81,18 @@ def field_change(name: str, old: Any, new: Any, releases: list[str]) -> str | No
 
 
 def _named(value: Any) -> dict[str, Any] | None:
+    """Items by name (a feature service's items are view projections, named by their view)."""
     if isinstance(value, (str, bytes)) or not _is_sequence(value):
         return None
-    items = list(value)
-    if not all(isinstance(i, str) or hasattr(i, "name") for i in items):
-        return None
-    return {i if isinstance(i, str) else i.name: i for i in items}
+    out: dict[str, Any] = {}
+    for item in value:
+        name = (
+            item if isinstance(item, str) else getattr(item, "name", None) or getattr(item, "feature_view_name", None)
+        )
+        if not isinstance(name, str) or not name:
+            return None
+        out[name] = item
+    return out
 
 
 def _text(value: Any, releases: list[str]) -> str:
