@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featctl.errors import FeastError, UsageError
+from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.query.catalog import Catalog, catalog
 from featctl.query.inputs import NUMBER, parse_timestamp
 from featctl.query.keys import parse_key
@@ -356,9 +356,15 @@ def push(
             f"{'; '.join(target.offline_blockers)} (its schema reader has no type for such list columns); "
             "nothing was pushed; --to online works"
         )
-    for step in ("offline", "online"):  # offline first: if Feast refuses the rows, nothing was written
-        if to in (step, "both"):
-            _send(session, record, target.name, payload(target, rows, step), step)
+    if to in ("offline", "both"):  # offline first: if Feast refuses the rows, nothing was written
+        _send(session, record, target.name, payload(target, rows, "offline"), "offline")
+    if to in ("online", "both"):
+        try:
+            _send(session, record, target.name, payload(target, rows, "online"), "online")
+        except FeatctlError as exc:
+            if to == "both":
+                exc.message = f"the rows are in the offline store, but the online write failed: {exc.message}"
+            raise
     size = len(rows[target.timestamp])
     return PushResult(push_source=target.name, views=target.views, rows=size, to=to)
 
