@@ -5,11 +5,11 @@ format, `featctl push` online, offline and both read back with `online` and
 `historical`, status, plan rows, the score weight conflict and the per-view
 notice. One deployment for the module.
 
-The repository gets a second push source, `user_totals_push`, whose view has
-no Array(String) feature: Feast 0.67's file offline store cannot append to a
-data file with one (featctl refuses that push, tested here), so the offline
-and both pushes go through it. It also gets a feature service and a `_coef`
-score view over it. Every answer is compared with the pandas point-in-time
+The repository gets a second push source, `user_totals_push`, and its view
+(so an entity row can be in one view and not the other), a feature service
+and a `_coef` score view over it. The offline push into `user_events` (an
+Array(String) feature) needs featctl's fix of Feast 0.67 (agent/compat.py).
+Every answer is compared with the pandas point-in-time
 reference (`point_in_time`) over the repository's data plus the rows pushed.
 """
 
@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import featctl
 from tests.integration.conftest import Deployed, processes_under
-from tests.userrepos import point_in_time, write_events
+from tests.userrepos import events_frame, point_in_time, write_events, write_events_data
 
 pytestmark = pytest.mark.integration
 
@@ -330,13 +330,13 @@ def test_push_refusals_are_one_line(events, tmp_path):
     at = datetime.now(timezone.utc)
     before = events.json("online", "-e", "user_id=3", "-f", "user_events:clicks,user_events:tags")
     args, _ = push_row_args(3, at)
-    for extra, code, words in (
-        (["--to", "offline"], 5, "tags is Array(String)"),  # Feast 0.67's file store cannot append it
-        (["--to", "both"], 5, "nothing was pushed"),
-        (["--set", "clicks=4"], 2, "--set clicks is given twice"),
+    for extra, words in (
+        (["--set", "clicks=4"], "--set clicks is given twice"),
+        (["--set", "embedding=[0.1,"], "embedding is not a JSON array"),
+        (["--to", "sideways"], "--to 'sideways' is not one of online, offline, both"),
     ):
         res = events.run(*args, *extra)
-        assert res.returncode == code, res.stderr
+        assert res.returncode == 2, res.stderr
         assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     res = events.run("push", "--view", "user_events", "--entity", "user_id=3")
     assert res.returncode == 2 and "fed by user_events_push" in res.stderr
@@ -383,17 +383,35 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_push_offline_then_both_read_back(events, tmp_path):
-    online_before = events.json("online", "-e", "user_id=3", "-e", "user_id=4", "-f", "user_totals:total_clicks")
+    online_before = events.json(
+        "online", "-e", "user_id=3", "-e", "user_id=4", "-f", "user_events:clicks,user_events:tags,user_totals:score"
+    )
     t1 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=3)
+    # Offline into user_events (an Array(String) feature: Feast 0.67 needs featctl's fix), from parquet.
+    pushed_events = events_frame([3, 4], [t1], seed=5)
+    write_events_data(tmp_path / "events.parquet", pushed_events)
+    res = events.run(
+        "push", "--view", "user_events_push", "--entities", str(tmp_path / "events.parquet"), "--to", "offline"
+    ).ok()
+    assert "pushed 2 row(s) through user_events_push into user_events (the offline store)" in res.stderr
+    # Offline into user_totals, from CSV (empty cells: nulls).
     first = pushed_totals(t1, [3, 4], seed=1)
     write_push_csv(first, tmp_path / "offline.csv")
-    res = events.run(
+    events.run(
         "push", "--view", "user_totals_push", "--entities", str(tmp_path / "offline.csv"), "--to", "offline"
     ).ok()
-    assert "(the offline store)" in res.stderr
     # Offline only: the online store still answers the materialized rows.
     assert (
-        events.json("online", "-e", "user_id=3", "-e", "user_id=4", "-f", "user_totals:total_clicks") == online_before
+        events.json(
+            "online",
+            "-e",
+            "user_id=3",
+            "-e",
+            "user_id=4",
+            "-f",
+            "user_events:clicks,user_events:tags,user_totals:score",
+        )
+        == online_before
     )
     # Both, from parquet, for user 4 again (newer) and user 8 (new): offline first, then online.
     t2 = t1 + timedelta(minutes=1)
@@ -408,24 +426,35 @@ def test_push_offline_then_both_read_back(events, tmp_path):
     )
     assert_rows(got, typed(second), TOTALS)
     assert got[0]["total_purchases"] is None and got[1]["active"] is None
-    # historical reads the original rows and both pushes, point in time.
-    source = pd.concat([events.totals, typed(first), typed(second)], ignore_index=True)
+    # historical reads the original rows and every push, point in time, both views at once.
     t3 = t2 + timedelta(minutes=2)
-    ents = entity_file(
-        tmp_path / "ents.csv", [(3, t3), (4, t3), (4, t1), (8, t3), (2, t3), (1, t1 - timedelta(days=1))]
+    rows = [(3, t3), (4, t3), (4, t1), (4, t1 - timedelta(seconds=1)), (8, t3), (2, t3), (1, t1 - timedelta(days=1))]
+    ents = entity_file(tmp_path / "ents.csv", rows)
+    event_feats = [*EVENT_FEATURES, *LISTS]
+    events_ref = point_in_time(
+        ents,
+        pd.concat([events.source, pushed_events], ignore_index=True),
+        ["user_id"],
+        event_feats,
+        timestamp="event_timestamp",
+        created="created",
+        ttl=TTL,
     )
-    reference = point_in_time(
-        ents, source, ["user_id"], TOTALS, timestamp="event_timestamp", created="created", ttl=TTL
+    totals_ref = point_in_time(
+        ents,
+        pd.concat([events.totals, typed(first), typed(second)], ignore_index=True),
+        ["user_id"],
+        TOTALS,
+        timestamp="event_timestamp",
+        created="created",
+        ttl=TTL,
     )
-    hist = events.json(
-        "historical",
-        "--entities",
-        str(tmp_path / "ents.csv"),
-        "--features",
-        ",".join(f"user_totals:{f}" for f in TOTALS),
-    )
-    assert_rows(hist, reference, TOTALS)
-    assert hist[4]["total_purchases"] is None and isinstance(hist[0]["total_purchases"], (int, type(None)))
+    refs = [f"user_events:{f}" for f in event_feats] + [f"user_totals:{f}" for f in TOTALS]
+    hist = events.json("historical", "--entities", str(tmp_path / "ents.csv"), "--features", ",".join(refs))
+    assert_rows(hist, events_ref, event_feats)
+    assert_rows(hist, totals_ref, TOTALS)
+    assert hist[0]["tags"] == pushed_events["tags"][0] and hist[2]["clicks"] == int(pushed_events["clicks"][1])
+    assert hist[5]["total_purchases"] is None and isinstance(hist[0]["total_purchases"], (int, type(None)))
 
 
 # --- score and plan (item 7) --------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def deploy(
     stores: o.Stores = None,
     hosts: o.Hosts = None,
     take_over: o.TakeOver = False,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -88,10 +90,17 @@ def deploy(
 ) -> None:
     """Create the host with Terraform, upload the feature repo, install Feast, apply, materialize and serve.
 
-    Running it again converges: only what changed is uploaded, applied or restarted.
+    Running it again converges: only what changed is uploaded, applied or restarted. A data file that
+    Feast changed on the host (offline pushes) is never overwritten silently: see --keep-host-data and
+    --overwrite-data.
+
+    Example: featctl deploy --stores redis
     """
+    data = o.data_policy(keep_host_data, overwrite_data)
     if check:
         plan(
+            keep_host_data=keep_host_data,
+            overwrite_data=overwrite_data,
             target=target,
             name=name,
             server_port=server_port,
@@ -123,12 +132,17 @@ def deploy(
     )
     with_ssh_options(session, ssh_flags)
     try:
-        result = run(session, take_over=take_over)
+        result = run(session, take_over=take_over, data=data)
     finally:
         rep.close()
         session.close()
     for msg in result.data_messages:
         rep.info(msg)
+    for rel in result.kept:
+        rep.info(
+            f"{rel} changed on the host since featctl uploaded it (offline pushes): kept the host's copy "
+            "(--overwrite-data replaces it with this machine's)"
+        )
     for r in result.cleaned:
         rep.info(f"removed {r['state']} release {r['id']}")
     where = f"{result.target} host {result.host}:{result.port} ({result.host_key_fingerprint})"
@@ -164,6 +178,8 @@ def plan(
     ] = None,
     stores: o.Stores = None,
     hosts: o.Hosts = None,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -171,9 +187,11 @@ def plan(
 ) -> None:
     """Show what `featctl deploy` would change; change nothing.
 
-    One row per change: Terraform resources, files to upload or remove, the Feast environment, and the
-    Feast objects (feature views, entities, sources, services) a deploy would create, update or delete,
-    with the fields that differ (feast plan's diff, without what only the release directory changes).
+    One row per change: Terraform resources, files to upload or remove, files the host changed since
+    featctl uploaded them (offline pushes: kept, or a conflict when they changed here too), the Feast
+    environment, and the Feast objects (feature views, entities, sources, services) a deploy would
+    create, update or delete, with the fields that differ (feast plan's diff, without what only the
+    release directory changes).
     """
     from featctl.cli.render import dumps_json, render
     from featctl.lifecycle.plan import plan as run
@@ -191,7 +209,7 @@ def plan(
         hosts=hosts,
     )
     try:
-        result = run(session)
+        result = run(session, data=o.data_policy(keep_host_data, overwrite_data))
     finally:
         rep.close()
         session.close()
@@ -209,6 +227,8 @@ def plan(
             "terraform": result.terraform,
             "upload": result.upload,
             "remove": result.remove,
+            "kept_host_data": result.kept,
+            "conflicts": result.conflicts,
             "install_feast": result.install_feast,
             "registry": registry,
         }

@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featctl.errors import FeastError, FeatctlError, UsageError
+from featctl.errors import FeatctlError, UsageError
 from featctl.query.catalog import Catalog, catalog
 from featctl.query.inputs import NUMBER, parse_timestamp
 from featctl.query.keys import parse_key
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 DESTINATIONS = ("online", "offline", "both")
 _SCALARS = ("Int32", "Int64", "Float32", "Float64", "String", "Bool", "UnixTimestamp", "Json")
-#: List element types Feast 0.67's file offline store can append: its schema reader
-#: (feast.type_map.pa_to_feast_value_type) knows ``list<element: X>`` only for these.
-FILE_STORE_LIST_ELEMENTS = ("Int32", "Int64", "Float32", "Float64", "Bool")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -59,8 +56,6 @@ class PushTarget:
     features: dict[str, str]
     timestamp: str
     created: str | None
-    #: why an offline push cannot work (Feast's own limits), empty when it can
-    offline_blockers: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> dict[str, str]:
@@ -109,13 +104,6 @@ def push_target(cat: Catalog, name: str) -> PushTarget:
                 f"featctl push does not carry {dtype} values ({col} of push source {name}); "
                 "push with Feast's SDK (featctl connect)"
             )
-    blockers = []
-    if any(v.get("source") and not str(v["source"]).startswith("postgres:") for v in fed):  # a parquet file
-        blockers = [
-            f"{col} is {dtype}"
-            for col, dtype in features.items()
-            if element_type(dtype) is not None and element_type(dtype) not in FILE_STORE_LIST_ELEMENTS
-        ]
     return PushTarget(
         name=name,
         views=[v["name"] for v in fed],
@@ -123,7 +111,6 @@ def push_target(cat: Catalog, name: str) -> PushTarget:
         features=features,
         timestamp=str(src.get("timestamp_field") or "event_timestamp"),
         created=src.get("created_timestamp_column") or None,
-        offline_blockers=blockers,
     )
 
 
@@ -350,12 +337,6 @@ def push(
         rows = rows_from_file(target, entities_file, now)
     else:
         rows = rows_from_options(target, entity_specs, set_specs, at, now)
-    if to != "online" and target.offline_blockers:
-        raise FeastError(
-            f"Feast 0.67's file offline store cannot append to the data file of {', '.join(target.views)}: "
-            f"{'; '.join(target.offline_blockers)} (its schema reader has no type for such list columns); "
-            "nothing was pushed; --to online works"
-        )
     if to in ("offline", "both"):  # offline first: if Feast refuses the rows, nothing was written
         _send(session, record, target.name, payload(target, rows, "offline"), "offline")
     if to in ("online", "both"):
