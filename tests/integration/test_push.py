@@ -330,12 +330,13 @@ def test_push_refusals_are_one_line(events, tmp_path):
     at = datetime.now(timezone.utc)
     before = events.json("online", "-e", "user_id=3", "-f", "user_events:clicks,user_events:tags")
     args, _ = push_row_args(3, at)
-    for extra, words in (
-        (["--set", "clicks=4"], "--set clicks is given twice"),
-        (["--set", "embedding=[0.1,"], "embedding is not a JSON array"),
-        (["--to", "sideways"], "--to 'sideways' is not one of online, offline, both"),
+    bad_list = [a if not a.startswith("embedding=") else "embedding=[0.1," for a in args]
+    for run, words in (
+        ([*args, "--set", "clicks=4"], "--set clicks is given twice"),
+        (bad_list, "embedding is not a JSON array"),
+        ([*args, "--to", "sideways"], "--to 'sideways' is not one of online, offline, both"),
     ):
-        res = events.run(*args, *extra)
+        res = events.run(*run)
         assert res.returncode == 2, res.stderr
         assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     res = events.run("push", "--view", "user_events", "--entity", "user_id=3")
