@@ -328,7 +328,9 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
             refs.extend(f"{view}:{c.name}" for c in proj.feature_columns)
         services.append({"name": fs.spec.name, "features": refs})
 
-    pushes = _push_sources(proto, project, mine(proto.feature_views) + mine(proto.stream_feature_views))
+    from .pushsources import push_sources
+
+    pushes = push_sources(proto, project, mine(proto.feature_views) + mine(proto.stream_feature_views))
 
     def by_name(d: dict[str, Any]) -> str:
         return str(d["name"])
@@ -343,39 +345,6 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
         "feature_services": sorted(services, key=by_name),
         "push_sources": sorted(pushes, key=by_name),
     }
-
-
-def _is_push(source: Any) -> bool:
-    enum = source.DESCRIPTOR.fields_by_name["type"].enum_type
-    value = enum.values_by_number.get(source.type)
-    return value is not None and value.name == "PUSH_SOURCE"
-
-
-def _push_sources(proto: Any, project: str, views: list[Any]) -> list[dict[str, Any]]:
-    """Push sources and the feature views they feed (Feast's /push writes to
-    every view whose stream source is the push source), with the columns a push
-    carries: the batch source's timestamp fields and field mapping."""
-
-    def entry(src: Any) -> dict[str, Any]:
-        batch = src.batch_source
-        return {
-            "name": src.name,
-            "batch_source": batch.name or None,
-            "source": _source_path(batch) if src.HasField("batch_source") else None,
-            "timestamp_field": batch.timestamp_field or src.timestamp_field,
-            "created_timestamp_column": batch.created_timestamp_column or src.created_timestamp_column or None,
-            "field_mapping": dict(batch.field_mapping),
-            "views": [],
-        }
-
-    out: dict[str, dict[str, Any]] = {}
-    for ds in proto.data_sources:
-        if ds.project == project and _is_push(ds):
-            out.setdefault(ds.name, entry(ds))
-    for fv in views:
-        if fv.spec.HasField("stream_source") and _is_push(fv.spec.stream_source):
-            out.setdefault(fv.spec.stream_source.name, entry(fv.spec.stream_source))["views"].append(fv.spec.name)
-    return list(out.values())
 
 
 def cmd_describe(args: argparse.Namespace) -> dict[str, Any]:
