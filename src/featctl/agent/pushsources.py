@@ -4,9 +4,8 @@ fields and field mapping)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-from .registry import _source_path as source_path
 
 
 def _is_push(source: Any) -> bool:
@@ -15,10 +14,13 @@ def _is_push(source: Any) -> bool:
     return value is not None and value.name == "PUSH_SOURCE"
 
 
-def push_sources(proto: Any, project: str, views: list[Any]) -> list[dict[str, Any]]:
+def push_sources(
+    proto: Any, project: str, views: list[Any], source_path: Callable[[Any], str | None]
+) -> list[dict[str, Any]]:
     """Push sources and the feature views they feed (Feast's /push writes to
     every view whose stream source is the push source), with the columns a push
-    carries: the batch source's timestamp fields and field mapping."""
+    carries: the batch source's timestamp fields and field mapping.
+    ``source_path``: registry.py's reading of a batch source's path."""
 
     def entry(src: Any) -> dict[str, Any]:
         batch = src.batch_source
