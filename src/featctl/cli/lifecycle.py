@@ -83,6 +83,8 @@ def deploy(
     stores: o.Stores = None,
     hosts: o.Hosts = None,
     take_over: o.TakeOver = False,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -90,10 +92,17 @@ def deploy(
 ) -> None:
     """Create the host with Terraform, upload the feature repo, install Feast, apply, materialize and serve.
 
-    Running it again converges: only what changed is uploaded, applied or restarted.
+    Running it again converges: only what changed is uploaded, applied or restarted. A data file that
+    Feast changed on the host (offline pushes) is never overwritten silently: see --keep-host-data and
+    --overwrite-data.
+
+    Example: featctl deploy --stores redis
     """
+    data = o.data_policy(keep_host_data, overwrite_data)
     if check:
         plan(
+            keep_host_data=keep_host_data,
+            overwrite_data=overwrite_data,
             target=target,
             name=name,
             server_port=server_port,
@@ -125,12 +134,17 @@ def deploy(
     )
     with_ssh_options(session, ssh_flags)
     try:
-        result = run(session, take_over=take_over)
+        result = run(session, take_over=take_over, data=data)
     finally:
         rep.close()
         session.close()
     for msg in result.data_messages:
         rep.info(msg)
+    for rel in result.kept:
+        rep.info(
+            f"{rel} changed on the host since featctl uploaded it (offline pushes): kept the host's copy "
+            "(--overwrite-data replaces it with this machine's)"
+        )
     for r in result.cleaned:
         rep.info(f"removed {r['state']} release {r['id']}")
     where = f"{result.target} host {result.host}:{result.port} ({result.host_key_fingerprint})"
@@ -168,12 +182,21 @@ def plan(
     ] = None,
     stores: o.Stores = None,
     hosts: o.Hosts = None,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing."""
+    """Show what `featctl deploy` would change; change nothing.
+
+    One row per change: Terraform resources, files to upload or remove, files the host changed since
+    featctl uploaded them (offline pushes: kept, or a conflict when they changed here too), the Feast
+    environment, and the Feast objects (feature views, entities, sources, services) a deploy would
+    create, update or delete, with the fields that differ (feast plan's diff, without what only the
+    release directory changes).
+    """
     from featctl.cli.render import dumps_json, render
     from featctl.lifecycle.plan import plan as run
     from featctl.query.table import Table
@@ -190,35 +213,33 @@ def plan(
         hosts=hosts,
     )
     try:
-        result = run(session)
+        result = run(session, data=o.data_policy(keep_host_data, overwrite_data))
     finally:
         rep.close()
         session.close()
     for note in result.notes:
         rep.info(note)
     if fmt == "json":
-        ENV.stdout.write(
-            dumps_json(
-                {
-                    "target": result.target,
-                    "changes": result.changes,
-                    "terraform": result.terraform,
-                    "upload": result.upload,
-                    "remove": result.remove,
-                    "install_feast": result.install_feast,
-                    "registry": result.registry,
-                }
-            )
-            + "\n"
-        )
+        registry = None
+        if result.registry is not None:
+            registry = [
+                {"kind": r.kind, "name": r.name, "change": r.change, "fields": list(r.fields)} for r in result.registry
+            ]
+        doc = {
+            "target": result.target,
+            "changes": result.changes,
+            "terraform": result.terraform,
+            "upload": result.upload,
+            "remove": result.remove,
+            "kept_host_data": result.kept,
+            "conflicts": result.conflicts,
+            "install_feast": result.install_feast,
+            "registry": registry,
+        }
+        ENV.stdout.write(dumps_json(doc) + "\n")
         return
-    rows = [["terraform", c["address"], "/".join(c["actions"])] for c in result.terraform]
-    rows += [["file", p, "upload"] for p in result.upload] + [["file", p, "remove"] for p in result.remove]
-    if result.install_feast:
-        rows.append(["host", "Feast environment", "install"])
-    render(Table(["kind", "name", "change"], rows, title="planned changes"), fmt, ENV.stdout)
-    if result.registry and fmt == "table":
-        ENV.stdout.write(f"feast registry: {result.registry.strip()}\n")
+    rows = [[r.kind, r.name, r.change, ", ".join(r.fields)] for r in result.rows()]
+    render(Table(["kind", "name", "change", "fields"], rows, title="planned changes"), fmt, ENV.stdout)
     if not result.changes:
         rep.info("no changes: deploy would upload, apply and restart nothing")
 
@@ -288,4 +309,3 @@ def destroy(
         rep.info(msg)
     if result.destroyed:
         rep.info(f"destroyed the {result.target} deployment")
-

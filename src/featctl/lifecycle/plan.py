@@ -17,6 +17,17 @@ from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
 
 
+@dataclass(frozen=True)
+class PlanRow:
+    """One planned change: what kind of thing, which one, what happens to it,
+    and (registry objects) the fields that differ."""
+
+    kind: str
+    name: str
+    change: str
+    fields: tuple[str, ...] = ()
+
+
 @dataclass
 class PlanResult:
     target: str
@@ -24,15 +35,37 @@ class PlanResult:
     upload: list[str] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     install_feast: bool = False
-    registry: str | None = None
+    #: Feast objects a deploy would create, update or delete (only those that
+    #: really change); None when unknown (nothing deployed, the host silent).
+    registry: list[PlanRow] | None = None
     notes: list[str] = field(default_factory=list)
+    #: Files the host changed since featctl uploaded them (offline pushes): deploy keeps the host's copy.
+    kept: list[str] = field(default_factory=list)
+    #: Of those, files changed here too: deploy stops on them without --keep-host-data/--overwrite-data.
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
         return bool(self.terraform or self.upload or self.remove or self.install_feast)
 
+    def rows(self) -> list[PlanRow]:
+        """Every planned change, Terraform first, then files (host-written ones kept), the host, the registry."""
+        rows = [PlanRow("terraform", c["address"], "/".join(c["actions"])) for c in self.terraform]
+        rows += [PlanRow("file", p, "upload") for p in self.upload] + [
+            PlanRow("file", p, "remove") for p in self.remove
+        ]
+        rows += [
+            PlanRow(
+                "file", p, "conflict: changed on the host and here" if p in self.conflicts else "keep the host's copy"
+            )
+            for p in self.kept
+        ]
+        if self.install_feast:
+            rows.append(PlanRow("host", "Feast environment", "install"))
+        return rows + list(self.registry or [])
 
-def plan(session: Session) -> PlanResult:
+
+def plan(session: Session, *, data: str = "ask") -> PlanResult:
     """What ``deploy`` would change: the Terraform plan, the files, the Feast registry diff.
 
     Changes nothing: the registry diff comes from ``feast plan`` run in a
@@ -69,8 +102,9 @@ def plan(session: Session) -> PlanResult:
         result.notes += local.notes
         if not (record and record.host and record.stage == "deployed"):
             result.upload = sorted(local.manifest)
-            result.registry = "everything in the repository (first feast apply)"
-            result.notes.append("nothing is deployed from this workspace yet")
+            result.notes.append(
+                "nothing is deployed from this workspace yet: deploy applies everything in the repository"
+            )
             return result
         try:
             conn = session.connection(record)
@@ -81,8 +115,20 @@ def plan(session: Session) -> PlanResult:
             return result
         layout = session.layout(record)
         host = releases.state(conn, layout)
-        result.upload = sorted(rel for rel, digest in local.manifest.items() if host.manifest.get(rel) != digest)
-        result.remove = sorted(set(host.manifest) - set(local.manifest))
+        files = releases.file_plan(local, host, data)
+        result.upload, result.remove = sorted(files.upload), files.remove
+        result.kept, result.conflicts = files.kept, files.conflicts if data == "ask" else []
+        for rel in files.kept:
+            if rel in result.conflicts:
+                result.notes.append(
+                    f"{rel} changed on the host since featctl uploaded it and here too: deploy stops unless given "
+                    "--keep-host-data or --overwrite-data"
+                )
+            else:
+                result.notes.append(
+                    f"{rel} changed on the host since featctl uploaded it (offline pushes): deploy keeps the "
+                    "host's copy (--overwrite-data replaces it)"
+                )
         cfg = local.config
         spec = agent.EnvSpec(tuple(cfg.extras) if cfg else (), tuple(s.host_requirements))
         wanted = layout.with_env(spec.name)
@@ -94,13 +140,13 @@ def plan(session: Session) -> PlanResult:
         # The registry diff runs with the environment deploy would use, when it exists.
         layout = wanted if ready else layout.with_env(cur.env if cur else None)
         if not (result.upload or result.remove or result.install_feast) or host.current is None:
-            result.registry = "no changes" if host.current else None
+            result.registry = [] if host.current else None
             return result
         scratch = f"plan-{releases.new_release_id()}"
         with releases.deploy_lock(conn, layout, holder("plan")):
             try:
                 releases.prepare(conn, layout, scratch)
-                releases.upload(conn, local, layout, scratch, host.manifest)
+                releases.upload(conn, local, layout, scratch, files)
                 agent.run_agent(
                     conn,
                     layout,
@@ -109,7 +155,17 @@ def plan(session: Session) -> PlanResult:
                     timeout=120,
                     repo=layout.release(scratch),
                 )
-                result.registry = agent.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
+                diff = agent.run_agent(
+                    conn,
+                    layout,
+                    "registry-diff",
+                    ["--from", layout.release(host.current)],
+                    timeout=s.command_timeout,
+                    repo=layout.release(scratch),
+                )
+                result.registry = [
+                    PlanRow(c["kind"], c["name"], c["change"], tuple(c.get("fields", []))) for c in diff["changes"]
+                ]
             finally:
                 conn.run(f"rm -rf {q(layout.release(scratch))}", timeout=120, check=False)
     return result
