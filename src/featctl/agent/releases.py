@@ -47,6 +47,7 @@ def releases(base: str) -> list[dict[str, Any]]:
     (alive without a supervisor when the supervisor was killed)."""
     root = os.path.join(base, "releases")
     out = []
+    # A directory without featctl's metadata is not a release featctl made: never listed, never removed.
     ids = [r for r in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, r, META))] if os.path.isdir(root) else []
     # Services systemd runs (one systemctl call for all): their main pids.
     unit_of = {rid: units.release_units(base, rid) for rid in ids}
