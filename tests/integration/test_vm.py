@@ -210,6 +210,21 @@ def test_a_new_release_replaces_its_units(vm):
     test_score_matches_pandas(vm)
 
 
+def test_a_guest_that_went_down_is_booted_again_and_serves_the_same_release(vm):
+    """As after this machine rebooted: the guest is gone, its disk stays."""
+    rec = vm.record()
+    [m] = rec["outputs"]["machines"]
+    stop = vm.workspace / "terraform" / "vm" / "scripts" / "stop-guest.sh"
+    subprocess.run(["sh", str(stop)], env={**os.environ, "MACHINE_DIR": m["machine_dir"]}, check=True, timeout=120)
+    assert status(vm)["ssh"].startswith("no answer")
+    res = vm.run("deploy").ok()
+    assert "guest 0 is not running; Terraform will restart it" in res.stderr
+    # systemd started the enabled unit at boot: the same release serves, nothing rebuilt.
+    assert "nothing changed" in res.stderr, res.stderr
+    assert vm.record()["release"] == rec["release"]
+    test_score_matches_pandas(vm)
+
+
 def test_destroy_leaves_no_process_port_disk_or_key(vm):
     rec = vm.record()
     machines = rec["outputs"]["machines"]

@@ -170,7 +170,7 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             result.kept = files.kept
             cur = host.current_release
             healthy, registry = (
-                release_health(conn, layout.with_env(cur.env), cur)
+                release_health(conn, layout.with_env(cur.env), cur, patient=True)
                 if cur is not None
                 else (Health(False, "nothing serves"), None)
             )
