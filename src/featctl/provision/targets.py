@@ -157,17 +157,24 @@ def stack_variables(
         ports = dict(previous.get("store_ports") or {})
         for store in servers:
             ports.setdefault(store, free_loopback_port())
-        return {
+        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
+        local = {
             **common,
             "ssh_user": getpass.getuser(),
             "remote_base_dir": host_dirs[0]["remote_base_dir"],
             "host_dirs": host_dirs,
-            "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
+            "listen_address": listen,
             "uv_path": extra.pop("uv_path", local_uv()),
             "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
             "store_ports": {s: int(ports[s]) for s in servers},
             **extra,
         }
+        if servers:
+            from featctl.provision.tls import ensure_store_tls
+
+            # The hosts reach the stores at listen_address: verify-full checks that name.
+            local["tls"] = ensure_store_tls(workspace, [listen, "localhost"], label=name)
+        return local
     if target == "yandex":
         return {
             **common,

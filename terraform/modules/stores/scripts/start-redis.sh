@@ -1,11 +1,12 @@
 #!/bin/sh
-# Start the local target's Redis on loopback with the password featctl
-# generated (requirepass, from a 0600 config file: never on a command line),
-# its data and log in DATA_DIR. Idempotent: a Redis already running from this
-# directory is left alone.
+# Start featctl's Redis: TLS only (no plain-text port), with the server
+# certificate featctl generated and the password featctl generated
+# (requirepass, from a 0600 config file: never on a command line), its data,
+# log and copies of the certificate and key in DATA_DIR. Idempotent: a Redis
+# already running from this directory is left alone.
 set -eu
 
-: "${DATA_DIR:?}" "${PORT:?}" "${PASSWORD_FILE:?}"
+: "${DATA_DIR:?}" "${PORT:?}" "${PASSWORD_FILE:?}" "${TLS_CA:?}" "${TLS_CERT:?}" "${TLS_KEY:?}"
 REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 LISTEN_ADDRESS="${LISTEN_ADDRESS:-127.0.0.1}"
 
@@ -13,6 +14,12 @@ if [ ! -x "$REDIS_SERVER" ]; then
   echo "featctl local target: redis-server not found at $REDIS_SERVER (install the redis-server package)" >&2
   exit 1
 fi
+for f in "$TLS_CA" "$TLS_CERT" "$TLS_KEY"; do
+  if [ ! -f "$f" ]; then
+    echo "featctl local target: TLS file $f does not exist (featctl generates it: run featctl deploy)" >&2
+    exit 1
+  fi
+done
 umask 077
 mkdir -p "$DATA_DIR"
 pidfile="$DATA_DIR/redis.pid"
@@ -21,9 +28,20 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 fi
 # Redis config strings in double quotes, with \ and " escaped.
 qs() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+# The server's own copies (0600, beside its data): the workspace's files may change under it.
+mkdir -p "$DATA_DIR/tls"
+cp "$TLS_CA" "$DATA_DIR/tls/ca.crt"
+cp "$TLS_CERT" "$DATA_DIR/tls/server.crt"
+cp "$TLS_KEY" "$DATA_DIR/tls/server.key"
 {
   echo "bind $LISTEN_ADDRESS"
-  echo "port $PORT"
+  # TLS only: no plain-text port; clients log in with the password, not a certificate.
+  echo "port 0"
+  echo "tls-port $PORT"
+  echo "tls-cert-file $(qs "$DATA_DIR/tls/server.crt")"
+  echo "tls-key-file $(qs "$DATA_DIR/tls/server.key")"
+  echo "tls-ca-cert-file $(qs "$DATA_DIR/tls/ca.crt")"
+  echo "tls-auth-clients no"
   echo "protected-mode yes"
   echo "requirepass $(qs "$(cat "$PASSWORD_FILE")")"
   echo "daemonize yes"
