@@ -240,21 +240,22 @@ class Stack:
         return {k: v.get("value") for k, v in raw.items() if not v.get("sensitive")}
 
     def has_resource(self, address: str) -> bool:
-        """Whether the state holds ``address`` (``type.name`` or ``type.name[i]``)."""
+        """Whether the state holds ``address`` (``[module.<name>.]type.name[[i]]``)."""
         import re
 
-        m = re.fullmatch(r"([\w-]+)\.([\w-]+)(?:\[(\d+)\])?", address)
+        m = re.fullmatch(r"((?:module\.[\w-]+\.)*)([\w-]+)\.([\w-]+)(?:\[(\d+)\])?", address)
         if m is None:
             return False
+        module = m[1].rstrip(".") or None
         try:
             resources = json.loads((self.workdir / "terraform.tfstate").read_text()).get("resources", [])
         except (OSError, ValueError):
             return False
         for r in resources:
-            if (r.get("type"), r.get("name")) != (m[1], m[2]):
+            if (r.get("module"), r.get("mode", "managed"), r.get("type"), r.get("name")) != (module, "managed", m[2], m[3]):
                 continue
             keys = [inst.get("index_key") for inst in r.get("instances", [])]
-            return (m[3] is None and keys == [None]) or (m[3] is not None and int(m[3]) in keys)
+            return (m[4] is None and keys == [None]) or (m[4] is not None and int(m[4]) in keys)
         return False
 
     @property
