@@ -103,6 +103,9 @@ class Deployment:
     #: Shared stores -> where the hosts reach them (Terraform's ``stores``
     #: output: host, port, database, user; never a secret).
     stores: dict[str, Any] = field(default_factory=dict)
+    #: What the serving release's health check reads (the agent's ``probe``):
+    #: ``materialize`` checks the online values against it without SSH.
+    probe: dict[str, Any] = field(default_factory=dict)
     stage: str = "new"
     version: int = RECORD_VERSION
 

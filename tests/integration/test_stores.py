@@ -163,6 +163,54 @@ def _redis(chain: Chain, *args: str) -> str:
     return out.stdout.strip()
 
 
+def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_path) -> None:
+    """The PostgreSQL offline store's point-in-time join (agent/pg_join.py):
+    many entity rows with repeats, rows before and after every TTL, unknown
+    drivers; values as the pandas reference on the same parquet files, and the
+    same entity row alone gives the same value as inside the file."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.userrepos import point_in_time
+
+    d = chain.d
+    stats = pd.read_parquet(d.repo / "data" / "driver_stats.parquet")
+    prod = pd.read_parquet(d.repo / "data" / "driver_stats_with_productivity.parquet")
+    rng = np.random.default_rng(171)
+    lo, hi = stats["event_timestamp"].min(), stats["event_timestamp"].max()
+    n = 4000
+    span = (hi - lo) + pd.Timedelta(days=10)
+    ents = pd.DataFrame(
+        {
+            "driver_id": rng.choice([*sorted(stats["driver_id"].unique()), 999999], n),
+            "event_timestamp": lo - pd.Timedelta(days=1) + pd.to_timedelta(rng.uniform(0, 1, n) * span.value, unit="ns"),
+        }
+    )
+    ents = pd.concat([ents, ents.iloc[:400]], ignore_index=True)
+    ents["event_timestamp"] = ents["event_timestamp"].dt.floor("us")
+    ents.to_parquet(tmp_path / "e.parquet", index=False)
+    refs = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_productivity_metrics:productivity"
+    featctl("historical", "--entities", str(tmp_path / "e.parquet"), "-f", refs, "--out", str(tmp_path / "o.parquet"),
+            cwd=d.root, timeout=600).ok()
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    want = point_in_time(ents, stats, ["driver_id"], ["conv_rate", "avg_daily_trips"], timestamp="event_timestamp",
+                         created="created", ttl=pd.Timedelta(days=1).to_pytimedelta())
+    want["productivity"] = point_in_time(ents, prod, ["driver_id"], ["productivity"], timestamp="event_timestamp",
+                                         created="created", ttl=pd.Timedelta(days=7).to_pytimedelta())["productivity"]
+    assert len(got) == len(ents) and got["driver_id"].tolist() == ents["driver_id"].tolist()
+    for c in ("conv_rate", "avg_daily_trips", "productivity"):
+        g, w = got[c].astype("float64").to_numpy(), want[c].astype("float64").to_numpy()
+        assert (np.isnan(g) == np.isnan(w)).all(), c
+        assert np.nanmax(np.abs(g - w)) == 0.0, c
+        assert np.isnan(g).any() and (~np.isnan(g)).sum() > 100, c  # both kinds of rows are in the data
+    assert str(got["conv_rate"].dtype) == "float32"  # as on the file store, not PostgreSQL's float64
+    assert str(got["avg_daily_trips"].dtype) == "Int32"  # nulls keep integers integers
+    row = int(np.flatnonzero(~np.isnan(got["conv_rate"].astype("float64").to_numpy()))[0])
+    alone = d.json("historical", "-d", str(ents["driver_id"][row]), "--at", ents["event_timestamp"][row].isoformat(),
+                   "-f", "driver_hourly_stats:conv_rate")
+    assert [r["conv_rate"] for r in alone] == [pytest.approx(float(got["conv_rate"][row]), rel=1e-7)]
+
+
 def test_registry_rows_are_in_postgres_and_online_values_in_redis(chain: Chain) -> None:
     views = _psql(chain, "SELECT feature_view_name FROM feature_views WHERE project_id = 'featctl_drivers'")
     assert "driver_hourly_stats" in views.split()

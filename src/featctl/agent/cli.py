@@ -113,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--state", choices=("preparing", "ready", "failed"))
             sp.add_argument("--port", type=int)
             sp.add_argument("--env")
+            sp.add_argument("--online-store", help="the online store's identity its materialization filled")
         if name == "cleanup":
             sp.add_argument("--keep", type=int, default=5)
             sp.add_argument("--spare", default="")

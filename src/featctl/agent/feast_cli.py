@@ -1,5 +1,6 @@
-"""Feast's own command line (``feast apply``, ``feast plan``) with the shared
-stores' variables loaded (by importing this package): run as
+"""Feast's own command line (``feast apply``, ``feast plan``, ``feast serve``)
+with the shared stores' variables loaded (by importing this package) and
+featctl's fixes for Feast applied (compat.py): run as
 ``python -m featctl_agent.feast_cli apply`` in a release directory."""
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ import sys
 
 
 def main() -> None:
+    from .compat import patch_feast
+
+    patch_feast()
     from feast.cli.cli import cli
 
     sys.argv[0] = "feast"

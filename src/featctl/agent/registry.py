@@ -64,6 +64,9 @@ def import_feast() -> Any:
         drop_feast_modules()
     import feast
 
+    from .compat import patch_feast
+
+    patch_feast()
     return feast
 
 
@@ -165,9 +168,11 @@ def _fields(fields: Any) -> list[dict[str, str]]:
     return [{"name": f.name, "dtype": dtype_name(f)} for f in fields]
 
 
-def _source_path(source: Any) -> str | None:
-    """A file source's path as the repository names it (relative to it),
-    ``postgres:<table>`` for a table featctl loaded (stores = postgres), else None."""
+def _source_path(source: Any, repo: str | None = None) -> str | None:
+    """The file a source reads after ``feast apply``, relative to the repository
+    when it lies inside it (a path built with ``os.path.abspath(__file__)``, as
+    Feast's templates do, names the release's own copy), ``postgres:<table>``
+    for a table featctl loaded (stores = postgres), else None."""
     if source.WhichOneof("options") == "custom_options":
         try:
             table = json.loads(source.custom_options.configuration or b"{}").get("table")
@@ -177,11 +182,36 @@ def _source_path(source: Any) -> str | None:
     uri = source.file_options.uri if source.WhichOneof("options") == "file_options" else ""
     if not uri or ("://" in uri and not uri.startswith("file://")):
         return None
-    path = uri[len("file://") :] if uri.startswith("file://") else uri
-    return os.path.normpath(path)
+    path = os.path.normpath(uri[len("file://") :] if uri.startswith("file://") else uri)
+    if repo and os.path.isabs(path):
+        root = os.path.realpath(repo)
+        real = os.path.realpath(path)
+        if real.startswith(root + os.sep):
+            return os.path.relpath(real, root)
+    return path
 
 
-def render_registry(proto: Any, project: str) -> dict[str, Any]:
+def online_store_identity(repo: str, cfg: dict[str, Any]) -> str:
+    """A digest of where the online store keeps its data (its section of
+    feature_store.yaml with the variables expanded, as Feast reads it; a sqlite
+    file by its path inside the release, since each release has its own copy of
+    the serving one's): a release whose identity differs from the serving
+    release's starts with an empty or other store and is materialized in full."""
+    import hashlib
+
+    online = cfg.get("online_store")
+    section: Any = online if isinstance(online, dict) else {"type": online or "sqlite"}
+    section = dict(section)
+    if str(section.get("type", "sqlite")) == "sqlite":
+        raw = str(section.get("path") or "data/online.db")
+        full = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(repo, raw))
+        root = os.path.realpath(repo)
+        section["path"] = os.path.relpath(full, root) if full.startswith(root + os.sep) else full
+    text = json.dumps({"project": cfg.get("project"), "online_store": section}, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[str, Any]:
     def mine(objs: Any) -> list[Any]:
         return [o for o in objs if o.spec.project == project]
 
@@ -234,7 +264,7 @@ def render_registry(proto: Any, project: str) -> dict[str, Any]:
                 "features": _fields(spec.features),
                 "entities": [e for e in spec.entities if e != DUMMY_ENTITY],
                 "join_keys": [f for f in _fields(spec.entity_columns) if f["name"] != DUMMY_JOIN_KEY],
-                "source": _source_path(spec.batch_source),
+                "source": _source_path(spec.batch_source, repo),
                 "ttl_seconds": ttl,
                 "online": bool(spec.online),
                 "last_materialized": pb_ts(last, True) if last is not None else None,
@@ -316,7 +346,8 @@ def cmd_describe(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     cfg = load_repo_config(args.repo)
     proto, mode = load_registry(args.repo, cfg, full=args.full)
-    doc = render_registry(proto, cfg["project"])
+    doc = render_registry(proto, cfg["project"], args.repo)
+    doc["online_store"] = online_store_identity(args.repo, cfg)
     if args.check:
         from .store import store_problems
 

@@ -65,6 +65,7 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "server_group": int(group) if group_alive(group) else None,
                 "probe": probe,
                 "env": read(os.path.join(meta, "env")) or None,
+                "online_store": read(os.path.join(meta, "online_store")) or None,
                 "services": {
                     name: int(read(os.path.join(meta, f"{name}.pid")))
                     for name in ("ui", "registry", "offline")
@@ -135,9 +136,11 @@ def _load_json(path: str) -> dict[str, Any]:
 
 
 def verified_manifest(base: str, release_id: str) -> dict[str, str]:
-    """The release's manifest as its files are now: a file that vanished is left
-    out and one whose size or mtime changed since the upload is hashed again, so a
-    deploy uploads what the host lacks, not what featctl remembers sending."""
+    """The release's files as they are now (path -> sha256): a file that vanished
+    is left out and one whose size or mtime changed since it was recorded is
+    hashed again, so a deploy uploads what the host lacks, not what featctl
+    remembers sending, and sees a data file that Feast wrote on the host (an
+    offline push) as changed."""
     rel_dir = os.path.join(base, "releases", release_id)
     manifest = _load_json(os.path.join(rel_dir, META, "manifest.json"))
     stats = _load_json(os.path.join(rel_dir, META, "stat.json"))
@@ -148,7 +151,13 @@ def verified_manifest(base: str, release_id: str) -> dict[str, str]:
             st = _stat(full)
         except OSError:
             continue
-        out[rel] = str(digest) if stats.get(rel) == st else _sha256(full)
+        known = stats.get(rel)
+        if isinstance(known, list) and known[:2] == st:
+            # [size, mtime, digest of the content then]; releases before that kept
+            # only [size, mtime] for files that were as uploaded.
+            out[rel] = str(known[2]) if len(known) > 2 else str(digest)
+        else:
+            out[rel] = _sha256(full)
     return out
 
 
@@ -163,6 +172,9 @@ def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
         "current": cur,
         "releases": releases(base),
         "manifest": manifest,
+        # What featctl uploaded (or kept) for each file: a file whose content
+        # differs from it was changed on the host.
+        "uploaded": _load_json(os.path.join(base, "releases", cur, META, "manifest.json")) if cur else {},
         "lock": lock_holder(base),
         "schedule": schedule,
     }
@@ -234,10 +246,19 @@ def cmd_prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_finish_upload(args: argparse.Namespace) -> dict[str, Any]:
-    """Remove files the new manifest dropped and record the manifest (read from stdin)."""
+    """Remove files the new manifest dropped and record the manifest (read from stdin).
+
+    stdin is ``{"manifest": {path: sha256 featctl uploaded}, "kept": {path: sha256}}``
+    (or the manifest alone): a kept file is one the host changed since featctl
+    uploaded it (an offline push) and whose host copy the release keeps; the
+    manifest goes on recording what featctl uploaded, so the next deploy still
+    sees that the host changed it.
+    """
     base = args.base
     rel_dir = os.path.join(base, "releases", args.id)
-    new = json.load(sys.stdin)
+    doc = json.load(sys.stdin)
+    new = doc["manifest"] if isinstance(doc.get("manifest"), dict) else doc
+    kept = doc.get("kept") if isinstance(doc.get("kept"), dict) else {}
     old = {}
     with contextlib.suppress(OSError, ValueError), open(os.path.join(rel_dir, META, "manifest.json")) as fh:
         old = json.load(fh)
@@ -254,9 +275,9 @@ def cmd_finish_upload(args: argparse.Namespace) -> dict[str, Any]:
             removed.append(path)
     write(os.path.join(rel_dir, META, "manifest.json"), json.dumps(new, sort_keys=True))
     stats = {}
-    for path in new:
+    for path, digest in new.items():
         with contextlib.suppress(OSError):
-            stats[path] = _stat(os.path.join(rel_dir, path))
+            stats[path] = [*_stat(os.path.join(rel_dir, path)), str(kept.get(path, digest))]
     write(os.path.join(rel_dir, META, "stat.json"), json.dumps(stats, sort_keys=True))
     return {"removed": removed}
 
@@ -271,6 +292,8 @@ def cmd_set(args: argparse.Namespace) -> dict[str, Any]:
         write(os.path.join(meta, "port"), str(args.port))
     if args.env:
         write(os.path.join(meta, "env"), args.env)
+    if args.online_store:
+        write(os.path.join(meta, "online_store"), args.online_store)
     return {"release": args.id}
 
 

@@ -81,6 +81,8 @@ def deploy(
     stores: o.Stores = None,
     hosts: o.Hosts = None,
     take_over: o.TakeOver = False,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
@@ -88,10 +90,17 @@ def deploy(
 ) -> None:
     """Create the host with Terraform, upload the feature repo, install Feast, apply, materialize and serve.
 
-    Running it again converges: only what changed is uploaded, applied or restarted.
+    Running it again converges: only what changed is uploaded, applied or restarted. A data file that
+    Feast changed on the host (offline pushes) is never overwritten silently: see --keep-host-data and
+    --overwrite-data.
+
+    Example: featctl deploy --stores redis
     """
+    data = o.data_policy(keep_host_data, overwrite_data)
     if check:
         plan(
+            keep_host_data=keep_host_data,
+            overwrite_data=overwrite_data,
             target=target,
             name=name,
             server_port=server_port,
@@ -123,12 +132,17 @@ def deploy(
     )
     with_ssh_options(session, ssh_flags)
     try:
-        result = run(session, take_over=take_over)
+        result = run(session, take_over=take_over, data=data)
     finally:
         rep.close()
         session.close()
     for msg in result.data_messages:
         rep.info(msg)
+    for rel in result.kept:
+        rep.info(
+            f"{rel} changed on the host since featctl uploaded it (offline pushes): kept the host's copy "
+            "(--overwrite-data replaces it with this machine's)"
+        )
     for r in result.cleaned:
         rep.info(f"removed {r['state']} release {r['id']}")
     where = f"{result.target} host {result.host}:{result.port} ({result.host_key_fingerprint})"
@@ -164,12 +178,18 @@ def plan(
     ] = None,
     stores: o.Stores = None,
     hosts: o.Hosts = None,
+    keep_host_data: o.KeepHostData = False,
+    overwrite_data: o.OverwriteData = False,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing."""
+    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing.
+
+    Files the host changed since featctl uploaded them (offline pushes) are listed as kept, or as a
+    conflict when they changed here too.
+    """
     from featctl.cli.render import dumps_json, render
     from featctl.lifecycle.plan import plan as run
     from featctl.query.table import Table
@@ -186,7 +206,7 @@ def plan(
         hosts=hosts,
     )
     try:
-        result = run(session)
+        result = run(session, data=o.data_policy(keep_host_data, overwrite_data))
     finally:
         rep.close()
         session.close()
@@ -201,6 +221,8 @@ def plan(
                     "terraform": result.terraform,
                     "upload": result.upload,
                     "remove": result.remove,
+                    "kept_host_data": result.kept,
+                    "conflicts": result.conflicts,
                     "install_feast": result.install_feast,
                     "registry": result.registry,
                 }
@@ -210,6 +232,10 @@ def plan(
         return
     rows = [["terraform", c["address"], "/".join(c["actions"])] for c in result.terraform]
     rows += [["file", p, "upload"] for p in result.upload] + [["file", p, "remove"] for p in result.remove]
+    rows += [
+        ["file", p, "conflict: changed on the host and here" if p in result.conflicts else "keep the host's copy"]
+        for p in result.kept
+    ]
     if result.install_feast:
         rows.append(["host", "Feast environment", "install"])
     render(Table(["kind", "name", "change"], rows, title="planned changes"), fmt, ENV.stdout)

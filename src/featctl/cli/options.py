@@ -99,6 +99,34 @@ Stores = Annotated[
         show_default=False,
     ),
 ]
+KeepHostData = Annotated[
+    bool,
+    typer.Option(
+        "--keep-host-data",
+        help="A data file changed on the host since featctl uploaded it (Feast appends offline pushes to it) "
+        "and changed here too: keep the host's copy and upload nothing for it. Unchanged here, the host's copy "
+        "is always kept.",
+    ),
+]
+OverwriteData = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite-data",
+        help="Replace data files the host changed since featctl uploaded them (offline pushes) with this "
+        "machine's copies: the rows written on the host are lost.",
+    ),
+]
+
+
+def data_policy(keep: bool, overwrite: bool) -> str:
+    """What deploy does with data files the host changed: ask (stop on a conflict), keep, overwrite."""
+    from featctl.errors import UsageError
+
+    if keep and overwrite:
+        raise UsageError("--keep-host-data and --overwrite-data exclude each other: give one")
+    return "keep" if keep else "overwrite" if overwrite else "ask"
+
+
 Hosts = Annotated[
     int | None,
     typer.Option(

@@ -124,7 +124,11 @@ def score(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Also write the rows to this .csv or .parquet file.", show_default=False),
+        typer.Option(
+            "--out",
+            help="Write the rows to this .csv or .parquet file instead of printing them (--at/--entities).",
+            show_default=False,
+        ),
     ] = None,
     output: o.Output = None,
     repo: o.Repo = None,
@@ -169,7 +173,11 @@ def score(
             table = run(session, specs, entity_specs=list(entities or []), driver_ids=ids, view=view)
     finally:
         session.close()
-    _show(table, fmt)
+    if out is not None:  # the rows are in the file: only the notes (e.g. "wrote N rows")
+        for note in table.notes:
+            ENV.stderr.write(f"featctl: {note}\n")
+    else:
+        _show(table, fmt)
 
 
 def historical(
@@ -227,6 +235,7 @@ def historical(
     finally:
         session.close()
     if out is not None:
-        ENV.stderr.write(f"featctl: wrote {len(table.rows)} rows to {out}\n")
+        for note in table.notes:
+            ENV.stderr.write(f"featctl: {note}\n")
     else:
         _show(table, fmt)

@@ -56,6 +56,8 @@ class DeployResult:
     loaded: list[dict[str, Any]] = field(default_factory=list)
     #: Hosts after the first (hosts = N): index, release, whether it changed.
     hosts: list[dict[str, Any]] = field(default_factory=list)
+    #: Files the host changed since featctl uploaded them (offline pushes), kept as they are there.
+    kept: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -70,7 +72,15 @@ class DeployResult:
         )
 
 
-def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
+def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> DeployResult:
+    """Deploy the repository (see the module docstring).
+
+    ``data`` says what happens to a file the host changed since featctl
+    uploaded it (Feast appends offline pushes to a FileSource's file): kept
+    when it is unchanged here; changed here too, ``ask`` stops (exit 2) before
+    anything changes, ``keep`` keeps the host's copy, ``overwrite`` uploads this
+    machine's.
+    """
     s = session.settings
     ws = session.workspace
     rep = session.reporter
@@ -153,6 +163,10 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             result.cleaned = releases.cleanup(conn, layout, stop_idle=True)
             host = releases.state(conn, layout)
             local = bundle
+            files = releases.file_plan(local, host, data)
+            if files.conflicts and data == "ask":
+                raise UsageError(releases.conflict_message(files))
+            result.kept = files.kept
             cur = host.current_release
             healthy, registry = (
                 release_health(conn, layout.with_env(cur.env), cur)
@@ -162,13 +176,14 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
             if (
                 cur is not None
                 and healthy
-                and local.manifest == host.manifest
+                and not files.changes
                 and (cur.env or DEFAULT_ENV) == spec.name
                 and cur.port in record.server_ports
             ):
                 record.release, record.server_port, record.stage = cur.id, cur.port, "deployed"
                 record.env_name = spec.name
                 record.registry = registry or record.registry
+                record.probe = cur.probe or record.probe
                 ownership.claim(conn, layout, record, ws, changed=False, known=owner)
                 ws.save(record)
                 result.release = cur.id
@@ -180,13 +195,14 @@ def deploy(session: Session, *, take_over: bool = False) -> DeployResult:
                     f"release {cur.id} is unhealthy ({healthy.reason}); "
                     "building a new release whose online store is loaded from the offline data"
                 )
-            built = build_release(session, record, host, local, new_layout, fresh=cur is not None and not healthy)
+            built = build_release(session, record, host, local, new_layout, files, fresh=cur is not None and not healthy)
             result.uploaded, result.deleted, result.materialized = built.uploaded, built.removed, built.materialized
             result.applied = result.restarted_server = True
             result.cleaned += built.cleaned
             result.release, result.previous_release = built.id, built.previous
             result.repaired = cur is not None and not healthy
             result.loaded = built.loaded
+            record.probe = built.probe or {}
             ownership.claim(conn, layout, record, ws)
             ws.save(record)
             _follow(session, record, result, local, spec, built.probe)

@@ -108,7 +108,9 @@ def follow(
         releases.cleanup(conn, layout, stop_idle=True)
         host = releases.state(conn, layout)
         cur = host.current_release
-        if cur is not None and local.manifest == host.manifest and (cur.env or DEFAULT_ENV) == spec.name:
+        # Host 0 decided what the release holds: a follower mirrors this machine's files.
+        files = releases.file_plan(local, host, "overwrite")
+        if cur is not None and not files.changes and (cur.env or DEFAULT_ENV) == spec.name:
             server = FeatureServer(conn, int(cur.port or 0))
             try:
                 ok = health.check(server, probe, materialized) if cur.port else health.Health(False, "no port")
@@ -126,7 +128,7 @@ def follow(
             releases.prepare(conn, new_layout, new_id, fresh=True)
             step = "the upload"
             rep.step(f"host {index}: uploading the feature repository")
-            releases.upload(conn, local, new_layout, new_id, host.manifest)
+            releases.upload(conn, local, new_layout, new_id, files)
             step = "starting the feature server"
             rep.step(f"host {index}: starting the feature server of release {new_id}")
             releases.set_meta(conn, new_layout, new_id, port=port, env=new_layout.env_name)

@@ -27,6 +27,8 @@ def materialize_views(
     server: FeatureServer | None = None,
     layout: Layout | None = None,
     changed_files: set[str] | None = None,
+    full: bool | set[str] = False,
+    described: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Materialize through the running feature server (no Feast start-up cost).
 
@@ -34,14 +36,19 @@ def materialize_views(
     were never materialized get all their data (from the epoch: Feast's
     incremental mode would start at now minus the TTL and leave older rows
     out), and the others are materialized incrementally up to now. A view
-    whose source file is among ``changed_files`` (release paths) is loaded in
-    full again: its rows may have changed behind the last materialization.
+    whose source file is among ``changed_files`` (release paths, as the
+    registry's sources read them after ``feast apply``) is loaded in full again:
+    its rows may have changed behind the last materialization. ``full`` (True,
+    or a set of view names) loads those views in full whatever the registry
+    says: an online store that is new or another one than the serving
+    release's holds nothing of what the registry records as materialized.
+    ``described`` is the agent's ``describe`` of ``repo`` when the caller has it.
     """
     if (start is None) != (end is None):
         raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
     conn = session.connection(record)
     layout = layout or session.layout(record)
-    desc = agent.run_agent(conn, layout, "describe", timeout=120, repo=repo)
+    desc = described if described is not None else agent.run_agent(conn, layout, "describe", timeout=120, repo=repo)
     online = [v for v in desc.get("feature_views", []) if v.get("online", True)]
     known = {v["name"] for v in online}
     if views:
@@ -63,7 +70,14 @@ def materialize_views(
         done = [{"view": n, "mode": "range", "start": iso(start), "end": iso(end_ts)} for n in names]
     else:
         changed = changed_files or set()
-        first = [v["name"] for v in online if not v.get("last_materialized") or v.get("source") in changed]
+        first = [
+            v["name"]
+            for v in online
+            if not v.get("last_materialized")
+            or v.get("source") in changed
+            or full is True
+            or (isinstance(full, set) and v["name"] in full)
+        ]
         rest = [v for v in online if v["name"] not in first]
         if first:
             server.materialize(EPOCH, iso(end_ts), first, timeout=timeout)
@@ -101,10 +115,48 @@ def materialize(
             layout = session.layout(record)
             with releases.deploy_lock(conn, layout, holder("materialize")):
                 done = materialize_views(session, record, start=start, end=end, views=views)
+        done += _repair(session, record, views)
         if done:
             record.last_materialized = max(d["end"] for d in done)
             ws.save(record)
     return done
+
+
+def _repair(session: Session, record: Deployment, views: list[str] | None) -> list[dict[str, Any]]:
+    """Check the online values against the serving release's probe and load a
+    view that is wrong (an online store that lost or never got its data: a
+    flushed Redis, a store moved to without a full load) in full again.
+
+    A view still wrong after that is an error: never a silent wrong number."""
+    from featctl.errors import FeastError
+    from featctl.lifecycle import health
+
+    probe = record.probe
+    if not probe:
+        cur = releases.state(session.connection(record), session.layout(record)).current_release
+        probe = (cur.probe if cur else None) or {}
+    if views:
+        probe = {**probe, "views": {v: p for v, p in (probe.get("views") or {}).items() if v in views}}
+    materialized = health.materialized_views(record.registry or {}) or None
+    server = session.query_server(record)
+    wrong = health.wrong_views(server, probe, materialized)
+    if not wrong:
+        return []
+    end_ts = iso(utcnow())
+    session.reporter.info(
+        "the online store is missing data ("
+        + "; ".join(wrong.values())
+        + "): loading "
+        + ", ".join(sorted(wrong))
+        + " in full"
+    )
+    server.materialize(EPOCH, end_ts, sorted(wrong), timeout=session.settings.command_timeout)
+    still = health.wrong_views(server, probe, materialized)
+    if still:
+        raise FeastError(
+            f"{', '.join(sorted(still))} still wrong after a full materialization: {next(iter(still.values()))}"
+        )
+    return [{"view": v, "mode": "repaired (all data)", "start": EPOCH, "end": end_ts} for v in sorted(wrong)]
 
 
 def _materialize_fast(session: Session, record: Deployment, views: list[str] | None) -> list[dict[str, Any]] | None:

@@ -26,13 +26,17 @@ class PlanResult:
     install_feast: bool = False
     registry: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: Files the host changed since featctl uploaded them (offline pushes): deploy keeps the host's copy.
+    kept: list[str] = field(default_factory=list)
+    #: Of those, files changed here too: deploy stops on them without --keep-host-data/--overwrite-data.
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
         return bool(self.terraform or self.upload or self.remove or self.install_feast)
 
 
-def plan(session: Session) -> PlanResult:
+def plan(session: Session, *, data: str = "ask") -> PlanResult:
     """What ``deploy`` would change: the Terraform plan, the files, the Feast registry diff.
 
     Changes nothing: the registry diff comes from ``feast plan`` run in a
@@ -81,8 +85,20 @@ def plan(session: Session) -> PlanResult:
             return result
         layout = session.layout(record)
         host = releases.state(conn, layout)
-        result.upload = sorted(rel for rel, digest in local.manifest.items() if host.manifest.get(rel) != digest)
-        result.remove = sorted(set(host.manifest) - set(local.manifest))
+        files = releases.file_plan(local, host, data)
+        result.upload, result.remove = sorted(files.upload), files.remove
+        result.kept, result.conflicts = files.kept, files.conflicts if data == "ask" else []
+        for rel in files.kept:
+            if rel in result.conflicts:
+                result.notes.append(
+                    f"{rel} changed on the host since featctl uploaded it and here too: deploy stops unless given "
+                    "--keep-host-data or --overwrite-data"
+                )
+            else:
+                result.notes.append(
+                    f"{rel} changed on the host since featctl uploaded it (offline pushes): deploy keeps the "
+                    "host's copy (--overwrite-data replaces it)"
+                )
         cfg = local.config
         spec = agent.EnvSpec(tuple(cfg.extras) if cfg else (), tuple(s.host_requirements))
         wanted = layout.with_env(spec.name)
@@ -100,7 +116,7 @@ def plan(session: Session) -> PlanResult:
         with releases.deploy_lock(conn, layout, holder("plan")):
             try:
                 releases.prepare(conn, layout, scratch)
-                releases.upload(conn, local, layout, scratch, host.manifest)
+                releases.upload(conn, local, layout, scratch, files)
                 agent.run_agent(
                     conn,
                     layout,

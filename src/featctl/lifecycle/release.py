@@ -48,8 +48,10 @@ def build_release(
     host: releases.HostState,
     local: Bundle,
     layout: Layout,
+    files: releases.FilePlan,
     *,
     fresh: bool = False,
+    full: bool = False,
 ) -> BuiltRelease:
     """Build a new release beside the serving one and switch to it when it is healthy.
 
@@ -72,7 +74,7 @@ def build_release(
         releases.prepare(conn, layout, new_id, fresh=fresh)
         step = "the upload"
         rep.step("uploading the feature repository")
-        todo = releases.upload_list(local, host.manifest)
+        todo = files.upload
         bar = rep.progress(f"{len(todo)} file(s)", releases.upload_size(local, todo))
         try:
             up = releases.upload(
@@ -80,7 +82,7 @@ def build_release(
                 local,
                 layout,
                 new_id,
-                host.manifest,
+                files,
                 on_file=lambda path, size: rep.detail(f"{path} ({size} bytes)"),
                 on_bytes=bar.advance,
             )
@@ -117,9 +119,27 @@ def build_release(
         server = FeatureServer(conn, port)
         wait_healthy(conn, layout, new_id, server)
         step = "materialization"
+        described = agent.run_agent(conn, layout, "describe", timeout=120, repo=layout.release(new_id))
+        store = described.get("online_store")
+        # A new or other online store (sqlite -> Redis, another Redis db, a changed
+        # section) holds none of what the registry records as materialized.
+        other_store = cur is not None and cur.online_store != store
+        if other_store and not fresh and cur is not None:
+            rep.info(
+                f"the online store differs from release {cur.id}'s"
+                + ("" if cur.online_store else " (or was not recorded)")
+                + ": materializing every view in full"
+            )
         rep.step("materializing")
         built.materialized = materialize_views(
-            session, record, repo=layout.release(new_id), server=server, layout=layout, changed_files=changed
+            session,
+            record,
+            repo=layout.release(new_id),
+            server=server,
+            layout=layout,
+            changed_files=changed,
+            full=full or fresh or other_store,
+            described=described,
         )
         step = "the health check"
         rep.step(f"checking release {new_id} (an online read of each view)")
@@ -134,6 +154,7 @@ def build_release(
         server.close()
         if not verdict:
             raise FeastError(f"release {new_id} is unhealthy: {verdict.reason}")
+        releases.set_meta(conn, layout, new_id, online_store=store)
     except BaseException as exc:
         _abandon(conn, layout, new_id)
         if isinstance(exc, FeatctlError):

@@ -90,6 +90,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
                 releases.switch(conn, layout, target.id)
                 record.release, record.server_port, record.registry = target.id, port, registry
                 record.env_name = layout.env_name
+                record.probe = probe or {}
                 record.deployed_at = iso(utcnow())
                 ws.save(record)
             ownership.claim(conn, layout, record, ws)

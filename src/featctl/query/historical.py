@@ -102,10 +102,17 @@ def score_at(
                 result.loc[inf, o] = None
                 notes.append(f"{int(inf.sum())} score(s) overflowed a 64-bit float (weights too large); shown as null")
     if out is not None:
-        write_frame(result, out)
+        return _written(result, out, notes)
     table = frame_table(result, title="weighted score (point in time)")
     table.notes = notes
     return table
+
+
+def _written(result: Any, out: Path, notes: list[str]) -> Table:
+    """The rows went to ``out``: a table of no rows that says so (building 100,000
+    printable rows costs seconds that nobody reads)."""
+    write_frame(result, out)
+    return Table([str(c) for c in result.columns], [], notes=[*notes, f"wrote {len(result)} rows to {out}"])
 
 
 def _frame_checked(cat: Catalog, refs: Sequence[str], frame: Any, path: Path) -> Any:
@@ -157,7 +164,7 @@ def historical(
     record = session.deployment()
     result = _historical_frame(session, record, frame, [] if service else refs, service)
     if out is not None:
-        write_frame(result, out)
+        return _written(result, out, [])
     return frame_table(result, title="historical features")
 
 

@@ -137,17 +137,25 @@ class FeatureServer:
             body["features"] = list(features)
         return parse_online_response(self.post_json("/get-online-features", body))
 
-    def online_statuses(
+    def online_read(
         self, entities: Mapping[str, Sequence[Any]], features: Sequence[str], *, timeout: float | None = 10.0
-    ) -> dict[str, list[str]]:
-        """Feast's per-value statuses (PRESENT, NOT_FOUND, ...) for a read: what a
-        health check needs to tell "no value" from "a null value"."""
+    ) -> dict[str, dict[str, list[Any]]]:
+        """Feast's raw answer per feature: ``values``, ``statuses`` (PRESENT,
+        NOT_FOUND, ...) and ``event_timestamps``: what a health check needs to
+        tell "no value" from "a null value" and an old value from a newer one."""
         body = {"entities": {k: list(v) for k, v in entities.items()}, "features": list(features)}
         data = self.post_json("/get-online-features", body, timeout=timeout)
         try:
             names = list(data["metadata"]["feature_names"])
-            return {n: list(r.get("statuses", [])) for n, r in zip(names, data["results"])}
-        except (KeyError, TypeError):
+            return {
+                n: {
+                    "values": list(r.get("values", [])),
+                    "statuses": list(r.get("statuses", [])),
+                    "event_timestamps": list(r.get("event_timestamps", [])),
+                }
+                for n, r in zip(names, data["results"])
+            }
+        except (KeyError, TypeError, AttributeError):
             raise FeatureServerError("unexpected answer from the feature server (no metadata/results)") from None
 
     def materialize(self, start: str, end: str, views: Sequence[str] | None, *, timeout: float) -> None:

@@ -26,7 +26,15 @@ def command(layout: Layout, name: str, port: int) -> list[str]:
     if name == "ui":
         return [layout.feast, "ui", "--host", "127.0.0.1", "--port", str(port)]
     if name == "offline":
-        return [layout.feast, "serve_offline", "--host", "127.0.0.1", "--port", str(port)]
+        # Through featctl's wrapper: offline pushes from the SDK land here (agent/compat.py).
+        return [
+            *layout.agent_argv(layout.python, "featctl_agent.feast_cli"),
+            "serve_offline",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
     if name == "registry":
         return [*layout.agent_argv(layout.python, "featctl_agent.serve_registry"), str(port)]
     raise ValueError(name)

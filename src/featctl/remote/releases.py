@@ -46,6 +46,9 @@ class Release:
     env: str | None = None
     #: Its running extra servers (ui, registry, offline) -> supervisor pid.
     services: dict[str, int] = field(default_factory=dict)
+    #: The identity of the online store its materialization filled (agent
+    #: ``describe``); None for releases from before featctl recorded it.
+    online_store: str | None = None
 
     @property
     def running(self) -> bool:
@@ -63,9 +66,13 @@ _RELEASE_FIELDS = set(Release.__dataclass_fields__)
 class HostState:
     current: str | None
     releases: list[Release]
+    #: path -> sha256 of the serving release's files as they are now
     manifest: dict[str, str]
     lock: dict[str, Any] | None
     schedule: dict[str, Any] | None = None
+    #: path -> sha256 of what featctl uploaded (differs from ``manifest`` where
+    #: the host changed a file since, e.g. Feast appending offline pushes)
+    uploaded: dict[str, str] = field(default_factory=dict)
 
     def release(self, release_id: str | None) -> Release | None:
         return next((r for r in self.releases if r.id == release_id), None)
@@ -83,6 +90,7 @@ def state(conn: Connection, layout: Layout) -> HostState:
         manifest={str(k): str(v) for k, v in (data.get("manifest") or {}).items()},
         lock=data.get("lock"),
         schedule=data.get("schedule"),
+        uploaded={str(k): str(v) for k, v in (data.get("uploaded") or {}).items()},
     )
 
 
@@ -104,9 +112,75 @@ def prepare(conn: Connection, layout: Layout, release_id: str, *, fresh: bool = 
     hostops(conn, layout, "prepare", "--id", release_id, *(["--fresh"] if fresh else []), timeout=600)
 
 
-def upload_list(bundle: Bundle, remote: dict[str, str]) -> list[str]:
-    """Release paths whose content the host's copy lacks."""
-    return [rel for rel, digest in bundle.manifest.items() if remote.get(rel) != digest]
+#: What deploy does with a file the host changed since featctl uploaded it.
+DATA_POLICIES = ("ask", "keep", "overwrite")
+
+
+@dataclass
+class FilePlan:
+    """What a new release takes from this machine and what it keeps of the host's."""
+
+    #: release paths to upload (new, changed here, or missing on the host)
+    upload: list[str] = field(default_factory=list)
+    #: release paths the repository no longer has
+    remove: list[str] = field(default_factory=list)
+    #: changed on the host since featctl uploaded them (offline pushes): the host's copy stays
+    kept: list[str] = field(default_factory=list)
+    #: of ``kept`` those that changed here too (``ask`` stops on them)
+    conflicts: list[str] = field(default_factory=list)
+    #: the manifest the new release records: what featctl uploaded for each file
+    manifest: dict[str, str] = field(default_factory=dict)
+    #: path -> the host's sha256 for each kept file
+    kept_digests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.upload or self.remove)
+
+
+def file_plan(bundle: Bundle, host: HostState, data: str = "ask") -> FilePlan:
+    """Compare this machine's files with the serving release's.
+
+    A file whose host copy differs from what featctl uploaded was written on
+    the host (Feast appends offline pushes to a FileSource's file) and is never
+    overwritten silently: unchanged here, the host's copy is kept; changed here
+    too, ``data`` decides (``ask``: listed in ``conflicts`` for the caller to
+    stop on; ``keep``: the host's copy stays; ``overwrite``: this machine's).
+    """
+    if data not in DATA_POLICIES:
+        raise ValueError(data)
+    plan = FilePlan(manifest=dict(bundle.manifest))
+    for rel, here in sorted(bundle.manifest.items()):
+        now = host.manifest.get(rel)
+        if now is None:  # new here, or gone from the host
+            plan.upload.append(rel)
+            continue
+        sent = host.uploaded.get(rel) or now
+        if now == here:
+            continue
+        if now == sent:  # the host's copy is what featctl uploaded: this machine's is newer
+            plan.upload.append(rel)
+            continue
+        if data == "overwrite":
+            plan.upload.append(rel)
+            continue
+        plan.kept.append(rel)
+        plan.kept_digests[rel] = now
+        plan.manifest[rel] = sent
+        if here != sent:
+            plan.conflicts.append(rel)
+    plan.remove = sorted(set(host.manifest) - set(bundle.manifest))
+    return plan
+
+
+def conflict_message(plan: FilePlan) -> str:
+    first = plan.conflicts[0]
+    more = f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else ""
+    return (
+        f"{first}{more} changed on the host since featctl uploaded it (Feast writes offline pushes there) "
+        "and changed here too; rerun with --keep-host-data to keep the host's rows (this machine's copy is "
+        "not uploaded) or --overwrite-data to replace them with this machine's file"
+    )
 
 
 def upload_size(bundle: Bundle, paths: list[str]) -> int:
@@ -118,16 +192,16 @@ def upload(
     bundle: Bundle,
     layout: Layout,
     release_id: str,
-    remote: dict[str, str],
+    files: FilePlan,
     *,
     on_file: Callable[[str, int], None] | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Upload:
-    """Upload into the new release what differs from the current one."""
+    """Upload into the new release what ``files`` says (a copy of the serving one)."""
     import tempfile
 
     dest = layout.release(release_id)
-    todo = upload_list(bundle, remote)
+    todo = list(files.upload)
     result = Upload(uploaded=todo)
     with tempfile.TemporaryDirectory(prefix="featctl-upload-") as tmp:
         pairs = []
@@ -140,7 +214,8 @@ def upload(
                 src = local
             pairs.append((src, posixpath.join(dest, rel)))
         result.bytes = conn.put_files(pairs, on_file=on_file, on_bytes=on_bytes)
-    done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(bundle.manifest).encode())
+    doc = {"manifest": files.manifest, "kept": files.kept_digests}
+    done = hostops(conn, layout, "finish-upload", "--id", release_id, stdin=json.dumps(doc).encode())
     result.removed = list(done.get("removed", []))
     return result
 
@@ -153,6 +228,7 @@ def set_meta(
     state: str | None = None,
     port: int | None = None,
     env: str | None = None,
+    online_store: str | None = None,
 ) -> None:
     args = ["--id", release_id]
     if state:
@@ -161,6 +237,8 @@ def set_meta(
         args += ["--port", str(port)]
     if env:
         args += ["--env", env]
+    if online_store:
+        args += ["--online-store", online_store]
     hostops(conn, layout, "set", *args)
 
 

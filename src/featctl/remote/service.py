@@ -33,8 +33,10 @@ def log_path(layout: Layout, release_id: str) -> str:
 
 
 def server_command(layout: Layout, release_id: str, port: int, workers: int) -> list[str]:
+    """``feast serve`` through featctl's wrapper (agent/feast_cli.py: the stores'
+    variables and featctl's fixes for Feast, which gunicorn's workers inherit)."""
     return [
-        layout.feast,
+        *layout.agent_argv(layout.python, module="featctl_agent.feast_cli"),
         "serve",
         "--host",
         "127.0.0.1",

@@ -83,6 +83,29 @@ def test_finish_upload_removes_only_files_featctl_uploaded(tmp_path):
     assert not (r2 / "b.py").exists() and (r2 / "data" / "registry.db").exists()
 
 
+def test_a_file_written_on_the_host_shows_against_what_was_uploaded(tmp_path):
+    """Feast appends offline pushes to a FileSource's file: state reports the
+    file's digest as it is now and, apart, what featctl uploaded; a release that
+    keeps the host's copy goes on recording the upload."""
+    import hashlib
+
+    r1 = make_release(tmp_path, "R1", {"features.py": "a", "data/x.parquet": "p"})
+    st, _ = ops(tmp_path, "state")
+    assert st["manifest"]["data/x.parquet"] == st["uploaded"]["data/x.parquet"] == "hp"
+    time.sleep(0.01)
+    (r1 / "data" / "x.parquet").write_text("p + pushed rows")
+    pushed = hashlib.sha256(b"p + pushed rows").hexdigest()
+    st, _ = ops(tmp_path, "state")
+    assert st["manifest"]["data/x.parquet"] == pushed and st["uploaded"]["data/x.parquet"] == "hp"
+    ops(tmp_path, "prepare", "--id", "R2")
+    doc = {"manifest": {"features.py": "ha", "data/x.parquet": "hp"}, "kept": {"data/x.parquet": pushed}}
+    ops(tmp_path, "finish-upload", "--id", "R2", stdin=json.dumps(doc))
+    ops(tmp_path, "switch", "--id", "R2")
+    st, _ = ops(tmp_path, "state")
+    assert (tmp_path / "releases" / "R2" / "data" / "x.parquet").read_text() == "p + pushed rows"
+    assert st["manifest"]["data/x.parquet"] == pushed and st["uploaded"]["data/x.parquet"] == "hp"
+
+
 def test_cleanup_keeps_five_ready_and_current_and_drops_unfinished(tmp_path):
     for i in range(7):
         make_release(tmp_path, f"R{i}", {"f.py": str(i)})

@@ -53,8 +53,16 @@ def test_release_ids_sort_in_time_order():
 
 def test_server_binds_loopback_only_and_never_recycles_workers():
     cmd = server_command(Layout("/opt/featctl"), "R1", 6566, 2)
-    assert cmd[0] == f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/feast"
-    assert cmd[1] == "serve"
+    # Feast's own CLI through featctl's wrapper (stores' variables, fixes for Feast).
+    python = f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/python"
+    assert cmd[: cmd.index("serve")] == [
+        "/usr/bin/env",
+        "PYTHONPATH=/opt/featctl/agent",
+        "FEATCTL_ENV_FILE=/opt/featctl/run/stores.env",
+        python,
+        "-m",
+        "featctl_agent.feast_cli",
+    ]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--port") + 1] == "6566"
     assert cmd[cmd.index("--workers") + 1] == "2"

@@ -1,0 +1,172 @@
+"""The point-in-time join on Feast's PostgreSQL offline store, in one query.
+
+Feast 0.67's own PostgreSQL retrieval inserts the entity frame with
+``executemany`` (one INSERT per row) and joins every view through sorts of
+the whole source per request. Here (asof.py has the semantics):
+
+1. the entity rows' keys and times go into a temporary table with COPY;
+2. each source is read through an index on (join keys, event time): featctl's
+   own loaded tables (``featctl_<file>_<digest>``) get that index once, any
+   other source (a user's table or query) is copied into a temporary indexed
+   table of the rows within the request's time range;
+3. one query joins every view with ``LEFT JOIN LATERAL (... ORDER BY time DESC,
+   created DESC, row order DESC LIMIT 1)``, so each entity row costs one index
+   probe per view, and comes back in entity order through a binary COPY.
+
+The row-order tie-break of a table is its physical order (``ctid``): featctl
+loads a table once, with COPY, in its file's order.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+from .asof import ViewSpec
+from .timeutil import EVENT_TS
+
+ROW = "__featctl_row"
+TS = "__featctl_ts"
+ENTITIES = "featctl_pit_entities"
+BATCH = 100_000
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _pg_type(series: Any) -> str:
+    from pandas.api import types as ptypes
+
+    if ptypes.is_bool_dtype(series.dtype):
+        return "boolean"
+    if ptypes.is_integer_dtype(series.dtype):
+        return "bigint"
+    if ptypes.is_float_dtype(series.dtype):
+        return "double precision"
+    return "text"
+
+
+def upload_entities(cur: Any, entity_df: Any, keys: list[str]) -> None:
+    """(row number, time, keys) of every entity row into a temporary table, by COPY."""
+    cols = [f"{ident(ROW)} bigint", f"{ident(TS)} timestamptz"] + [f"{ident(k)} {_pg_type(entity_df[k])}" for k in keys]
+    cur.execute(f"CREATE TEMP TABLE {ENTITIES} ({', '.join(cols)}) ON COMMIT DROP")
+    names = ", ".join(ident(c) for c in [ROW, TS, *keys])
+    with warnings.catch_warnings():  # pandas 2.3 warns that to_pydatetime will return a Series
+        warnings.simplefilter("ignore", FutureWarning)
+        times = list(entity_df[EVENT_TS].dt.to_pydatetime())
+    values = [entity_df[k].astype(object).where(entity_df[k].notna(), None).tolist() for k in keys]
+    with cur.copy(f"COPY {ENTITIES} ({names}) FROM STDIN") as copy:
+        for i, row in enumerate(zip(times, *values)):
+            copy.write_row((i, *row))
+    cur.execute(f"ANALYZE {ENTITIES}")
+
+
+def _index(cur: Any, table: str, spec: ViewSpec) -> None:
+    """featctl's loaded table indexed on (join keys, event time), once."""
+    import hashlib
+
+    cols = ", ".join(ident(s) for _, s in spec.keys) + (", " if spec.keys else "") + ident(spec.timestamp)
+    name = f"{table[:40]}_pit_{hashlib.sha256(cols.encode()).hexdigest()[:12]}"
+    cur.execute(f"CREATE INDEX IF NOT EXISTS {ident(name)} ON {ident(table)} ({cols})")
+
+
+def _copy_source(cur: Any, i: int, query: str, spec: ViewSpec, bounds: tuple[Any, Any]) -> str:
+    """A user's source: its rows within the request's time range in an indexed temporary table."""
+    name = f"featctl_pit_src{i}"
+    cols = ", ".join(ident(c) for c in spec.source_columns())
+    # literals: CREATE TABLE AS takes no bind parameters (the times are ISO text we made)
+    where = f"{ident(spec.timestamp)} <= '{bounds[1].isoformat()}'::timestamptz"
+    if spec.ttl_ns:
+        where += f" AND {ident(spec.timestamp)} >= '{bounds[0].isoformat()}'::timestamptz - {_interval(spec)}"
+    cur.execute(
+        f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {cols}, row_number() OVER () AS {ident(ROW)} "
+        f"FROM {query} AS src WHERE {where}"
+    )
+    keys = ", ".join(ident(s) for _, s in spec.keys) + (", " if spec.keys else "") + ident(spec.timestamp)
+    cur.execute(f"CREATE INDEX ON {name} ({keys})")
+    cur.execute(f"ANALYZE {name}")
+    return name
+
+
+def _interval(spec: ViewSpec) -> str:
+    return f"make_interval(secs => {(spec.ttl_ns or 0) / 1e9!r})"
+
+
+def lateral(i: int, source: str, order_col: str, spec: ViewSpec) -> str:
+    alias = f"v{i}"
+    cond = [f"s.{ident(s)} = e.{ident(k)}" for k, s in spec.keys]
+    cond.append(f"s.{ident(spec.timestamp)} <= e.{ident(TS)}")
+    if spec.ttl_ns:
+        cond.append(f"s.{ident(spec.timestamp)} >= e.{ident(TS)} - {_interval(spec)}")
+    order = [f"s.{ident(spec.timestamp)} DESC"]
+    if spec.created:
+        order.append(f"s.{ident(spec.created)} DESC NULLS LAST")
+    order.append(f"s.{order_col} DESC")
+    feats = ", ".join(f"s.{ident(src)} AS {ident(f'f{j}')}" for j, (src, _) in enumerate(spec.features))
+    return (
+        f"LEFT JOIN LATERAL (SELECT {feats} FROM {source} s WHERE {' AND '.join(cond)} "
+        f"ORDER BY {', '.join(order)} LIMIT 1) {alias} ON true"
+    )
+
+
+def join_postgres(conn: Any, entity_df: Any, views: list[tuple[ViewSpec, str, bool]], timings: dict[str, float]) -> Any:
+    """Feature columns (name -> Arrow array) for every entity row, in order.
+
+    ``views``: (spec, FROM-clause text of the source, whether it is a table
+    featctl loaded). ``conn`` is a psycopg connection of the offline store.
+    """
+    import pyarrow as pa
+    from feast.type_map import pg_type_code_to_arrow
+
+    keys = list(dict.fromkeys(k for spec, _, _ in views for k, _ in spec.keys))
+    bounds = (entity_df[EVENT_TS].min().to_pydatetime(), entity_df[EVENT_TS].max().to_pydatetime())
+    started = time.monotonic()
+    with conn.transaction(), conn.cursor() as cur:
+        upload_entities(cur, entity_df, keys)
+        timings["entity upload"] = time.monotonic() - started
+        started = time.monotonic()
+        joins, select, names = [], [], []
+        for i, (spec, source, ours) in enumerate(views):
+            if ours:
+                _index(cur, source, spec)
+                joins.append(lateral(i, ident(source), "ctid", spec))
+            else:
+                joins.append(lateral(i, _copy_source(cur, i, source, spec, bounds), ident(ROW), spec))
+            select += [f"v{i}.{ident(f'f{j}')}" for j in range(len(spec.features))]
+            names += [out for _, out in spec.features]
+        timings["indexes"] = time.monotonic() - started
+        started = time.monotonic()
+        # One index probe per entity row and view: visit the entity rows in key and
+        # time order (neighbouring probes read neighbouring index pages), no JIT
+        # (a second of compiling for a plan of probes), no memoize (no probe repeats).
+        cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL enable_memoize = off")
+        order = ", ".join([*(ident(k) for k in keys), ident(TS)])
+        entities = f"(SELECT * FROM {ENTITIES} ORDER BY {order}) e"
+        query = f"SELECT {', '.join(select)} FROM {entities} {' '.join(joins)} ORDER BY e.{ident(ROW)}"
+        cur.execute(f"{query} LIMIT 0")
+        codes = [c.type_code for c in cur.description]
+        types = [pg_type_code_to_arrow(c) for c in codes]
+        chunks: list[list[Any]] = [[] for _ in names]
+        buffer: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            for col, values in enumerate(zip(*buffer)):
+                chunks[col].append(pa.array(values, type=types[col], from_pandas=True))
+            buffer.clear()
+
+        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(codes)
+            for row in copy.rows():
+                buffer.append(row)
+                if len(buffer) >= BATCH:
+                    flush()
+        if buffer:
+            flush()
+        timings["point-in-time query and download"] = time.monotonic() - started
+    out = {}
+    for name, typ, parts in zip(names, types, chunks):
+        out[name] = pa.chunked_array(parts, type=typ).combine_chunks() if parts else pa.array([], type=typ)
+    return out
