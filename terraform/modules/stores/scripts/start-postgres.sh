@@ -15,20 +15,20 @@ LISTEN_ADDRESS="${LISTEN_ADDRESS:-127.0.0.1}"
 
 for tool in initdb pg_ctl psql; do
   if [ ! -x "$PG_BIN/$tool" ]; then
-    echo "featctl local target: $PG_BIN/$tool not found (install PostgreSQL's server package, e.g. postgresql-15)" >&2
+    echo "featctl store server: $PG_BIN/$tool not found (install PostgreSQL's server package, e.g. postgresql-15)" >&2
     exit 1
   fi
 done
 for f in "$TLS_CA" "$TLS_CERT" "$TLS_KEY"; do
   if [ ! -f "$f" ]; then
-    echo "featctl local target: TLS file $f does not exist (featctl generates it: run featctl deploy)" >&2
+    echo "featctl store server: TLS file $f does not exist (featctl generates it: run featctl deploy)" >&2
     exit 1
   fi
 done
 as() { "$@"; }
 if [ "$(id -u)" = 0 ]; then
   if ! id postgres >/dev/null 2>&1; then
-    echo "featctl local target: PostgreSQL cannot run as root and there is no postgres user" >&2
+    echo "featctl store server: PostgreSQL cannot run as root and there is no postgres user" >&2
     exit 1
   fi
   as() { runuser -u postgres -- "$@"; }
@@ -43,7 +43,7 @@ if [ ! -f "$DATA_DIR/PG_VERSION" ]; then
   [ "$(id -u)" = 0 ] && chown postgres: "$pw"
   if ! as "$PG_BIN/initdb" -D "$DATA_DIR" -U "$DB_USER" --pwfile="$pw" --auth=scram-sha-256 -E UTF8 \
     --no-instructions >"$DATA_DIR.initdb.log" 2>&1; then
-    echo "featctl local target: initdb failed: $(tail -n 1 "$DATA_DIR.initdb.log")" >&2
+    echo "featctl store server: initdb failed: $(tail -n 1 "$DATA_DIR.initdb.log")" >&2
     rm -f "$pw"
     exit 1
   fi
@@ -81,7 +81,7 @@ if as "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1; then
   as "$PG_BIN/pg_ctl" -D "$DATA_DIR" reload >/dev/null 2>&1 || true
 else
   if ! as "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR/postgres.log" -w -t 60 start >/dev/null 2>&1; then
-    echo "featctl local target: PostgreSQL did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/postgres.log" 2>/dev/null)" >&2
+    echo "featctl store server: PostgreSQL did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/postgres.log" 2>/dev/null)" >&2
     exit 1
   fi
 fi

@@ -11,12 +11,12 @@ REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 LISTEN_ADDRESS="${LISTEN_ADDRESS:-127.0.0.1}"
 
 if [ ! -x "$REDIS_SERVER" ]; then
-  echo "featctl local target: redis-server not found at $REDIS_SERVER (install the redis-server package)" >&2
+  echo "featctl store server: redis-server not found at $REDIS_SERVER (install the redis-server package)" >&2
   exit 1
 fi
 for f in "$TLS_CA" "$TLS_CERT" "$TLS_KEY"; do
   if [ ! -f "$f" ]; then
-    echo "featctl local target: TLS file $f does not exist (featctl generates it: run featctl deploy)" >&2
+    echo "featctl store server: TLS file $f does not exist (featctl generates it: run featctl deploy)" >&2
     exit 1
   fi
 done
@@ -59,7 +59,7 @@ i=0
 while [ ! -s "$pidfile" ]; do
   i=$((i + 1))
   if [ "$i" -gt 100 ]; then
-    echo "featctl local target: redis-server did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/redis.log" 2>/dev/null)" >&2
+    echo "featctl store server: redis-server did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/redis.log" 2>/dev/null)" >&2
     exit 1
   fi
   sleep 0.1
