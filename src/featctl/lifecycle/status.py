@@ -40,7 +40,8 @@ def status(session: Session) -> Status:
     if record.stores:
         # Where they are and what they are; never a password.
         info["stores"] = {
-            store: f"{where['host']}:{where['port']}" + (" (TLS)" if where.get("tls") else "")
+            store: f"{where['host']}:{where['port']}"
+            + (" (TLS)" if where.get("tls") or where.get("sslmode") in ("require", "verify-ca", "verify-full") else "")
             for store, where in sorted(record.stores.items())
         }
     try:
