@@ -33,7 +33,7 @@ locals {
   ca_mount = "/run/host/featctl-ca"
   ca_url   = "file://${local.ca_mount}/ca.crt"
   ca_dir   = "${var.remote_base_dir}/tls"
-  ca_file  = "${local.ca_dir}/featctl-stores-ca.crt"
+  ca_file  = "${local.ca_dir}/featctl-ca.crt"
 
   hosts = [
     for i, key in var.host_keys : {
@@ -113,6 +113,8 @@ resource "terraform_data" "machine" {
     sha256(local.user_data[count.index]),
     sha256(local.vendor_data[count.index]),
     var.disk_size,
+    # runcmd fetches the CA once per instance: a new CA needs a new instance.
+    filesha256(var.tls.ca_cert),
   ]
 
   input = {
@@ -129,7 +131,7 @@ resource "terraform_data" "machine" {
       USER_DATA   = local.user_data[count.index]
       VENDOR_DATA = local.vendor_data[count.index]
       META_DATA   = local.meta_data[count.index]
-      CA_CERT     = var.ca_cert_file
+      CA_CERT     = var.tls.ca_cert
       DISK_SIZE   = tostring(var.disk_size)
     }
   }
@@ -181,4 +183,24 @@ resource "terraform_data" "guest" {
       MACHINE_DIR = self.input.machine_dir
     }
   }
+}
+
+# --- shared stores ---------------------------------------------------------------
+#
+# featctl's own TLS-only Redis and PostgreSQL on this machine, as on the local
+# target. The guests share this machine's network, so they reach the servers
+# at listen_address, with the CA their user-data fetched into ca_file: the
+# settings a Yandex VM uses for the managed stores (ssl_ca_certs,
+# sslmode=verify-full, sslrootcert).
+
+module "stores" {
+  source = "../modules/stores"
+
+  stores               = var.stores
+  store_dirs           = var.store_dirs
+  store_ports          = var.store_ports
+  store_password_files = var.store_password_files
+  tls                  = var.tls
+  ca_file              = local.ca_file
+  listen_address       = var.listen_address
 }

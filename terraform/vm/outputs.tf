@@ -38,8 +38,8 @@ output "remote_base_dir" {
 }
 
 output "stores" {
-  description = "Enabled store -> where the guests reach it (no secrets). {} when no store is enabled."
-  value       = {}
+  description = "Enabled store -> where the guests reach it (no secrets): redis {host, port, tls, ca_file}, postgres {host, port, database, user, sslmode, ca_file}, as terraform/yandex's; ca_file is the CA's path in every guest. {} when no store is enabled."
+  value       = module.stores.stores
 }
 
 output "machines" {

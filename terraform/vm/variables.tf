@@ -125,13 +125,18 @@ variable "user_data_template" {
   }
 }
 
-variable "ca_cert_file" {
-  description = "The stores' CA certificate on this machine. The user-data fetches it into every guest (its ca_url is a file:// URL of a read-only bind mount of a copy), as a Yandex VM fetches Yandex's CA."
-  type        = string
+variable "tls" {
+  description = "The stores' TLS material featctl generated (0600 files in the workspace): ca_cert, server_cert, server_key (paths) and digest. Always given: every guest's user-data fetches the CA (its ca_url is a file:// URL of a read-only bind mount of a copy), as a Yandex VM fetches Yandex's CA, so enabling a store later does not change the user-data."
+  type = object({
+    ca_cert     = string
+    server_cert = string
+    server_key  = string
+    digest      = string
+  })
 
   validation {
-    condition     = fileexists(var.ca_cert_file)
-    error_message = "ca_cert_file must point to an existing CA certificate."
+    condition     = fileexists(var.tls.ca_cert)
+    error_message = "tls.ca_cert must point to an existing CA certificate."
   }
 }
 
@@ -144,6 +149,22 @@ variable "trusted_ca_files" {
     condition     = alltrue([for f in var.trusted_ca_files : fileexists(f)])
     error_message = "every trusted_ca_files entry must be an existing file."
   }
+}
+
+# The stores' servers on this machine (../modules/stores, as terraform/local's,
+# with the module's binaries, database and role): the guests share its network
+# and reach them at listen_address.
+
+variable "store_dirs" {
+  description = "Store name -> its data directory (destroy removes it)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "store_ports" {
+  description = "Store name -> the loopback port it serves TLS on."
+  type        = map(number)
+  default     = {}
 }
 
 variable "image_cache_dir" {

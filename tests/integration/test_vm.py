@@ -1,16 +1,21 @@
-"""The production path in a real systemd guest: ``featctl deploy --target vm``.
+"""The production path in a real systemd guest: ``featctl deploy --target vm
+--stores redis,postgres``.
 
 terraform/vm boots a Debian 12 guest with systemd-nspawn (systemd as PID 1)
 whose cloud-init runs the user-data rendered from the yandex stack's own
 template; featctl then waits for cloud-init, installs Feast from PyPI with uv
-in the guest and runs every server as a systemd unit. One deployment serves
-the module; the last test destroys it and checks that nothing is left.
+in the guest and runs every server as a systemd unit. The shared stores are
+featctl's TLS-only Redis and PostgreSQL on this machine, which the guest
+reaches with a Yandex VM's settings (the CA its user-data fetched,
+verify-full). One deployment serves the module; the last test destroys it and
+checks that nothing is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -45,7 +50,7 @@ def vm(tmp_path_factory) -> Iterator[Deployed]:
     shutil.copytree(
         ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
     )
-    (root / "featctl.toml").write_text('target = "vm"\n')
+    (root / "featctl.toml").write_text('target = "vm"\nstores = ["redis", "postgres"]\n')
     dep = Deployed(root)
     started = time.monotonic()
     first = featctl("deploy", cwd=root, timeout=1500)
@@ -110,10 +115,24 @@ def test_the_guest_is_a_systemd_machine_that_cloud_init_set_up_first(vm):
     # What the yandex user-data's runcmd made: the base directory, owned by
     # the user, and the stores' CA fetched from its ca_url.
     assert guest(vm, "stat -c %U:%a /opt/featctl").stdout.strip() == "featctl:755"
-    ca = guest(vm, "cat /opt/featctl/tls/featctl-stores-ca.crt").stdout
-    assert ca.startswith("-----BEGIN CERTIFICATE-----")
+    ca = guest(vm, "cat /opt/featctl/tls/featctl-ca.crt").stdout
+    assert ca == (vm.workspace / "tls" / "ca.crt").read_text()
     # Feast came from PyPI with uv, into the guest's own environment.
     assert "/opt/featctl/envs/feast-0.67.0-" in guest(vm, "ls -d /opt/featctl/envs/feast-*/bin/feast").stdout
+
+
+def test_the_guest_reaches_the_tls_stores_as_a_yandex_vm_does(vm):
+    st = status(vm)
+    assert set(st["stores"]) == {"redis", "postgres"}
+    assert st["stores"]["redis"].endswith("(TLS)"), st["stores"]
+    ca = "/opt/featctl/tls/featctl-ca.crt"
+    # stores.env holds passwords: only whether each setting is there leaves the guest.
+    wanted = [f",ssl=true,ssl_ca_certs={ca}", "FEATCTL_POSTGRES_SSLMODE=verify-full", f"FEATCTL_POSTGRES_SSLROOTCERT={ca}"]
+    found = guest(vm, " ; ".join(f"grep -c -F -e {shlex.quote(w)} /opt/featctl/run/stores.env" for w in wanted))
+    assert found.stdout.split() == ["1", "1", "1"], dict(zip(wanted, found.stdout.split()))
+    assert guest(vm, "stat -c %a /opt/featctl/run/stores.env").stdout.strip() == "600"
+    # Loaded into PostgreSQL, materialized into Redis: the release reads no parquet file.
+    assert "loaded " in vm.first_deploy.stderr and "into PostgreSQL table" in vm.first_deploy.stderr
 
 
 def test_score_matches_pandas(vm):
@@ -230,6 +249,9 @@ def test_destroy_leaves_no_process_port_disk_or_key(vm):
     machines = rec["outputs"]["machines"]
     image = Path(rec["outputs"]["image"])
     ports = [rec["port"], *rec["server_ports"], *rec.get("services", {}).values()]
+    ports += [where["port"] for where in rec["stores"].values()]
+    data = [Path(d) for d in rec["stack_vars"]["store_dirs"].values()]
+    assert data and all(d.exists() for d in data)
     vm.run("destroy", "--yes").ok()
     for m in machines:
         d = m["machine_dir"]
@@ -242,8 +264,11 @@ def test_destroy_leaves_no_process_port_disk_or_key(vm):
         assert d not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     for port in ports:
         assert not _listening(int(port)), port
+    for d in data:
+        assert not d.exists(), d
     ws = vm.workspace
-    for gone in (ws / "deployment.json", ws / "known_hosts", ws / "keys", ws / "terraform" / "vm", ws / "local"):
+    for gone in (ws / "deployment.json", ws / "known_hosts", ws / "keys", ws / "tls", ws / "secrets",
+                 ws / "terraform" / "vm", ws / "local"):  # fmt: skip
         assert not gone.exists(), gone
     assert (image / ".complete").exists(), "the base image stays cached for the next deployment"
     vm_seconds = getattr(vm, "deploy_seconds", 0)

@@ -22,7 +22,6 @@ from featctl.lifecycle.common import check_repo, choose_server_ports, connect_ho
 from featctl.lifecycle.health import Health, materialized_views, release_health
 from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
-from featctl.provision.targets import SERVER_STORES
 from featctl.remote import agent, releases
 from featctl.remote.keys import fingerprint
 from featctl.remote.layout import DEFAULT_ENV
@@ -90,8 +89,6 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
         from featctl.provision.vm import preflight
 
         preflight()  # this machine can boot a guest, or one line before anything changes
-        if any(st in SERVER_STORES for st in s.stores):
-            raise UsageError("--target vm runs without shared stores for now: deploy it with files and sqlite")
     started = time.monotonic()
     ws.ensure()
     with ws.lock():

@@ -220,17 +220,25 @@ def stack_variables(
         }
     if target == "vm":
         from featctl.provision import vm
+        from featctl.provision.tls import ensure_store_tls
 
         machines = _vm_machines(workspace, len(keys.hosts), previous, extra.pop("port", None))
+        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
+        # The guests share this machine's network: they reach the stores at
+        # listen_address, as the local target's hosts do. The CA exists without
+        # stores too: every guest's user-data fetches it, as a Yandex VM
+        # fetches Yandex's (enabling a store later must not change user-data).
+        names = [listen, "localhost"]
         return {
             **common,
             "ssh_user": extra.pop("ssh_user", "featctl"),
             "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
             "machines": machines,
-            "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
+            "listen_address": listen,
             "user_data_template": vm.user_data_template(),
-            "ca_cert_file": vm.stores_ca(workspace),
             "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
+            **store_server_variables(workspace, servers, previous, names=names, label=name),
+            "tls": ensure_store_tls(workspace, names, label=name),
             **extra,
         }
     if target == "yandex":

@@ -82,39 +82,3 @@ def user_data_template() -> str:
     from featctl.provision.terraform import stack_source
 
     return str(stack_source("yandex") / "cloud-init.yaml.tftpl")
-
-
-def stores_ca(workspace: Workspace) -> str:
-    """The CA certificate the guests fetch through the user-data's ca_url (as a
-    Yandex VM fetches Yandex's CA), made once into the workspace. Until the
-    shared stores serve TLS on this target it signs nothing, so its key is
-    not kept."""
-    from datetime import datetime, timedelta, timezone
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    from featctl.workspace import write_private
-
-    path = workspace.local_dir / "stores-ca.crt"
-    if path.is_file():
-        return str(path)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "featctl stores CA")])
-    now = datetime.now(timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(path, cert.public_bytes(serialization.Encoding.PEM).decode())
-    return str(path)

@@ -33,6 +33,7 @@ def stack(tmp_path_factory):
     """The stack copied into a scratch directory with realistic variables, initialised."""
     work = tmp_path_factory.mktemp("vm-stack")
     shutil.copytree(VM_DIR, work / "vm")
+    shutil.copytree(VM_DIR.parent / "modules", work / "modules")  # as Stack.prepare lays them out
     private, public = _host_key()
     key = work / "host_ed25519"
     key.write_text(private)
@@ -48,7 +49,7 @@ def stack(tmp_path_factory):
         "remote_base_dir": "/opt/featctl",
         "machines": [{"machine": "featctl-0123456789-0", "machine_dir": "/var/lib/featctl/vm/featctl-0123456789-0", "port": PORT}],
         "user_data_template": str(TEMPLATE),
-        "ca_cert_file": str(ca),
+        "tls": {"ca_cert": str(ca), "server_cert": str(ca), "server_key": str(ca), "digest": "d"},
         "trusted_ca_files": [str(proxy)],
         "image_cache_dir": str(work / "cache"),
     }
@@ -70,6 +71,7 @@ def test_the_stack_takes_and_gives_the_contract_with_builtins_only():
     assert not [v for v in CONTRACT_INPUTS if v not in variables]
     assert not [o for o in CONTRACT_OUTPUTS if o not in outputs]
     assert resource_types(doc) == {"terraform_data"}
+    assert [m for block in doc["module"] for m in block] == ["stores"]  # the local stack's servers, shared
     assert "provider" not in doc and not any("required_providers" in t for t in doc.get("terraform", []))
     for name, body in outputs.items():
         assert body.get("sensitive") is not True, name
@@ -86,7 +88,7 @@ def test_guests_get_the_yandex_user_data_byte_for_byte(stack, tmp_path):
         "remote_base_dir": "/opt/featctl",
         "ca_url": "file:///run/host/featctl-ca/ca.crt",
         "ca_dir": "/opt/featctl/tls",
-        "ca_file": "/opt/featctl/tls/featctl-stores-ca.crt",
+        "ca_file": "/opt/featctl/tls/featctl-ca.crt",
     }
     assert rendered == render_template(TEMPLATE, values, tmp_path / "tf")
     doc = yaml.safe_load(rendered)
@@ -136,3 +138,29 @@ def test_the_plan_shows_no_secret(stack):
     assert body not in plan.stdout and body not in shown.stdout
     changes = {c["address"] for c in json.loads(shown.stdout)["resource_changes"]}
     assert changes == {"terraform_data.image", "terraform_data.machine[0]", "terraform_data.guest[0]"}
+
+
+def test_with_stores_the_guests_get_the_yandex_stores_contract(stack):
+    """The stores run on this machine (the local target's module); the guests,
+    sharing its network, reach them at the listen address with the CA their
+    user-data fetched: the settings of a Yandex VM."""
+    from tests.unit.provision.test_local_stack import _plan_outputs
+    from tests.unit.provision.test_yandex_outputs import POSTGRES, REDIS
+
+    variables = {
+        **stack["variables"],
+        "stores": ["redis", "postgres"],
+        "store_password_files": {"redis": "/ws/secrets/redis.password", "postgres": "/ws/secrets/postgres.password"},
+        "store_dirs": {"redis": "/ws/local/redis", "postgres": "/var/tmp/featctl-postgres-x"},
+        "store_ports": {"redis": 40001, "postgres": 40002},
+    }
+    try:
+        outputs, err = _plan_outputs(stack["dir"], variables)
+    finally:
+        (stack["dir"] / "featctl.auto.tfvars.json").write_text(json.dumps(stack["variables"]))
+    assert outputs is not None, err
+    stores = outputs["stores"]
+    ca_file = "/opt/featctl/tls/featctl-ca.crt"
+    assert set(stores["redis"]) == set(REDIS) and set(stores["postgres"]) == set(POSTGRES)
+    assert stores["redis"] == {"host": "127.0.0.1", "port": 40001, "tls": True, "ca_file": ca_file}
+    assert stores["postgres"]["sslmode"] == "verify-full" and stores["postgres"]["ca_file"] == ca_file

@@ -40,17 +40,28 @@ def test_vm_guests_run_the_yandex_stacks_own_user_data_template(tmp_path):
     assert not list(stack_source("vm").rglob("*.tftpl")), "the vm stack must not carry a copy of the template"
 
 
-def test_the_stores_ca_is_made_once_and_is_private(tmp_path):
-    ws = Workspace(tmp_path / "ws")
-    first = vm_vars(ws)["ca_cert_file"]
+def test_the_guests_always_get_the_stores_ca_and_stores_get_servers_on_this_machine(tmp_path):
     from pathlib import Path
 
-    path = Path(first)
-    assert path.read_text().startswith("-----BEGIN CERTIFICATE-----")
-    assert path.stat().st_mode & 0o777 == 0o600
-    before = path.read_text()
-    assert vm_vars(ws)["ca_cert_file"] == first and path.read_text() == before
-    assert not list(path.parent.glob("*.key")), "no CA key is kept while the CA signs nothing"
+    ws = Workspace(tmp_path / "ws")
+    bare = vm_vars(ws)
+    # No store yet: the CA exists anyway (the user-data fetches it; a store
+    # enabled later must not change the user-data and so replace the guests).
+    ca = Path(bare["tls"]["ca_cert"])
+    assert ca.read_text().startswith("-----BEGIN CERTIFICATE-----") and ca.stat().st_mode & 0o777 == 0o600
+    assert bare["stores"] == [] and bare["store_ports"] == {}
+    v = stack_variables(
+        "vm", name="featctl", keys=KEYS, workspace=ws, target_vars={}, previous=bare, stores=("redis", "postgres")
+    )
+    assert v["tls"]["ca_cert"] == str(ca) and ca.read_text() == Path(bare["tls"]["ca_cert"]).read_text()
+    assert set(v["store_ports"]) == {"redis", "postgres"} and set(v["store_dirs"]) == {"redis", "postgres"}
+    assert v["machines"] == bare["machines"]
+    # The guests share this machine's network: the server certificate names the listen address.
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(Path(v["tls"]["server_cert"]).read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
 
 
 def test_this_machines_extra_cas_reach_the_guests(tmp_path):
