@@ -41,6 +41,7 @@ REPO_COMMANDS = {
     "load-postgres": ("stores", "cmd_load_postgres"),
     "check-stores": ("stores", "cmd_check_stores"),
     "prepare-spark": ("stores", "cmd_prepare_spark"),
+    "registry-diff": ("plandiff", "cmd_registry_diff"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -57,6 +58,10 @@ BASE_COMMANDS = {
     "free-port": ("procs", "cmd_free_port"),
     "materialize-loop": ("schedule", "cmd_materialize_loop"),
     "materialize-once": ("schedule", "cmd_materialize_once"),
+    "manager": ("units", "cmd_manager"),
+    "unit-start": ("units", "cmd_unit_start"),
+    "timer-start": ("units", "cmd_timer_start"),
+    "timer-stop": ("units", "cmd_timer_stop"),
 }
 #: Commands that own their exit status and output (they do not return a document).
 STREAMING = {"lock", "materialize-loop"}
@@ -90,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
     r.add_argument("--from", dest="from_repo", required=True)
 
+    rd = sub.add_parser("registry-diff", help="feast plan's registry diff as rows (kind, name, change, fields)")
+    rd.add_argument("--from", dest="from_repo", required=True, help="the serving release this copy was made from")
+
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
     sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")
     sub.add_parser("load-postgres", help="load the release's parquet sources into their PostgreSQL tables")
@@ -103,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     for name in BASE_COMMANDS:
         sp = sub.add_parser(name)
         sp.add_argument("--base", required=True)
-        if name in ("prepare", "finish-upload", "set", "switch", "stop"):
+        if name in ("prepare", "finish-upload", "set", "switch", "stop", "unit-start"):
             sp.add_argument("--id", required=True)
         if name == "prepare":
             sp.add_argument("--fresh", action="store_true")
@@ -128,8 +136,13 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int, required=True)
         if name == "lock":
             sp.add_argument("--holder", default="{}")
-        if name.startswith("materialize-"):
+        if name.startswith("materialize-") or name == "timer-start":
             sp.add_argument("--every", type=int, default=3600)
+        if name == "unit-start":
+            sp.add_argument("--service", choices=("server", "ui", "registry", "offline"), required=True)
+            sp.add_argument("--log", required=True)
+        if name in ("unit-start", "timer-start"):
+            sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command the unit runs")
     return p
 
 

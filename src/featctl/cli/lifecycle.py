@@ -13,7 +13,7 @@ from featctl.session import Session
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: featctl deploy --target local")(deploy)
+    app.command(epilog="Examples: featctl deploy --target local; featctl deploy --target vm (as root)")(deploy)
     app.command(epilog="Example: featctl plan --output json")(plan)
     app.command(epilog="Example: featctl rollback")(rollback)
     app.command(epilog="Example: featctl destroy --yes")(destroy)
@@ -39,7 +39,9 @@ def deploy(
         typer.Option(
             "--target",
             "-t",
-            help="local (an sshd on loopback) or yandex (Yandex Cloud VM) [default: local; env FEATCTL_TARGET]",
+            help="local (an sshd on loopback), yandex (Yandex Cloud VM), vm (a Debian guest with systemd and "
+            "cloud-init on this machine: featctl deploy --target vm) or ssh (an existing machine) "
+            "[default: local; env FEATCTL_TARGET]",
             show_default=False,
         ),
     ] = None,
@@ -171,7 +173,9 @@ def deploy(
 
 
 def plan(
-    target: Annotated[str | None, typer.Option("--target", "-t", help="local or yandex", show_default=False)] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="local, yandex, vm or ssh", show_default=False)
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Deployment name", show_default=False)] = None,
     server_port: Annotated[
         int | None, typer.Option("--server-port", help="Feature server port", show_default=False)
@@ -185,10 +189,13 @@ def plan(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing.
+    """Show what `featctl deploy` would change; change nothing.
 
-    Files the host changed since featctl uploaded them (offline pushes) are listed as kept, or as a
-    conflict when they changed here too.
+    One row per change: Terraform resources, files to upload or remove, files the host changed since
+    featctl uploaded them (offline pushes: kept, or a conflict when they changed here too), the Feast
+    environment, and the Feast objects (feature views, entities, sources, services) a deploy would
+    create, update or delete, with the fields that differ (feast plan's diff, without what only the
+    release directory changes).
     """
     from featctl.cli.render import dumps_json, render
     from featctl.lifecycle.plan import plan as run
@@ -213,34 +220,26 @@ def plan(
     for note in result.notes:
         rep.info(note)
     if fmt == "json":
-        ENV.stdout.write(
-            dumps_json(
-                {
-                    "target": result.target,
-                    "changes": result.changes,
-                    "terraform": result.terraform,
-                    "upload": result.upload,
-                    "remove": result.remove,
-                    "kept_host_data": result.kept,
-                    "conflicts": result.conflicts,
-                    "install_feast": result.install_feast,
-                    "registry": result.registry,
-                }
-            )
-            + "\n"
-        )
+        registry = None
+        if result.registry is not None:
+            registry = [
+                {"kind": r.kind, "name": r.name, "change": r.change, "fields": list(r.fields)} for r in result.registry
+            ]
+        doc = {
+            "target": result.target,
+            "changes": result.changes,
+            "terraform": result.terraform,
+            "upload": result.upload,
+            "remove": result.remove,
+            "kept_host_data": result.kept,
+            "conflicts": result.conflicts,
+            "install_feast": result.install_feast,
+            "registry": registry,
+        }
+        ENV.stdout.write(dumps_json(doc) + "\n")
         return
-    rows = [["terraform", c["address"], "/".join(c["actions"])] for c in result.terraform]
-    rows += [["file", p, "upload"] for p in result.upload] + [["file", p, "remove"] for p in result.remove]
-    rows += [
-        ["file", p, "conflict: changed on the host and here" if p in result.conflicts else "keep the host's copy"]
-        for p in result.kept
-    ]
-    if result.install_feast:
-        rows.append(["host", "Feast environment", "install"])
-    render(Table(["kind", "name", "change"], rows, title="planned changes"), fmt, ENV.stdout)
-    if result.registry and fmt == "table":
-        ENV.stdout.write(f"feast registry: {result.registry.strip()}\n")
+    rows = [[r.kind, r.name, r.change, ", ".join(r.fields)] for r in result.rows()]
+    render(Table(["kind", "name", "change", "fields"], rows, title="planned changes"), fmt, ENV.stdout)
     if not result.changes:
         rep.info("no changes: deploy would upload, apply and restart nothing")
 
@@ -310,4 +309,3 @@ def destroy(
         rep.info(msg)
     if result.destroyed:
         rep.info(f"destroyed the {result.target} deployment")
-

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from featctl.errors import ConfigError
+from featctl.errors import ConfigError, UsageError
 from featctl.workspace import Workspace
 
 # Variables featctl owns; a featctl.toml table may not override them.
@@ -123,6 +123,51 @@ def _local_host_dirs(
     return dirs
 
 
+def _vm_machines(workspace: Workspace, count: int, previous: Mapping[str, Any], first_port: Any) -> list[dict[str, Any]]:
+    """One element per vm guest: its machine name and directory, and the
+    loopback port of its sshd, chosen once and kept (a new port is a new instance)."""
+    from featctl.provision import vm
+
+    before = list(previous.get("machines") or [])
+    out = []
+    for i in range(count):
+        if i < len(before):
+            port = before[i]["port"]
+        elif i == 0 and first_port:
+            port = first_port
+        else:
+            port = free_loopback_port()
+        name = vm.machine_name(workspace, i)
+        out.append({"machine": name, "machine_dir": f"{vm.MACHINES_DIR}/{name}", "port": int(port)})
+    return out
+
+
+def store_server_variables(
+    workspace: Workspace,
+    servers: list[str],
+    previous: Mapping[str, Any],
+    *,
+    names: list[str],
+    label: str,
+) -> dict[str, Any]:
+    """The variables of terraform/modules/stores (featctl's own TLS-only Redis
+    and PostgreSQL on this machine) for any stack that runs them: data
+    directories, ports chosen once (kept from ``previous``), and the CA and
+    server certificate for ``names``, the addresses the hosts reach them at."""
+    ports = dict(previous.get("store_ports") or {})
+    for store in servers:
+        ports.setdefault(store, free_loopback_port())
+    out: dict[str, Any] = {
+        "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
+        "store_ports": {s: int(ports[s]) for s in servers},
+    }
+    if servers:
+        from featctl.provision.tls import ensure_store_tls
+
+        out["tls"] = ensure_store_tls(workspace, names, label=label)
+    return out
+
+
 def stack_variables(
     target: str,
     *,
@@ -153,19 +198,47 @@ def stack_variables(
         "store_password_files": {s: store_password(workspace, s) for s in servers},
     }
     if target == "local":
+        if servers and any(c in str(workspace.local_dir) for c in ",'\n"):
+            # The hosts' store settings name the CA under each host's directory:
+            # Feast's Redis connection string splits on commas, stores.env takes no quotes.
+            raise UsageError(
+                f"the local stores' CA would live under {workspace.local_dir}, whose comma or quote the hosts' "
+                "store settings cannot carry; use a workspace path without them (--workspace)"
+            )
         host_dirs = _local_host_dirs(workspace, len(keys.hosts), previous, extra.pop("port", None))
-        ports = dict(previous.get("store_ports") or {})
-        for store in servers:
-            ports.setdefault(store, free_loopback_port())
+        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
         return {
             **common,
             "ssh_user": getpass.getuser(),
             "remote_base_dir": host_dirs[0]["remote_base_dir"],
             "host_dirs": host_dirs,
-            "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
+            "listen_address": listen,
             "uv_path": extra.pop("uv_path", local_uv()),
-            "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
-            "store_ports": {s: int(ports[s]) for s in servers},
+            # The hosts reach the stores at listen_address: verify-full checks that name.
+            **store_server_variables(workspace, servers, previous, names=[listen, "localhost"], label=name),
+            **extra,
+        }
+    if target == "vm":
+        from featctl.provision import vm
+        from featctl.provision.tls import ensure_store_tls
+
+        machines = _vm_machines(workspace, len(keys.hosts), previous, extra.pop("port", None))
+        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
+        # The guests share this machine's network: they reach the stores at
+        # listen_address, as the local target's hosts do. The CA exists without
+        # stores too: every guest's user-data fetches it, as a Yandex VM
+        # fetches Yandex's (enabling a store later must not change user-data).
+        names = [listen, "localhost"]
+        return {
+            **common,
+            "ssh_user": extra.pop("ssh_user", "featctl"),
+            "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
+            "machines": machines,
+            "listen_address": listen,
+            "user_data_template": vm.user_data_template(),
+            "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
+            **store_server_variables(workspace, servers, previous, names=names, label=name),
+            "tls": ensure_store_tls(workspace, names, label=name),
             **extra,
         }
     if target == "yandex":

@@ -72,7 +72,15 @@ class FeatureServer:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None, repeatable: bool = True
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange, tried twice on a dropped keep-alive connection.
+
+        A request that must not run twice (``repeatable=False``: an offline
+        push appends rows) is sent once; if it fails after it was sent, the
+        error says so and carries ``sent`` (no host fails over either).
+        """
         payload = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         if timeout is not None:
@@ -80,18 +88,27 @@ class FeatureServer:
             if self._http.sock is not None:
                 self._http.sock.settimeout(timeout)
         for attempt in (1, 2):
+            sending = False
             try:
+                if not repeatable:
+                    self._http.close()  # a fresh connection: a stale keep-alive one is no reason to resend
+                    self._http.connect()
+                    sending = True
                 self._http.request(method, path, body=payload, headers=headers)
                 resp = self._http.getresponse()
                 return resp.status, resp.read()
             except (http.client.HTTPException, OSError, EOFError) as exc:
                 self._http.close()
+                if sending:
+                    raise _unknown_outcome(self.port, path, exc) from None
                 if attempt == 2:
                     raise FeatureServerError(
                         f"the feature server on the host (port {self.port}) did not answer: {exc or type(exc).__name__}"
                     ) from None
             except Exception as exc:  # paramiko's channel errors
                 self._http.close()
+                if sending:
+                    raise _unknown_outcome(self.port, path, exc) from None
                 if attempt == 2 or "ChannelException" not in type(exc).__name__:
                     raise FeatureServerError(
                         f"the feature server on the host (port {self.port}) is not reachable: {exc}"
@@ -169,6 +186,25 @@ class FeatureServer:
         if views:
             body["feature_views"] = list(views)
         self.post_json("/materialize-incremental", body, timeout=timeout)
+
+
+    def push(self, source: str, columns: Mapping[str, Sequence[Any]], to: str, *, timeout: float) -> None:
+        """Feast's ``/push``: rows into the views fed by push source ``source``,
+        ``to`` "online", "offline" or "online_and_offline". An offline push is
+        sent once (it appends rows)."""
+        body = {"push_source_name": source, "df": {k: list(v) for k, v in columns.items()}, "to": to}
+        status, raw = self.request("POST", "/push", body, timeout=timeout, repeatable=to == "online")
+        if status not in (200, 202):  # 202: Feast's offline write batcher took the rows
+            raise _server_error("/push", status, raw)
+
+
+def _unknown_outcome(port: int, path: str, exc: BaseException) -> FeatureServerError:
+    err = FeatureServerError(
+        f"the feature server on the host (port {port}) did not answer {path} after it was sent "
+        f"({exc or type(exc).__name__}): it may or may not have been carried out; check before sending it again"
+    )
+    err.sent = True
+    return err
 
 
 def _server_error(path: str, status: int, raw: bytes) -> Exception:
