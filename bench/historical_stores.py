@@ -241,7 +241,7 @@ def report(sizes: list[int], stores: list[str], results: dict[str, Any], gens: d
         "PostgreSQL server's processes are summed separately (shared buffers count in every backend: an upper "
         f"bound). An arm is stopped above {args.cap_gib:g} GiB (the machine has 24 GiB shared with other work) or "
         f"after {args.arm_timeout:.0f} s.",
-        "PostgreSQL: the local target's cluster (terraform/local/scripts/start-postgres.sh, PostgreSQL 15, default "
+        "PostgreSQL: featctl's store cluster (its start-postgres.sh, PostgreSQL 15, TLS only since #16, default "
         "settings), the tables loaded by the agent's load-postgres as a deploy does; Spark: featctl's SPARK_CONF "
         "(local[*], default driver memory).",
         "Apply and prepare per arm: " + "; ".join(

@@ -1,7 +1,7 @@
 """The host agent's fast read of Feast's SQL registry on a real PostgreSQL,
 against Feast's own SqlRegistry.
 
-A PostgreSQL cluster started by the local target's own script, a Feast
+A PostgreSQL cluster (TLS only, verify-full) started by featctl's own store script, a Feast
 environment as a host with `stores = postgres` gets (the pinned lock plus
 feast[postgres]), and two projects applied into one registry by Feast. The
 agent must read the registry without `import feast` and give the same
@@ -29,7 +29,7 @@ from tests.integration.test_hostagent import REPO_SRC, make_data
 pytestmark = pytest.mark.integration
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-SCRIPTS = ROOT / "terraform" / "local" / "scripts"
+SCRIPTS = ROOT / "terraform" / "modules" / "stores" / "scripts"
 START, END = "2025-08-01T00:00:00+00:00", "2025-08-03T00:00:00+00:00"
 REGISTRY = """registry:
     registry_type: sql
@@ -87,10 +87,14 @@ def feast_pg(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """A real PostgreSQL cluster on loopback, by terraform/local's start/stop scripts."""
+    """A real PostgreSQL cluster on loopback, TLS only, by featctl's own store scripts and CA."""
+    from featctl.provision.tls import ensure_store_tls
+    from featctl.workspace import Workspace
+
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"these tests need {PG_BIN}/initdb: run .ci/run or scripts/bootstrap --dev")
     secrets = tmp_path_factory.mktemp("pg-secret")
+    tls = ensure_store_tls(Workspace(secrets), ["127.0.0.1"])
     password = uuid.uuid4().hex
     pw_file = secrets / "password"
     pw_file.write_text(password)
@@ -98,12 +102,13 @@ def postgres(tmp_path_factory) -> Iterator[SimpleNamespace]:
     env = {
         **os.environ, "DATA_DIR": f"/var/tmp/featctl-test-sqlreg-{uuid.uuid4().hex[:8]}", "PORT": str(_free_port()),
         "PASSWORD_FILE": str(pw_file), "PG_BIN": str(PG_BIN), "DATABASE": "feast", "DB_USER": "feast",
+        "TLS_CA": tls["ca_cert"], "TLS_CERT": tls["server_cert"], "TLS_KEY": tls["server_key"],
     }
     try:
         start = subprocess.run(["sh", str(SCRIPTS / "start-postgres.sh")], capture_output=True, text=True, env=env,
                                timeout=180)
         assert start.returncode == 0, start.stderr
-        yield SimpleNamespace(port=int(env["PORT"]), password=password)
+        yield SimpleNamespace(port=int(env["PORT"]), password=password, ca_file=tls["ca_cert"])
     finally:
         subprocess.run(["sh", str(SCRIPTS / "stop-postgres.sh")], capture_output=True, env=env, timeout=180)
         assert not Path(env["DATA_DIR"]).exists()
@@ -127,11 +132,12 @@ def _repo(root: Path, project: str | None = None) -> Path:
 def applied(tmp_path_factory, feast_pg: Path, postgres: SimpleNamespace) -> SimpleNamespace:
     """Two projects applied into one SQL registry, one of them materialized over a range."""
     root = tmp_path_factory.mktemp("sqlreg")
-    env_file = root / "stores.env"  # as run/stores.env on a host: the agent loads it
-    env_file.write_text(
-        f"FEATCTL_POSTGRES_URL=postgresql+psycopg://feast:{postgres.password}@127.0.0.1:{postgres.port}/feast"
-        "?sslmode=disable\n"
-    )
+    from featctl.repo.stores import env_lines
+
+    env_file = root / "stores.env"  # as run/stores.env on a host, by featctl's own code: the agent loads it
+    pg = {"host": "127.0.0.1", "port": postgres.port, "database": "feast", "user": "feast",
+          "sslmode": "verify-full", "ca_file": postgres.ca_file}
+    env_file.write_text(env_lines({"postgres": pg}, {"postgres": postgres.password}))
     env_file.chmod(0o600)
     agent, agent_env = agent_command(feast_pg)
     agent_env = {**agent_env, "FEATCTL_ENV_FILE": str(env_file)}
