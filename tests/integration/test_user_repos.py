@@ -21,13 +21,21 @@ import pytest
 
 from tests.conftest import featctl
 from tests.integration.conftest import Deployed, _deploy, processes_under
-from tests.userrepos import BUREAUS, CREDIT_APPLICANTS, point_in_time, write_credit
+from tests.userrepos import (
+    BUREAUS,
+    CREDIT_APPLICANTS,
+    CREDIT_PROFILE,
+    CREDIT_REPORT,
+    credit_reference,
+    point_in_time,
+    write_credit,
+)
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-PROFILE = ["income", "debt", "open_loans", "last_payment"]
-REPORT = ["delinquencies", "credit_limit"]
+PROFILE = CREDIT_PROFILE
+REPORT = CREDIT_REPORT
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +76,7 @@ def entity_rows(n: int, seed: int) -> pd.DataFrame:
 
 
 def reference(d: Deployed, ents: pd.DataFrame) -> pd.DataFrame:
-    profiles = pd.read_parquet(d.repo / "data" / "profiles.parquet")
-    reports = pd.read_parquet(d.repo / "data" / "reports.parquet")
-    want = point_in_time(ents, profiles, ["applicant_id"], PROFILE, timestamp="event_ts", created="created_ts",
-                         ttl=timedelta(days=30))
-    rep = point_in_time(ents, reports, ["applicant_id", "bureau"], REPORT, timestamp="event_ts",
-                        created="created_ts", ttl=timedelta(days=90))
-    for c in REPORT:
-        want[c] = rep[c]
-    want["risk_score"] = want["income"] * want["income_coef"] + want["debt"] * want["debt_coef"]
-    return want
+    return credit_reference(d.repo, ents)
 
 
 def assert_column(got: pd.Series, want: pd.Series, name: str) -> None:

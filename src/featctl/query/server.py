@@ -19,6 +19,10 @@ from featctl.errors import FeatureServerError, UsageError
 if TYPE_CHECKING:
     from featctl.remote.ssh import Connection
 
+#: featctl's own endpoints in the feature server (agent/endpoints.py).
+FEATCTL_API = "/featctl/v1"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 
 class _ChannelHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose socket is an SSH channel to the server."""
@@ -68,6 +72,7 @@ class FeatureServer:
             assert conn is not None
             self._http = _ChannelHTTPConnection(conn, port, timeout)
         self.port = port
+        self.tunnelled = tunnel is not None
 
     def close(self) -> None:
         self._http.close()
@@ -75,15 +80,32 @@ class FeatureServer:
     def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> tuple[int, bytes]:
         payload = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        status, _, raw = self.exchange(method, path, payload, headers, timeout=timeout)
+        return status, raw
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        retry: bool = True,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP exchange: (status, headers with lower-case names, body); with
+        ``retry`` the connection is made again once when it fails (a keep-alive
+        dropped)."""
         if timeout is not None:
             self._http.timeout = timeout
             if self._http.sock is not None:
                 self._http.sock.settimeout(timeout)
-        for attempt in (1, 2):
+        for attempt in (1, 2) if retry else (2,):
             try:
-                self._http.request(method, path, body=payload, headers=headers)
+                self._http.request(method, path, body=payload, headers=dict(headers))
                 resp = self._http.getresponse()
-                return resp.status, resp.read()
+                raw = resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw
             except (http.client.HTTPException, OSError, EOFError) as exc:
                 self._http.close()
                 if attempt == 2:
@@ -169,6 +191,25 @@ class FeatureServer:
         if views:
             body["feature_views"] = list(views)
         self.post_json("/materialize-incremental", body, timeout=timeout)
+
+
+    # featctl's endpoints (agent/endpoints.py) ---------------------------
+    def featctl_info(self) -> dict[str, Any] | None:
+        """What featctl's endpoints in this server offer, or None when it has
+        none (a release started before them: Feast answers 404)."""
+        status, raw = self.request("GET", f"{FEATCTL_API}/info", timeout=10)
+        if status != 200:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def featctl_historical(self, payload: bytes, *, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        """POST the entity rows (an Arrow IPC stream); never sent twice."""
+        headers = {"Content-Type": ARROW_STREAM, "Accept": ARROW_STREAM}
+        return self.exchange("POST", f"{FEATCTL_API}/historical", payload, headers, timeout=timeout, retry=False)
 
 
 def _server_error(path: str, status: int, raw: bytes) -> Exception:
