@@ -130,6 +130,42 @@ def test_the_score_view_runs_on_the_joined_rows(credit, big, tmp_path):
     assert_column(out["risk_score"], reference(credit, rows)["risk_score"], "risk_score")
 
 
+def test_the_feature_server_and_the_agent_process_give_the_same_rows(credit, big, tmp_path):
+    """historical and score --entities run inside the serving feature server
+    (FEATCTL_HISTORICAL_VIA=server fails rather than fall back) and in the
+    agent's own process (=process, what every call did before): the same frame,
+    types included, equal to the pandas reference; a request the server refuses
+    is the same one line and exit 2 as before."""
+    ents, got = big
+    rows = ents[got["income"].notna().to_numpy()].head(1500).reset_index(drop=True)  # risk_score takes no nulls
+    rows.to_parquet(tmp_path / "e.parquet", index=False)
+    refs = ",".join([f"credit_profile:{f}" for f in PROFILE] + [f"bureau_reports:{f}" for f in REPORT]
+                    + ["risk_score:risk_score"])
+    frames = {}
+    for via in ("server", "process"):
+        for cmd in ("historical", "score"):
+            out = tmp_path / f"{cmd}-{via}.parquet"
+            args = ["-f", refs] if cmd == "historical" else []
+            featctl(cmd, "--entities", str(tmp_path / "e.parquet"), *args, "--out", str(out), cwd=credit.root,
+                    env={"FEATCTL_HISTORICAL_VIA": via}, timeout=600).ok()
+            frames[cmd, via] = pd.read_parquet(out)
+    want = reference(credit, rows)
+    for cmd in ("historical", "score"):
+        pd.testing.assert_frame_equal(frames[cmd, "server"], frames[cmd, "process"])
+        for c in ["income", "debt", "risk_score"] + ([*PROFILE, *REPORT] if cmd == "historical" else []):
+            assert_column(frames[cmd, "server"][c], want[c], f"{cmd} {c}")
+    assert frames["score", "server"]["risk_score"].notna().all()
+    rows.drop(columns=["debt_coef"]).to_parquet(tmp_path / "bad.parquet", index=False)
+    for via in ("server", "process"):
+        res = featctl("historical", "--entities", str(tmp_path / "bad.parquet"), "-f", "risk_score:risk_score",
+                      cwd=credit.root, env={"FEATCTL_HISTORICAL_VIA": via})
+        assert res.returncode == 2 and res.stdout == "", res.stderr
+        assert res.stderr.strip().splitlines() == [
+            "featctl: error: entity file is missing column(s): debt_coef "
+            "(debt_coef: request data risk_weights for risk_score)"
+        ], res.stderr
+
+
 def test_ties_take_the_later_created_row_even_when_it_comes_first_in_the_file(big):
     ents, got = big
     for applicant, at in tie_times().items():

@@ -190,3 +190,49 @@ def test_via_takes_three_values(monkeypatch):
     monkeypatch.setenv("FEATCTL_HISTORICAL_VIA", "fast")
     with pytest.raises(UsageError, match="auto, server, process"):
         served.via()
+
+
+class Settings:
+    def __init__(self, stores=()):
+        self.stores = stores
+
+
+class Session:
+    def __init__(self, stores=()):
+        self.settings = Settings(stores)
+
+
+@pytest.mark.parametrize(
+    ("env", "stores", "served_answer", "want"),
+    [
+        ({}, (), "frame", ["server"]),
+        ({}, (), None, ["server", "process"]),  # the server could not answer: the agent's process
+        ({"FEATCTL_HISTORICAL_VIA": "process"}, (), "frame", ["process"]),
+        ({"FEATCTL_HISTORICAL_VIA": "server"}, (), "frame", ["server (required)"]),
+        ({}, ("postgres", "spark"), "frame", ["process"]),  # Spark stays out of the server
+        ({"FEATCTL_HISTORICAL_ENGINE": "feast"}, (), "frame", ["process --engine feast"]),
+        ({"FEATCTL_HISTORICAL_ENGINE": "other"}, (), "frame", ["server"]),  # only "feast" means something
+    ],
+)
+def test_which_path_a_historical_request_takes(monkeypatch, env, stores, served_answer, want):
+    from featctl.query import historical as client
+
+    for name in ("FEATCTL_HISTORICAL_VIA", "FEATCTL_HISTORICAL_ENGINE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    frame = pd.DataFrame({"driver_id": [1, 2]})
+    taken: list[str] = []
+
+    def served_frame(session, record, frame_, refs, service, *, required):
+        taken.append("server (required)" if required else "server")
+        return frame if served_answer else None
+
+    def process_frame(session, record, frame_, refs, service, engine):
+        taken.append("process" + (f" --engine {engine}" if engine else ""))
+        return frame
+
+    monkeypatch.setattr(served, "served_frame", served_frame)
+    monkeypatch.setattr(client, "_process_frame", process_frame)
+    assert client._historical_frame(Session(stores), None, frame, ["v:f"], None) is frame
+    assert taken == want
