@@ -14,8 +14,10 @@ def main() -> None:
 
     patch_feast()
     if sys.argv[1:2] == ["serve"]:
+        from .compat import fork_safe_registry
         from .endpoints import extend_feature_server
 
+        fork_safe_registry()
         extend_feature_server()
     from feast.cli.cli import cli
 
