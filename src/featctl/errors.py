@@ -76,6 +76,8 @@ class FeatureServerError(FeatctlError):
     """The feature server did not answer, or answered with an error."""
 
     exit_code = ExitCode.SERVER
+    #: The request was sent and may have run: it must not be sent again (to this host or another).
+    sent: bool = False
 
 
 class Cancelled(FeatctlError):

@@ -9,7 +9,9 @@ Layout (all secrets 0600, directories 0700)::
       keys/host_ed25519      host key featctl generated for the host (+ .pub;
                              host_ed25519_<i> for host i of several)
       secrets/<store>.password  a shared store's generated password
+      tls/                   the local stores' CA and server certificate (+ keys)
       terraform/<target>/    copy of the target's stack, with its state
+      terraform/modules/     copy of the modules the stacks share
       local/                 the local target's sshd state and host root
 """
 
@@ -183,6 +185,11 @@ class Workspace:
         """The generated password of a shared store (0600)."""
         return self.secrets_dir / f"{store}.password"
 
+    @property
+    def tls_dir(self) -> Path:
+        """The local stores' CA and server certificate with their keys (0600)."""
+        return self.root / "tls"
+
     def terraform_dir(self, target: str) -> Path:
         return self.root / "terraform" / target
 
@@ -233,8 +240,10 @@ class Workspace:
         for p in (self.record_path, self.known_hosts):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        for d in (self.keys_dir, self.secrets_dir, self.local_dir, self.terraform_dir(target)):
+        for d in (self.keys_dir, self.secrets_dir, self.tls_dir, self.local_dir, self.terraform_dir(target)):
             shutil.rmtree(d, ignore_errors=True)
+        # The stacks' shared modules, copied beside the stack (see provision/terraform.py).
+        shutil.rmtree(self.root / "terraform" / "modules", ignore_errors=True)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

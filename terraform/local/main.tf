@@ -1,7 +1,10 @@
 # The local "VMs": one OpenSSH sshd per host on a loopback address, each with
 # its own host key, authorized key and directory, and the shared stores a
 # deployment may ask for (a real redis-server, a real PostgreSQL cluster),
-# started by Terraform on loopback with passwords featctl generated.
+# started by Terraform on loopback with passwords featctl generated, serving
+# TLS only with a CA featctl generated (../modules/stores), like a cloud's
+# managed stores: each host gets the CA's certificate under its directory
+# (<remote_base_dir>/tls/, as terraform/yandex's cloud-init places Yandex's CA).
 #
 # Per host, two resources, so that a dead sshd can be restarted without
 # touching what runs on the "machine": `host` is the machine's lifetime
@@ -19,8 +22,11 @@ locals {
       port             = var.host_dirs[i].port
     }
   ]
-  redis    = contains(var.stores, "redis")
-  postgres = contains(var.stores, "postgres")
+  # Where every host finds the stores' CA certificate, as on terraform/yandex:
+  # <remote_base_dir>/tls/<file> (the stores output names host 0's; featctl
+  # reads the same path under each host's own directory).
+  ca_name = "featctl-ca.crt"
+  ca_file = "${local.hosts[0].remote_base_dir}/tls/${local.ca_name}"
 }
 
 moved {
@@ -118,126 +124,58 @@ resource "terraform_data" "sshd" {
 
 # --- shared stores ---------------------------------------------------------------
 #
-# As for hosts, two resources per store: `<store>` is the data's lifetime
-# (destroying it stops the server and removes the data directory),
-# `<store>_server` is the running server alone (replacing it restarts the
-# server on the same data: featctl does that when the server died).
+# The servers live in the shared module (terraform/vm uses it too); the stores
+# of earlier versions of this stack move into it with their data.
 
-resource "terraform_data" "redis" {
-  count = local.redis ? 1 : 0
+module "stores" {
+  source = "../modules/stores"
 
-  triggers_replace = [var.store_dirs["redis"]]
-
-  input = {
-    scripts  = local.scripts
-    data_dir = var.store_dirs["redis"]
-  }
-
-  provisioner "local-exec" {
-    command = "mkdir -p \"$DATA_DIR\" && chmod 700 \"$DATA_DIR\""
-    environment = {
-      DATA_DIR = var.store_dirs["redis"]
-    }
-  }
-
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh"]
-    command     = "${self.input.scripts}/stop-redis.sh"
-    environment = {
-      DATA_DIR = self.input.data_dir
-    }
-  }
+  stores               = var.stores
+  store_dirs           = var.store_dirs
+  store_ports          = var.store_ports
+  store_password_files = var.store_password_files
+  tls                  = var.tls
+  ca_file              = local.ca_file
+  listen_address       = var.listen_address
+  redis_server_path    = var.redis_server_path
+  postgres_bin_dir     = var.postgres_bin_dir
+  postgres_database    = var.postgres_database
+  postgres_user        = var.postgres_user
 }
 
-resource "terraform_data" "redis_server" {
-  count = local.redis ? 1 : 0
-
-  triggers_replace = [terraform_data.redis[0].id, var.store_ports["redis"], var.store_password_files["redis"], var.redis_server_path, var.listen_address]
-
-  input = {
-    scripts  = local.scripts
-    data_dir = var.store_dirs["redis"]
-  }
-
-  provisioner "local-exec" {
-    interpreter = ["/bin/sh"]
-    command     = "${local.scripts}/start-redis.sh"
-    environment = {
-      DATA_DIR       = var.store_dirs["redis"]
-      PORT           = tostring(var.store_ports["redis"])
-      PASSWORD_FILE  = var.store_password_files["redis"]
-      REDIS_SERVER   = var.redis_server_path
-      LISTEN_ADDRESS = var.listen_address
-    }
-  }
-
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh"]
-    command     = "${self.input.scripts}/stop-redis.sh"
-    environment = {
-      DATA_DIR  = self.input.data_dir
-      KEEP_DATA = "1"
-    }
-  }
+moved {
+  from = terraform_data.redis
+  to   = module.stores.terraform_data.redis
 }
 
-resource "terraform_data" "postgres" {
-  count = local.postgres ? 1 : 0
-
-  triggers_replace = [var.store_dirs["postgres"], var.postgres_bin_dir]
-
-  input = {
-    scripts  = local.scripts
-    data_dir = var.store_dirs["postgres"]
-    bin_dir  = var.postgres_bin_dir
-  }
-
-  provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh"]
-    command     = "${self.input.scripts}/stop-postgres.sh"
-    environment = {
-      DATA_DIR = self.input.data_dir
-      PG_BIN   = self.input.bin_dir
-    }
-  }
+moved {
+  from = terraform_data.redis_server
+  to   = module.stores.terraform_data.redis_server
 }
 
-resource "terraform_data" "postgres_server" {
-  count = local.postgres ? 1 : 0
+moved {
+  from = terraform_data.postgres
+  to   = module.stores.terraform_data.postgres
+}
 
-  triggers_replace = [terraform_data.postgres[0].id, var.store_ports["postgres"], var.store_password_files["postgres"], var.listen_address]
+moved {
+  from = terraform_data.postgres_server
+  to   = module.stores.terraform_data.postgres_server
+}
 
-  input = {
-    scripts  = local.scripts
-    data_dir = var.store_dirs["postgres"]
-    bin_dir  = var.postgres_bin_dir
-  }
+# The CA's certificate on every host (0644 in a 0755 directory, as cloud-init
+# puts Yandex's on a VM). A new CA, or a new host, places it again.
+resource "terraform_data" "host_ca" {
+  count = var.tls == null ? 0 : length(local.hosts)
 
-  provisioner "local-exec" {
-    interpreter = ["/bin/sh"]
-    command     = "${local.scripts}/start-postgres.sh"
-    environment = {
-      DATA_DIR       = var.store_dirs["postgres"]
-      PORT           = tostring(var.store_ports["postgres"])
-      PASSWORD_FILE  = var.store_password_files["postgres"]
-      PG_BIN         = var.postgres_bin_dir
-      DATABASE       = var.postgres_database
-      DB_USER        = var.postgres_user
-      LISTEN_ADDRESS = var.listen_address
-    }
-  }
+  triggers_replace = [terraform_data.host[count.index].id, try(var.tls.digest, "")]
 
   provisioner "local-exec" {
-    when        = destroy
-    interpreter = ["/bin/sh"]
-    command     = "${self.input.scripts}/stop-postgres.sh"
+    command = "install -d -m 0755 \"$CA_DIR\" && install -m 0644 \"$CA_CERT\" \"$CA_DIR/$CA_NAME.tmp\" && mv -f \"$CA_DIR/$CA_NAME.tmp\" \"$CA_DIR/$CA_NAME\""
     environment = {
-      DATA_DIR  = self.input.data_dir
-      PG_BIN    = self.input.bin_dir
-      KEEP_DATA = "1"
+      CA_DIR  = "${local.hosts[count.index].remote_base_dir}/tls"
+      CA_NAME = local.ca_name
+      CA_CERT = try(var.tls.ca_cert, "")
     }
   }
 }

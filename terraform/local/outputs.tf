@@ -37,19 +37,8 @@ output "remote_base_dir" {
 }
 
 output "stores" {
-  description = "Enabled store -> where the hosts reach it (no secrets)."
-  value = merge(
-    local.redis ? { redis = { host = var.listen_address, port = var.store_ports["redis"], tls = false } } : {},
-    local.postgres ? {
-      postgres = {
-        host     = var.listen_address
-        port     = var.store_ports["postgres"]
-        database = var.postgres_database
-        user     = var.postgres_user
-        sslmode  = "disable"
-      }
-    } : {},
-  )
+  description = "Enabled store -> where the hosts reach it (no secrets): redis {host, port, tls, ca_file}, postgres {host, port, database, user, sslmode, ca_file}, as terraform/yandex's. ca_file is the CA certificate's path on host 0; each other host has it at the same place under its own directory."
+  value       = module.stores.stores
 }
 
 output "host_id" {

@@ -129,3 +129,14 @@ variable "postgres_user" {
   type        = string
   default     = "feast"
 }
+
+variable "tls" {
+  description = "The stores' TLS material featctl generated (0600 files in the workspace): ca_cert, server_cert, server_key (paths) and digest (changes with the certificates). Required with stores; its server certificate names listen_address."
+  type = object({
+    ca_cert     = string
+    server_cert = string
+    server_key  = string
+    digest      = string
+  })
+  default = null
+}

@@ -190,6 +190,17 @@ variable "ssh_allowed_cidrs" {
   }
 }
 
+variable "static_address_quota" {
+  description = "The cloud's quota of static public IPv4 addresses (Yandex VPC's default: 2 per cloud). Each host takes one, and addresses reserved elsewhere in the cloud count too: the plan stops when hosts exceed this number. After Yandex raises the quota (console: Quotas), set the new value."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.static_address_quota >= 1
+    error_message = "The static_address_quota must be at least 1."
+  }
+}
+
 variable "image_family" {
   description = "Public image family (folder standard-images) of the boot disk."
   type        = string
@@ -249,9 +260,11 @@ variable "preemptible" {
 }
 
 # Managed stores (used only for the entries of `stores`). The smallest sensible
-# host class is the burstable b3-c1-m4 (2 vCPU at 50%, 4 GB): enough for a
-# featctl deployment, not for production load. Valkey allows 8-32 GB of disk on
-# it, PostgreSQL 10-512 GB (https://yandex.cloud/en/docs/managed-redis/concepts/instance-types,
+# host classes are burstable, 2 vCPU at 50% with 4 GB: enough for a featctl
+# deployment, not for production load. Their names differ per service: Valkey's
+# is b3-c1-m4 (8-32 GB of disk), Managed PostgreSQL's b2.medium (Cascade Lake,
+# every zone; 10-512 GB), and PostgreSQL has no b3-* class
+# (https://yandex.cloud/en/docs/managed-redis/concepts/instance-types,
 # https://yandex.cloud/en/docs/managed-postgresql/concepts/instance-types).
 
 variable "redis_version" {
@@ -289,9 +302,20 @@ variable "postgres_version" {
 }
 
 variable "postgres_resource_preset" {
-  description = "Host class of the postgres store."
+  description = "Host class of the postgres store: a Managed PostgreSQL class such as b2.medium (burstable: 2 vCPU at 50%, 4 GB), s3-c2-m8, c4a-c2-m4."
   type        = string
-  default     = "b3-c1-m4"
+  default     = "b2.medium"
+
+  validation {
+    # The families of Managed PostgreSQL's host class list: the burstable
+    # b1.medium and b2.medium (b1/b2 nano, micro and small are retired),
+    # s1/s2/m2.<size> and <family>-c<cores>-m<GB> for Ice Lake and AMD Zen 4.
+    condition = can(regex(
+      "^(b[12]\\.medium|s1\\.(micro|small|medium|large|xlarge)|(s2|m2)\\.[0-9]*(micro|small|medium|large|xlarge)|(s3|m3|c3|s4a|c4a|m4a|s4af|c4af|m4af)-c[0-9]+-m[0-9]+)$",
+      var.postgres_resource_preset,
+    ))
+    error_message = "The postgres_resource_preset must be a Managed PostgreSQL host class such as b2.medium, s3-c2-m8 or c4a-c2-m4 (https://yandex.cloud/en/docs/managed-postgresql/concepts/instance-types); b3-* classes are Valkey's, not PostgreSQL's."
+  }
 }
 
 variable "postgres_disk_size" {

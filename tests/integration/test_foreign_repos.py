@@ -329,7 +329,7 @@ def test_outside_registry_and_data_follow_each_release(outside):
     )
     plan = json.loads(d.run("plan", "-o", "json").ok().stdout)
     assert "defs.py" in plan["upload"] and any(p.startswith("_featctl/external/") for p in plan["upload"])
-    assert "prices_copy" in (plan["registry"] or "")
+    assert {"kind": "feature view", "name": "prices_copy", "change": "create", "fields": []} in plan["registry"]
     d.run("deploy").ok()
     assert d.json("online", "--entity", "item_id=2", "-f", "prices:price") == [{"item_id": 2, "price": 10.0}]
     assert "prices_copy" in {v["view"] for v in d.json("status")["feature_views"]}

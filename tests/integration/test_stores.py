@@ -1,10 +1,12 @@
 """Shared stores and several hosts on the local target, for real: a
-redis-server and a PostgreSQL cluster started by Terraform, two sshd "hosts".
+redis-server and a PostgreSQL cluster started by Terraform, serving TLS only
+with a CA featctl generated, two sshd "hosts".
 
 One deployment travels through the module in order: it starts on sqlite (the
-baseline values), moves to Redis + PostgreSQL on two hosts, survives a host
-outage under traffic, a Redis restart and an unreachable PostgreSQL, rolls
-back to sqlite, and is destroyed without a trace.
+baseline values), moves to Redis + PostgreSQL on two hosts, refuses plain-text
+connections, reaches the stores with the CA its settings name (not the
+system's store), survives a host outage under traffic, a Redis restart and an
+unreachable PostgreSQL, rolls back to sqlite, and is destroyed without a trace.
 """
 
 from __future__ import annotations
@@ -126,25 +128,38 @@ def test_moving_to_redis_and_postgres_on_two_hosts_keeps_every_value(chain: Chai
     assert set(info["stores"]) == {"redis", "postgres"}
 
 
-def _psql(chain: Chain, sql: str) -> str:
+def _ca(chain: Chain) -> str:
+    return str(chain.d.workspace / "tls" / "ca.crt")
+
+
+def _psql_run(chain: Chain, sql: str, ssl: str) -> subprocess.CompletedProcess[str]:
     d = chain.d
     env = {**os.environ, "PGPASSWORD": (d.workspace / "secrets" / "postgres.password").read_text().strip()}
-    out = subprocess.run(
-        [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(chain.store_ports["postgres"]), "-U", "feast",
-         "-d", "feast", "-tAc", sql],
-        capture_output=True, text=True, env=env, timeout=60,
+    dsn = f"host=127.0.0.1 port={chain.store_ports['postgres']} user=feast dbname=feast {ssl}"
+    return subprocess.run(
+        [str(PG_BIN / "psql"), dsn, "-tAc", sql], capture_output=True, text=True, env=env, timeout=60
     )
+
+
+def _psql(chain: Chain, sql: str) -> str:
+    out = _psql_run(chain, sql, f"sslmode=verify-full sslrootcert={_ca(chain)}")
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def _redis(chain: Chain, *args: str) -> str:
+def _redis_run(chain: Chain, *args: str, tls: tuple[str, ...] | None = None) -> subprocess.CompletedProcess[str]:
     pw = (chain.d.workspace / "secrets" / "redis.password").read_text().strip()
-    out = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]), "--no-auth-warning", "-a", pw, *args],
+    tls = ("--tls", "--cacert", _ca(chain)) if tls is None else tls
+    return subprocess.run(
+        ["redis-cli", *tls, "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]), "--no-auth-warning", "-a", pw,
+         *args],
         capture_output=True, text=True, timeout=60,
     )
-    assert out.returncode == 0, out.stderr
+
+
+def _redis(chain: Chain, *args: str) -> str:
+    out = _redis_run(chain, *args)
+    assert out.returncode == 0 and "error" not in out.stdout.lower(), out.stdout + out.stderr
     return out.stdout.strip()
 
 
@@ -192,7 +207,8 @@ def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_pa
         assert np.nanmax(np.abs(g - w)) == 0.0, c
         assert np.isnan(g).any() and (~np.isnan(g)).sum() > 100, c  # both kinds of rows are in the data
     assert str(got["conv_rate"].dtype) == "float32"  # as on the file store, not PostgreSQL's float64
-    assert str(got["avg_daily_trips"].dtype) == "Int32"  # nulls keep integers integers
+    # nulls keep integers integers, of the type the view declares (Int64), as every output types them
+    assert str(got["avg_daily_trips"].dtype) == "Int64"
     row = int(np.flatnonzero(~np.isnan(got["conv_rate"].astype("float64").to_numpy()))[0])
     alone = d.json("historical", "-d", str(ents["driver_id"][row]), "--at", ents["event_timestamp"][row].isoformat(),
                    "-f", "driver_hourly_stats:conv_rate")
@@ -209,10 +225,63 @@ def test_registry_rows_are_in_postgres_and_online_values_in_redis(chain: Chain) 
     assert int(_redis(chain, "DBSIZE")) > 0
     # Without the password Redis answers nothing (requirepass).
     anonymous = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]), "DBSIZE"],
+        ["redis-cli", "--tls", "--cacert", _ca(chain), "-h", "127.0.0.1", "-p", str(chain.store_ports["redis"]),
+         "DBSIZE"],
         capture_output=True, text=True, timeout=60,
     )
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+
+
+def test_plain_text_connections_to_either_store_are_refused(chain: Chain) -> None:
+    # Redis has no plain-text port: a client without TLS gets its connection dropped, no answer.
+    plain = _redis_run(chain, "DBSIZE", tls=())
+    assert plain.returncode != 0, plain.stdout
+    assert not plain.stdout.strip().isdigit() and "I/O error" in plain.stdout + plain.stderr, plain
+    # PostgreSQL rejects a connection without TLS whoever asks, with the right password too.
+    refused = _psql_run(chain, "SELECT 1", "sslmode=disable")
+    assert refused.returncode != 0 and refused.stdout.strip() != "1"
+    assert "pg_hba.conf rejects connection" in refused.stderr and "no encryption" in refused.stderr, refused.stderr
+    # The same clients over TLS, checked against featctl's CA, get answers.
+    assert _redis(chain, "PING") == "PONG"
+    assert _psql(chain, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
+
+
+def test_the_hosts_reach_the_stores_with_the_ca_their_settings_name(chain: Chain) -> None:
+    """The CA reaches Redis's and PostgreSQL's clients through the settings,
+    as on the yandex target: each host holds it under its own directory, its
+    stores.env names it, and Feast's own clients verify the servers with it,
+    while the same clients without it (the system's store, no ~/.postgresql)
+    are refused."""
+    d = chain.d
+    record = d.record()
+    ca = (d.workspace / "tls" / "ca.crt").read_bytes()
+    redis, pg = record["stores"]["redis"], record["stores"]["postgres"]
+    assert redis["tls"] is True and pg["sslmode"] == "verify-full"
+    assert redis["ca_file"] == pg["ca_file"] == f"{record['remote_base_dir']}/tls/featctl-ca.crt"
+    for h in record["hosts"]:
+        base = Path(h["remote_base_dir"])
+        host_ca = base / "tls" / "featctl-ca.crt"
+        assert host_ca.read_bytes() == ca and host_ca.stat().st_mode & 0o777 == 0o644
+        env = dict(line.split("=", 1) for line in (base / "run" / "stores.env").read_text().splitlines())
+        assert f",ssl=true,ssl_ca_certs={host_ca}" in env["FEATCTL_REDIS_CONNECTION"]
+        assert env["FEATCTL_POSTGRES_SSLMODE"] == "verify-full"
+        assert env["FEATCTL_POSTGRES_SSLROOTCERT"] == env["PGSSLROOTCERT"] == str(host_ca)
+        assert f"sslmode=verify-full&sslrootcert={host_ca}" in env["FEATCTL_POSTGRES_URL"]
+    base = Path(record["remote_base_dir"])
+    python = base / "envs" / record["env_name"] / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), str(Path(__file__).with_name("tls_probe.py")), str(base / "run" / "stores.env"),
+         str(base / "current")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    host_ca = str(base / "tls" / "featctl-ca.crt")
+    assert seen["redis_params"] == {"ssl": True, "ssl_ca_certs": host_ca}
+    assert seen["postgres_sslmode"] == "verify-full" and seen["postgres_sslrootcert_path"] == host_ca
+    assert seen["redis_with_settings"] == "ok" and seen["postgres_with_settings"] == "ok", seen
+    assert "CERTIFICATE_VERIFY_FAILED" in seen["redis_without_ca"], seen
+    assert "root.crt" in seen["postgres_without_ca"] and "does not exist" in seen["postgres_without_ca"], seen
 
 
 def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
@@ -224,6 +293,28 @@ def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
     assert after == before
     loaded = _psql(chain, "SELECT count(*) FROM featctl_loads")
     assert int(loaded) == 2  # nothing loaded twice
+
+
+def test_a_store_certificate_the_host_cannot_verify_stops_the_deploy(chain: Chain, tmp_path: Path) -> None:
+    """Host 0 given another CA: its check of the stores fails on the
+    certificate before anything changes, and queries go on."""
+    from featctl.provision.tls import ensure_store_tls
+    from featctl.workspace import Workspace
+
+    d = chain.d
+    host_ca = Path(d.record()["remote_base_dir"]) / "tls" / "featctl-ca.crt"
+    original = host_ca.read_bytes()
+    stranger = Path(ensure_store_tls(Workspace(tmp_path / "other"), ["127.0.0.1", "localhost"])["ca_cert"])
+    host_ca.write_bytes(stranger.read_bytes())
+    try:
+        res = featctl("deploy", cwd=d.root, timeout=600)
+        assert res.returncode == 5, res.stderr
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("featctl: error: deploy stopped before any change"), last
+        assert "CERTIFICATE_VERIFY_FAILED" in last, last
+    finally:
+        host_ca.write_bytes(original)
+    assert d.json("score", *WEIGHTS, *[a for x in DRIVERS for a in ("-d", x)]) == chain.baseline["score"]
 
 
 def _score_once(root: Path) -> tuple[int, str]:
@@ -356,4 +447,5 @@ def test_destroy_leaves_no_process_port_data_or_key(chain: Chain) -> None:
     for path in chain.store_dirs.values():
         assert not Path(path).exists(), path
     assert not (d.workspace / "secrets").exists() and not (d.workspace / "keys").exists()
+    assert not (d.workspace / "tls").exists()
     assert not (d.workspace / "deployment.json").exists()

@@ -41,6 +41,7 @@ REPO_COMMANDS = {
     "load-postgres": ("stores", "cmd_load_postgres"),
     "check-stores": ("stores", "cmd_check_stores"),
     "prepare-spark": ("stores", "cmd_prepare_spark"),
+    "registry-diff": ("plandiff", "cmd_registry_diff"),
 }
 BASE_COMMANDS = {
     "state": ("releases", "cmd_state"),
@@ -90,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
     r.add_argument("--from", dest="from_repo", required=True)
+
+    rd = sub.add_parser("registry-diff", help="feast plan's registry diff as rows (kind, name, change, fields)")
+    rd.add_argument("--from", dest="from_repo", required=True, help="the serving release this copy was made from")
 
     sub.add_parser("probe", help="the entities a health check reads, written to .featctl/probe.json")
     sub.add_parser("teardown", help="remove this project's data from external stores and a SQL registry")

@@ -112,7 +112,10 @@ def join_files(entity_df: Any, views: list[tuple[Any, list[str]]], full_feature_
 
 def postgres_source(fv: Any) -> str | None:
     """The FROM-clause text of fv's PostgreSQL source (a table or ``(query)``), else None."""
-    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+    try:
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+    except ImportError:  # an environment without Feast's postgres extra (psycopg) has no such source
+        return None
 
     src = fv.batch_source
     return src.get_table_query_string() if isinstance(src, PostgreSQLSource) else None

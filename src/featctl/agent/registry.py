@@ -328,6 +328,10 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
             refs.extend(f"{view}:{c.name}" for c in proj.feature_columns)
         services.append({"name": fs.spec.name, "features": refs})
 
+    from .pushsources import push_sources
+
+    pushes = push_sources(proto, project, mine(proto.feature_views) + mine(proto.stream_feature_views), _source_path)
+
     def by_name(d: dict[str, Any]) -> str:
         return str(d["name"])
 
@@ -339,6 +343,7 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
         "on_demand_feature_views": sorted(odfvs, key=by_name),
         "label_views": sorted(label_views, key=by_name),
         "feature_services": sorted(services, key=by_name),
+        "push_sources": sorted(pushes, key=by_name),
     }
 
 

@@ -42,24 +42,34 @@ def _pg_connect(timeout: int = 10) -> Any:
         raise AgentError(f"PostgreSQL at {where} is unreachable from the host: {reason}") from None
 
 
+def redis_kwargs(raw: str) -> tuple[str, int, dict[str, Any]]:
+    """host, port and redis-py keywords of a Feast Redis connection string,
+    parsed as Feast 0.67 parses it (every ``k=v`` goes to redis-py, values
+    JSON-decoded where they are JSON), so the check uses exactly the TLS
+    settings the feature server will: ``ssl``, ``ssl_ca_certs``, ..."""
+    address, *opts = raw.split(",")
+    host, _, port = address.rpartition(":")
+    kw: dict[str, Any] = {}
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            continue
+        try:
+            kw[key] = json.loads(value)
+        except ValueError:
+            kw[key] = value
+    return host, int(port), kw
+
+
 def _redis_check() -> None:
     import redis
 
     raw = os.environ.get("FEATCTL_REDIS_CONNECTION")
     if not raw:
         raise AgentError("the host has no FEATCTL_REDIS_CONNECTION: redeploy to write run/stores.env")
-    address, *opts = raw.split(",")
-    host, _, port = address.rpartition(":")
-    kw = dict(o.split("=", 1) for o in opts if "=" in o)
+    host, port, kw = redis_kwargs(raw)
     try:
-        client = redis.Redis(
-            host=host,
-            port=int(port),
-            password=kw.get("password"),
-            ssl=kw.get("ssl") == "true",
-            socket_timeout=5,
-            socket_connect_timeout=5,
-        )
+        client = redis.Redis(host=host, port=port, **{**kw, "socket_timeout": 5, "socket_connect_timeout": 5})
         client.ping()
     except redis.RedisError as exc:
         reason = " ".join(str(exc).split())[:200]

@@ -185,10 +185,13 @@ def plan(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Show what `featctl deploy` would change (Terraform plan, files, Feast registry diff); change nothing.
+    """Show what `featctl deploy` would change; change nothing.
 
-    Files the host changed since featctl uploaded them (offline pushes) are listed as kept, or as a
-    conflict when they changed here too.
+    One row per change: Terraform resources, files to upload or remove, files the host changed since
+    featctl uploaded them (offline pushes: kept, or a conflict when they changed here too), the Feast
+    environment, and the Feast objects (feature views, entities, sources, services) a deploy would
+    create, update or delete, with the fields that differ (feast plan's diff, without what only the
+    release directory changes).
     """
     from featctl.cli.render import dumps_json, render
     from featctl.lifecycle.plan import plan as run
@@ -213,34 +216,26 @@ def plan(
     for note in result.notes:
         rep.info(note)
     if fmt == "json":
-        ENV.stdout.write(
-            dumps_json(
-                {
-                    "target": result.target,
-                    "changes": result.changes,
-                    "terraform": result.terraform,
-                    "upload": result.upload,
-                    "remove": result.remove,
-                    "kept_host_data": result.kept,
-                    "conflicts": result.conflicts,
-                    "install_feast": result.install_feast,
-                    "registry": result.registry,
-                }
-            )
-            + "\n"
-        )
+        registry = None
+        if result.registry is not None:
+            registry = [
+                {"kind": r.kind, "name": r.name, "change": r.change, "fields": list(r.fields)} for r in result.registry
+            ]
+        doc = {
+            "target": result.target,
+            "changes": result.changes,
+            "terraform": result.terraform,
+            "upload": result.upload,
+            "remove": result.remove,
+            "kept_host_data": result.kept,
+            "conflicts": result.conflicts,
+            "install_feast": result.install_feast,
+            "registry": registry,
+        }
+        ENV.stdout.write(dumps_json(doc) + "\n")
         return
-    rows = [["terraform", c["address"], "/".join(c["actions"])] for c in result.terraform]
-    rows += [["file", p, "upload"] for p in result.upload] + [["file", p, "remove"] for p in result.remove]
-    rows += [
-        ["file", p, "conflict: changed on the host and here" if p in result.conflicts else "keep the host's copy"]
-        for p in result.kept
-    ]
-    if result.install_feast:
-        rows.append(["host", "Feast environment", "install"])
-    render(Table(["kind", "name", "change"], rows, title="planned changes"), fmt, ENV.stdout)
-    if result.registry and fmt == "table":
-        ENV.stdout.write(f"feast registry: {result.registry.strip()}\n")
+    rows = [[r.kind, r.name, r.change, ", ".join(r.fields)] for r in result.rows()]
+    render(Table(["kind", "name", "change", "fields"], rows, title="planned changes"), fmt, ENV.stdout)
     if not result.changes:
         rep.info("no changes: deploy would upload, apply and restart nothing")
 
@@ -310,4 +305,3 @@ def destroy(
         rep.info(msg)
     if result.destroyed:
         rep.info(f"destroyed the {result.target} deployment")
-

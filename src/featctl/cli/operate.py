@@ -26,7 +26,11 @@ def status(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Show the target, host, Terraform outputs, SSH and feature server health, and each view's last materialization."""
+    """Show the target, host, Terraform outputs, SSH and feature server health, each view's last
+    materialization, the feature services and the push sources (`featctl push --view NAME`).
+
+    CSV holds the views only; JSON and the table hold everything.
+    """
     from featctl.cli.render import dumps_json, render, render_mapping
     from featctl.lifecycle.status import status as run
     from featctl.query.table import Table
@@ -40,13 +44,24 @@ def status(
         session.close()
     views = Table.from_records(st.views, title="feature views")
     if fmt == "json":
-        ENV.stdout.write(dumps_json({"deployment": st.info, "feature_views": st.views}) + "\n")
+        doc = {
+            "deployment": st.info,
+            "feature_views": st.views,
+            "feature_services": st.services,
+            "push_sources": st.push_sources,
+        }
+        ENV.stdout.write(dumps_json(doc) + "\n")
     elif fmt == "csv":
         render(views, fmt, ENV.stdout)
     else:
         render_mapping(st.info, fmt, ENV.stdout, title="deployment")
-        if views.rows:
-            render(views, fmt, ENV.stdout)
+        for rows, title in (
+            (st.views, "feature views"),
+            (st.services, "feature services"),
+            (st.push_sources, "push sources"),
+        ):
+            if rows:
+                render(Table.from_records(rows, title=title), fmt, ENV.stdout)
 
 
 def materialize(
@@ -161,4 +176,3 @@ def unlock(
         )
     else:
         rep.info("the deploy lock was not held; nothing to clear")
-

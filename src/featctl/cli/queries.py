@@ -1,4 +1,4 @@
-"""online, score, historical."""
+"""online, score, historical, push."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Example: featctl historical --entities entities.csv --feature-service driver_activity_rates_linear_combination --out result.parquet"
     )(historical)
+    app.command(
+        epilog="Examples: featctl push --view user_events_push --entities events.csv --to both   |   "
+        'featctl push --view user_events_push --entity user_id=1 --set clicks=3 --set \'tags=["a","b"]\' ...'
+    )(push)
 
 
 def _show(table: Table, fmt: str) -> None:
@@ -239,3 +243,86 @@ def historical(
             ENV.stderr.write(f"featctl: {note}\n")
     else:
         _show(table, fmt)
+
+
+def push(
+    view: Annotated[
+        str,
+        typer.Option(
+            "--view",
+            "--push-source",
+            help="The push source's name (a PushSource in the repository; `featctl status` lists them). "
+            "Feast writes the rows to every feature view it feeds.",
+            show_default=False,
+        ),
+    ],
+    entities_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--entities",
+            help="CSV/Parquet of rows: join keys, the event time column, every feature (lists as JSON arrays in "
+            "CSV, e.g. [0.1,0.2]); an empty cell is null.",
+            show_default=False,
+        ),
+    ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--entity",
+            "-e",
+            help="The key of one row to push, KEY=VALUE (a composite key as a=1,b=x).",
+            show_default=False,
+        ),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="With --entity: a feature value NAME=VALUE, one per feature (lists as JSON arrays, times ISO "
+            "8601, NAME= for null); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="With --entity: the row's event time, ISO 8601 [default: now]", show_default=False),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="online, offline (appended to the view's data on the host, read by historical) or both "
+            "(offline first, then online)",
+        ),
+    ] = "online",
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Push rows into the feature views a push source feeds, through the feature server's /push (Feast's push).
+
+    Every value is typed from the deployed registry and checked before anything is sent; a source's
+    created-time column, when it has one, is filled with now unless given.
+    """
+    from featctl.query.inputs import parse_timestamp
+    from featctl.query.push import push as run
+
+    when = parse_timestamp(at, option="--at") if at is not None else None
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        result = run(
+            session,
+            view,
+            entities_file=entities_file,
+            entity_specs=list(entity or []),
+            set_specs=list(sets or []),
+            at=when,
+            to=to,
+        )
+    finally:
+        rep.close()
+        session.close()
+    where = {"online": "the online store", "offline": "the offline store", "both": "the offline and online stores"}
+    rep.info(
+        f"pushed {result.rows} row(s) through {result.push_source} into {', '.join(result.views)} ({where[result.to]})"
+    )

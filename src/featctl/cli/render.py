@@ -9,55 +9,69 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from featctl.query.table import Table
+from featctl.query.values import MISSING_TYPES, json_value, plain_text
 
 FORMATS = ("table", "json", "csv")
 
 
 def to_json_value(value: Any) -> Any:
-    """A value strict JSON can carry: NaN and infinities become null, times ISO 8601."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): to_json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return to_json_value(value.item())
-    return str(value)
+    """A value strict JSON can carry (query/values.py: the one definition)."""
+    return json_value(value)
 
 
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+#: How many items of a list a table shows before "… N items".
+LIST_ITEMS_SHOWN = 3
+
+
 def cell_text(value: Any, *, human: bool = False) -> str:
-    """A cell as text. ``human`` (tables): floats to 6 significant digits and
-    times as ``YYYY-MM-DD HH:MM:SS`` in UTC; CSV and JSON keep everything."""
-    if human and isinstance(value, datetime):
+    """A cell as text. ``human`` (tables): floats to 6 significant digits, times
+    as ``YYYY-MM-DD HH:MM:SS`` in UTC and lists shortened to their first items;
+    CSV and JSON keep everything (a list is its JSON array)."""
+    if human and isinstance(value, datetime) and type(value).__name__ not in MISSING_TYPES:
         moment = value if value.tzinfo is None else value.astimezone(timezone.utc)
         return moment.strftime("%Y-%m-%d %H:%M:%S")
-    value = to_json_value(value)
+    if human and _is_list(value):
+        return _short_list(list(value))
+    if not human:
+        return plain_text(value)
+    value = json_value(value)
     if value is None:
         return ""
     if isinstance(value, float):
-        # Tables round for reading; CSV and JSON keep every digit.
-        return f"{value:.6g}" if human else repr(value)
+        return f"{value:.6g}"  # tables round for reading; CSV and JSON keep every digit
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
-    if human and isinstance(value, str) and (m := _ISO.match(value)) and m.group(4) in (None, "Z", "+00:00"):
+    if isinstance(value, str) and (m := _ISO.match(value)) and m.group(4) in (None, "Z", "+00:00"):
         return f"{m.group(1)} {m.group(2)}"
     return str(value)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1)
+
+
+def _short_list(items: list[Any]) -> str:
+    """``[0.6137, -0.9165, -0.562, … 8 items]``: the first items, 4 significant digits."""
+
+    def item(v: Any) -> str:
+        v = v.item() if hasattr(v, "item") and not isinstance(v, (list, tuple)) else v
+        if isinstance(v, float) and math.isfinite(v):
+            return f"{v:.4g}"
+        if isinstance(v, str):
+            return json.dumps(v)
+        return cell_text(v, human=True) or "null"
+
+    shown = [item(v) for v in items[:LIST_ITEMS_SHOWN]]
+    if len(items) > LIST_ITEMS_SHOWN:
+        shown.append(f"… {len(items)} items")
+    return "[" + ", ".join(shown) + "]"
 
 
 def dumps_json(data: Any) -> str:

@@ -40,10 +40,10 @@ def check_shared(settings_hosts: int, cfg: feature_store.RepoConfig) -> None:
 
 def write_stores_env(session: Session, conn: Connection, layout: Layout, record: Deployment) -> None:
     """The stores' FEATCTL_* variables on a host (0600; never printed)."""
-    from featctl.repo.stores import env_lines
+    from featctl.repo.stores import env_lines, for_host
 
     passwords = {s: session.workspace.store_password_file(s).read_text().strip() for s in record.stores}
-    text = env_lines(record.stores, passwords)
+    text = env_lines(for_host(record.stores, record.remote_base_dir, layout.base), passwords)
     if text:
         conn.put_text(layout.stores_env, text, 0o600)
     else:

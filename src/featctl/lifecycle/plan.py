@@ -17,6 +17,17 @@ from featctl.repo.bundle import build as build_bundle
 from featctl.session import Session
 
 
+@dataclass(frozen=True)
+class PlanRow:
+    """One planned change: what kind of thing, which one, what happens to it,
+    and (registry objects) the fields that differ."""
+
+    kind: str
+    name: str
+    change: str
+    fields: tuple[str, ...] = ()
+
+
 @dataclass
 class PlanResult:
     target: str
@@ -24,7 +35,9 @@ class PlanResult:
     upload: list[str] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     install_feast: bool = False
-    registry: str | None = None
+    #: Feast objects a deploy would create, update or delete (only those that
+    #: really change); None when unknown (nothing deployed, the host silent).
+    registry: list[PlanRow] | None = None
     notes: list[str] = field(default_factory=list)
     #: Files the host changed since featctl uploaded them (offline pushes): deploy keeps the host's copy.
     kept: list[str] = field(default_factory=list)
@@ -34,6 +47,22 @@ class PlanResult:
     @property
     def changes(self) -> bool:
         return bool(self.terraform or self.upload or self.remove or self.install_feast)
+
+    def rows(self) -> list[PlanRow]:
+        """Every planned change, Terraform first, then files (host-written ones kept), the host, the registry."""
+        rows = [PlanRow("terraform", c["address"], "/".join(c["actions"])) for c in self.terraform]
+        rows += [PlanRow("file", p, "upload") for p in self.upload] + [
+            PlanRow("file", p, "remove") for p in self.remove
+        ]
+        rows += [
+            PlanRow(
+                "file", p, "conflict: changed on the host and here" if p in self.conflicts else "keep the host's copy"
+            )
+            for p in self.kept
+        ]
+        if self.install_feast:
+            rows.append(PlanRow("host", "Feast environment", "install"))
+        return rows + list(self.registry or [])
 
 
 def plan(session: Session, *, data: str = "ask") -> PlanResult:
@@ -73,8 +102,9 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
         result.notes += local.notes
         if not (record and record.host and record.stage == "deployed"):
             result.upload = sorted(local.manifest)
-            result.registry = "everything in the repository (first feast apply)"
-            result.notes.append("nothing is deployed from this workspace yet")
+            result.notes.append(
+                "nothing is deployed from this workspace yet: deploy applies everything in the repository"
+            )
             return result
         try:
             conn = session.connection(record)
@@ -110,7 +140,7 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
         # The registry diff runs with the environment deploy would use, when it exists.
         layout = wanted if ready else layout.with_env(cur.env if cur else None)
         if not (result.upload or result.remove or result.install_feast) or host.current is None:
-            result.registry = "no changes" if host.current else None
+            result.registry = [] if host.current else None
             return result
         scratch = f"plan-{releases.new_release_id()}"
         with releases.deploy_lock(conn, layout, holder("plan")):
@@ -125,7 +155,17 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
                     timeout=120,
                     repo=layout.release(scratch),
                 )
-                result.registry = agent.feast_plan(conn, layout, layout.release(scratch), timeout=s.command_timeout)
+                diff = agent.run_agent(
+                    conn,
+                    layout,
+                    "registry-diff",
+                    ["--from", layout.release(host.current)],
+                    timeout=s.command_timeout,
+                    repo=layout.release(scratch),
+                )
+                result.registry = [
+                    PlanRow(c["kind"], c["name"], c["change"], tuple(c.get("fields", []))) for c in diff["changes"]
+                ]
             finally:
                 conn.run(f"rm -rf {q(layout.release(scratch))}", timeout=120, check=False)
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
@@ -17,6 +17,9 @@ from featctl.session import Session
 class Status:
     info: dict[str, Any]
     views: list[dict[str, Any]]
+    #: One row per feature service (its features) and per push source (the views it feeds).
+    services: list[dict[str, Any]] = field(default_factory=list)
+    push_sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def status(session: Session) -> Status:
@@ -37,10 +40,10 @@ def status(session: Session) -> Status:
     if record.stores:
         # Where they are and what they are; never a password.
         info["stores"] = {
-            store: f"{where['host']}:{where['port']}" + (" (TLS)" if where.get("tls") else "")
+            store: f"{where['host']}:{where['port']}"
+            + (" (TLS)" if where.get("tls") or where.get("sslmode") in ("require", "verify-ca", "verify-full") else "")
             for store, where in sorted(record.stores.items())
         }
-    views: list[dict[str, Any]] = []
     try:
         conn = session.connection(record)
         info["ssh"] = "answers"
@@ -49,7 +52,7 @@ def status(session: Session) -> Status:
     except SSHError as exc:
         info["ssh"] = f"no answer: {exc}"
         info["feature_server"] = "unknown (no SSH)"
-        return Status(info, _views_from(record.registry, stale=True))
+        return _status(info, record.registry, stale=True)
     layout = session.layout(record)
     host = releases.state(conn, layout)
     cur = host.current_release
@@ -90,13 +93,13 @@ def status(session: Session) -> Status:
             f"forwarding 127.0.0.1:{f['online']} (online), :{f['registry']} (registry), :{f['offline']} (offline); "
             f"client config {connected['out']}/feature_store.yaml"
         )
+    stale = False
     try:
         desc = desc or agent.run_agent(conn, layout, "describe", timeout=120)
-        views = _views_from(desc)
         info["project"] = desc.get("project")
     except FeatctlError as exc:
         info["registry"] = f"unavailable: {exc}"
-        views = _views_from(record.registry, stale=True)
+        desc, stale = record.registry, True
     if record.host_count > 1:
         from featctl.lifecycle.hosts import host_status
 
@@ -113,7 +116,24 @@ def status(session: Session) -> Status:
         down = [h["host"] for h in info["hosts"] if not str(h.get("feature_server", "")).startswith("healthy")]
         if down:
             info["repair"] = f"host(s) {', '.join(map(str, down))} not serving; `featctl deploy` heals them"
-    return Status(info, views)
+    return _status(info, desc, stale=stale)
+
+
+def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool) -> Status:
+    services = [
+        {"feature_service": s["name"], "features": ", ".join(s.get("features", []))}
+        for s in desc.get("feature_services", [])
+    ]
+    pushes = [
+        {
+            "push_source": p["name"],
+            "views": ", ".join(p.get("views", [])) or "none (a push would fail)",
+            "timestamp_field": p.get("timestamp_field"),
+            "batch_source": p.get("batch_source"),
+        }
+        for p in desc.get("push_sources", [])
+    ]
+    return Status(info, _views_from(desc, stale=stale), services, pushes)
 
 
 def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:

@@ -60,6 +60,10 @@ def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> list[dict[str, An
     return [{k: h[k] for k in HOST_OUTPUT_KEYS} for h in hosts]
 
 
+#: Where the local stack's store servers live (terraform/modules/stores).
+STORES_MODULE = "module.stores"
+
+
 def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
     """Local target: (resource, what) for each process Terraform records but
     nothing answers for (after a reboot or a crash): its sshd per host, the
@@ -71,7 +75,7 @@ def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
             dead.append((f"terraform_data.sshd[{i}]", f"sshd of local host {i}"))
     for store, where in sorted(record.stores.items()):
         if not port_open(str(where["host"]), int(where["port"])):
-            dead.append((f"terraform_data.{store}_server[0]", f"the {store} server"))
+            dead.append((f"{STORES_MODULE}.terraform_data.{store}_server[0]", f"the {store} server"))
     return dead
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from featctl.errors import ConfigError
+from featctl.errors import ConfigError, UsageError
 from featctl.workspace import Workspace
 
 # Variables featctl owns; a featctl.toml table may not override them.
@@ -123,6 +123,32 @@ def _local_host_dirs(
     return dirs
 
 
+def store_server_variables(
+    workspace: Workspace,
+    servers: list[str],
+    previous: Mapping[str, Any],
+    *,
+    names: list[str],
+    label: str,
+) -> dict[str, Any]:
+    """The variables of terraform/modules/stores (featctl's own TLS-only Redis
+    and PostgreSQL on this machine) for any stack that runs them: data
+    directories, ports chosen once (kept from ``previous``), and the CA and
+    server certificate for ``names``, the addresses the hosts reach them at."""
+    ports = dict(previous.get("store_ports") or {})
+    for store in servers:
+        ports.setdefault(store, free_loopback_port())
+    out: dict[str, Any] = {
+        "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
+        "store_ports": {s: int(ports[s]) for s in servers},
+    }
+    if servers:
+        from featctl.provision.tls import ensure_store_tls
+
+        out["tls"] = ensure_store_tls(workspace, names, label=label)
+    return out
+
+
 def stack_variables(
     target: str,
     *,
@@ -153,19 +179,24 @@ def stack_variables(
         "store_password_files": {s: store_password(workspace, s) for s in servers},
     }
     if target == "local":
+        if servers and any(c in str(workspace.local_dir) for c in ",'\n"):
+            # The hosts' store settings name the CA under each host's directory:
+            # Feast's Redis connection string splits on commas, stores.env takes no quotes.
+            raise UsageError(
+                f"the local stores' CA would live under {workspace.local_dir}, whose comma or quote the hosts' "
+                "store settings cannot carry; use a workspace path without them (--workspace)"
+            )
         host_dirs = _local_host_dirs(workspace, len(keys.hosts), previous, extra.pop("port", None))
-        ports = dict(previous.get("store_ports") or {})
-        for store in servers:
-            ports.setdefault(store, free_loopback_port())
+        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
         return {
             **common,
             "ssh_user": getpass.getuser(),
             "remote_base_dir": host_dirs[0]["remote_base_dir"],
             "host_dirs": host_dirs,
-            "listen_address": extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")),
+            "listen_address": listen,
             "uv_path": extra.pop("uv_path", local_uv()),
-            "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
-            "store_ports": {s: int(ports[s]) for s in servers},
+            # The hosts reach the stores at listen_address: verify-full checks that name.
+            **store_server_variables(workspace, servers, previous, names=[listen, "localhost"], label=name),
             **extra,
         }
     if target == "yandex":

@@ -30,10 +30,12 @@ from featctl.errors import TerraformError, UsageError
 from featctl.workspace import secure_tree, write_private
 
 VAR_FILE = "featctl.auto.tfvars.json"
+#: The modules the stacks share (terraform/modules), copied beside the stack.
+MODULES = "modules"
 
 
 def stack_source(target: str) -> Path:
-    """The directory holding the Terraform stack for ``target``."""
+    """The directory holding the Terraform stack for ``target`` (or the shared ``modules``)."""
     packaged = resources.files("featctl") / "_stacks" / target
     if packaged.is_dir():
         return Path(str(packaged))
@@ -133,17 +135,14 @@ class Stack:
     workdir: Path
 
     def prepare(self) -> None:
-        """Copy (or refresh) the stack's files into the working directory."""
-        src = stack_source(self.target)
+        """Copy (or refresh) the stack's files into the working directory, and
+        the modules the stacks share beside it (``../modules``, as in the source
+        tree). Files are never removed: a destroy-time provisioner of an older
+        state may still name a script of an earlier version."""
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for item in src.iterdir():
-            if item.name.startswith((".terraform", "terraform.tfstate")) or item.name == "README.md":
-                continue
-            dest = self.workdir / item.name
-            if item.is_dir():
-                shutil.copytree(item, dest, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, dest)
+        _copy_tree(stack_source(self.target), self.workdir)
+        modules = stack_source(MODULES)
+        _copy_tree(modules, self.workdir.parent / MODULES)
 
     def _tf(self) -> Any:
         from python_terraform import Terraform
@@ -189,13 +188,24 @@ class Stack:
         return VAR_FILE
 
     def init(self) -> None:
-        """``terraform init`` once per working directory (built-in-only stacks need no download)."""
+        """``terraform init`` once per working directory and version of the stack's
+        Terraform files (a new module call needs it; built-in-only stacks need
+        no download)."""
         marker = self.workdir / ".featctl-initialised"
-        if marker.exists():
+        digest = self._config_digest()
+        if marker.exists() and marker.read_text().strip() == digest:
             return
         _, opts = build_args("init")
         self._run("init", opts)
-        marker.touch(mode=0o600)
+        write_private(marker, digest + "\n")
+
+    def _config_digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for tf in sorted(self.workdir.glob("*.tf")):
+            h.update(tf.name.encode() + b"\0" + tf.read_bytes() + b"\0")
+        return h.hexdigest()
 
     def apply(self, variables: Mapping[str, Any], *, replace: Sequence[str] = ()) -> None:
         _, opts = build_args("apply", var_file=self.write_vars(variables), replace=replace)
@@ -230,21 +240,22 @@ class Stack:
         return {k: v.get("value") for k, v in raw.items() if not v.get("sensitive")}
 
     def has_resource(self, address: str) -> bool:
-        """Whether the state holds ``address`` (``type.name`` or ``type.name[i]``)."""
+        """Whether the state holds ``address`` (``[module.<name>.]type.name[[i]]``)."""
         import re
 
-        m = re.fullmatch(r"([\w-]+)\.([\w-]+)(?:\[(\d+)\])?", address)
+        m = re.fullmatch(r"((?:module\.[\w-]+\.)*)([\w-]+)\.([\w-]+)(?:\[(\d+)\])?", address)
         if m is None:
             return False
+        module = m[1].rstrip(".") or None
         try:
             resources = json.loads((self.workdir / "terraform.tfstate").read_text()).get("resources", [])
         except (OSError, ValueError):
             return False
         for r in resources:
-            if (r.get("type"), r.get("name")) != (m[1], m[2]):
+            if (r.get("module"), r.get("mode", "managed"), r.get("type"), r.get("name")) != (module, "managed", m[2], m[3]):
                 continue
             keys = [inst.get("index_key") for inst in r.get("instances", [])]
-            return (m[3] is None and keys == [None]) or (m[3] is not None and int(m[3]) in keys)
+            return (m[4] is None and keys == [None]) or (m[4] is not None and int(m[4]) in keys)
         return False
 
     @property
@@ -256,6 +267,17 @@ class Stack:
             return bool(json.loads(state.read_text()).get("resources"))
         except ValueError:
             return True
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for item in src.iterdir():
+        if item.name.startswith((".terraform", "terraform.tfstate")) or item.name == "README.md":
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, dest / item.name)
 
 
 def _flag() -> Any:

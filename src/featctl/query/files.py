@@ -94,7 +94,9 @@ def numeric_column(frame: Any, column: str, path: Path) -> Any:
 
 
 def write_frame(frame: Any, out: Path) -> None:
-    """Write a result atomically as .csv or .parquet (by suffix)."""
+    """Write a result atomically as .csv or .parquet (by suffix). CSV cells are
+    what ``--output csv`` prints: lists as JSON arrays, times ISO 8601, integers
+    with missing values as integers; parquet keeps lists as lists."""
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"--out {out} must end in .csv or .parquet")
@@ -103,7 +105,7 @@ def write_frame(frame: Any, out: Path) -> None:
     os.close(fd)
     try:
         if suffix == ".csv":
-            frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+            csv_frame(frame).to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
         os.replace(tmp, out)
@@ -112,23 +114,37 @@ def write_frame(frame: Any, out: Path) -> None:
         raise
 
 
-def frame_table(frame: Any, title: str) -> Table:
+def csv_frame(frame: Any) -> Any:
+    """The frame with the cells of lists, maps and times as the renderer's CSV text."""
+    import pandas as pd
+
+    from featctl.query.values import plain_text
+
+    out = frame.copy()
+    for col in out.columns:
+        series = out[col]
+        if pd.api.types.is_datetime64_any_dtype(series.dtype) or series.dtype == object:
+            out[col] = [plain_text(_plain(v)) for v in series.tolist()]
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """A cell as plain Python: numpy arrays as lists, pandas' missing values and NaN as None."""
     import math
 
     import pandas as pd
 
-    rows: list[list[Any]] = []
-    for rec in frame.itertuples(index=False, name=None):
-        row: list[Any] = []
-        for v in rec:
-            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
-                row.append(None)
-            elif isinstance(v, pd.Timestamp):
-                row.append(v.to_pydatetime())
-            elif hasattr(v, "item"):
-                row.append(v.item())
-            else:
-                row.append(v)
-        rows.append(row)
-    return Table([str(c) for c in frame.columns], rows, title=title)
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
 
+
+def frame_table(frame: Any, title: str) -> Table:
+    rows = [[_plain(v) for v in rec] for rec in frame.itertuples(index=False, name=None)]
+    return Table([str(c) for c in frame.columns], rows, title=title)

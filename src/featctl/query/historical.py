@@ -22,6 +22,7 @@ from featctl.query.files import frame_table, numeric_column, read_entities, writ
 from featctl.query.inputs import parse_weights
 from featctl.query.online import gather, score_refs
 from featctl.query.table import Table
+from featctl.query.values import typed_frame
 from featctl.remote import agent
 from featctl.remote.ssh import q
 from featctl.session import Session
@@ -79,6 +80,14 @@ def score_at(
     weights = parse_weights(weight_specs, feats) if weight_specs or entities_file is None else {}
     if entities_file is not None:
         frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+        given = parse_weights(weight_specs, None) if weight_specs else {}
+        both = [f for f in given if spec.coef(f) in frame.columns]
+        if both:
+            raise UsageError(
+                f"--weights {','.join(both)} and the {', '.join(spec.coef(f) for f in both)} column(s) of "
+                f"{entities_file} both weigh {', '.join(both)}: give each weight once (--weights only fills "
+                "weight columns the file lacks)"
+            )
         for f, c in zip(feats, coef_cols):
             if c not in frame.columns:
                 frame[c] = float(weights.get(f, 0.0))
@@ -89,7 +98,7 @@ def score_at(
         frame = _frame(
             cat, refs, entities_file=None, entity_specs=entity_specs, driver_ids=driver_ids, at=at, requests=requests
         )
-    result = _historical_frame(session, record, frame, refs, None)
+    result = typed_frame(_historical_frame(session, record, frame, refs, None), column_types(cat, refs))
     keys = [k for k in cat.keys_for(refs) if k in result.columns]
     cols = keys + ["event_timestamp"] + feats + coef_cols + spec.outputs
     result = result[[c for c in cols if c in result.columns]]
@@ -113,6 +122,12 @@ def _written(result: Any, out: Path, notes: list[str]) -> Table:
     printable rows costs seconds that nobody reads)."""
     write_frame(result, out)
     return Table([str(c) for c in result.columns], [], notes=[*notes, f"wrote {len(result)} rows to {out}"])
+
+
+def column_types(cat: Catalog, refs: Sequence[str]) -> dict[str, str]:
+    """Result column -> the declared Feast type of the feature it holds."""
+    types = cat.feature_types()
+    return {ref.partition(":")[2]: types.get(ref, "") for ref in refs}
 
 
 def _frame_checked(cat: Catalog, refs: Sequence[str], frame: Any, path: Path) -> Any:
@@ -163,6 +178,7 @@ def historical(
         )
     record = session.deployment()
     result = _historical_frame(session, record, frame, [] if service else refs, service)
+    result = typed_frame(result, column_types(cat, refs))
     if out is not None:
         return _written(result, out, [])
     return frame_table(result, title="historical features")

@@ -22,6 +22,7 @@ from featctl.query.catalog import Catalog, ScoreView, catalog, select_features
 from featctl.query.inputs import parse_weights
 from featctl.query.rows import entity_rows, key_text, request_values
 from featctl.query.table import Table
+from featctl.query.values import type_online
 from featctl.session import Session
 from featctl.workspace import Deployment
 
@@ -65,7 +66,7 @@ def _ask(session: Session, record: Deployment, call: Callable[[FeatureServer], T
         try:
             return _ask_host(session, record, index, call)
         except (FeatureServerError, SSHError) as exc:
-            if isinstance(exc, HostKeyMismatch):
+            if isinstance(exc, HostKeyMismatch) or getattr(exc, "sent", False):
                 raise
             first = first or exc
             session.close_host(index)
@@ -78,8 +79,8 @@ def _ask_host(session: Session, record: Deployment, index: int, call: Callable[[
     server = session.query_server(record, index)
     try:
         return call(server)
-    except FeatureServerError:
-        if server is session.server(record, index):
+    except FeatureServerError as exc:
+        if exc.sent or server is session.server(record, index):
             raise
     return call(session.direct_server(record, index))
 
@@ -133,12 +134,38 @@ def gather(
     return ents
 
 
-def _missing_notes(ents: Entities, columns: dict[str, list[Any]], feature_cols: Sequence[str]) -> list[str]:
+def missing_notes(
+    ents: Entities, columns: dict[str, list[Any]], by_view: dict[str, list[str]], computed: Sequence[str] = ()
+) -> list[str]:
+    """Rows the online store does not know: in no view at all, or in some views
+    and not in others (each named). ``by_view``: view -> its columns in the
+    answer; views in ``computed`` (on-demand) never count as missing one."""
+
+    def empty(view: str, i: int) -> bool:
+        return all(columns.get(c, [None] * ents.size)[i] is None for c in by_view[view])
+
     notes = []
+    stored = [v for v in by_view if v not in computed and by_view[v]]
     for i in range(ents.size):
-        if feature_cols and all(columns.get(c, [None] * ents.size)[i] is None for c in feature_cols):
+        if by_view and all(empty(v, i) for v in by_view if by_view[v]):
             notes.append(f"{ents.row_text(i)}: not found in the online store")
+            continue
+        missed = [v for v in stored if empty(v, i)]
+        if missed:
+            found = [v for v in by_view if v not in missed and by_view[v] and not empty(v, i)]
+            notes.append(
+                f"{ents.row_text(i)}: not found in {', '.join(missed)}"
+                + (f" (found in {', '.join(found)})" if found else "")
+                + "; its values from there are null"
+            )
     return notes
+
+
+def _columns_by_view(refs: Sequence[str], wanted: Sequence[str], present: dict[str, list[Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ref, col in zip(refs, wanted):
+        out.setdefault(ref.partition(":")[0], []).extend([col] if col in present else [])
+    return out
 
 
 def online(
@@ -175,29 +202,15 @@ def online(
         ),
     )
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
-    _decode_json(columns, dict(zip(wanted, refs)), cat.feature_types())
+    types = cat.feature_types()
+    type_online(columns, {col: types.get(ref, "") for col, ref in zip(wanted, refs)})
     keys = [k for k in ents.keys if k in ents.columns]
     names = keys + [c for c in wanted if c in columns] + [c for c in columns if c not in keys and c not in wanted]
     rows = [[ents.columns[c][i] if c in keys else columns[c][i] for c in names] for i in range(ents.size)]
     table = Table(names, rows, title="online features")
-    table.notes = _missing_notes(ents, columns, [c for c in names if c not in keys])
+    odfvs = [v for v in {r.partition(":")[0] for r in refs} if cat.odfv(v) is not None]
+    table.notes = missing_notes(ents, columns, _columns_by_view(refs, wanted, columns), odfvs)
     return table
-
-
-def _decode_json(columns: dict[str, list[Any]], refs_by_column: dict[str, str], types: dict[str, str]) -> None:
-    """Json features as values, as Feast's SDK returns them (the server sends text)."""
-    import json
-
-    for col, ref in refs_by_column.items():
-        if types.get(ref) != "Json" or col not in columns:
-            continue
-        decoded = []
-        for value in columns[col]:
-            try:
-                decoded.append(json.loads(value) if isinstance(value, str) else value)
-            except ValueError:
-                decoded.append(value)
-        columns[col] = decoded
 
 
 def not_finite(value: Any) -> bool:
@@ -230,6 +243,8 @@ def score(
     refs = score_refs(spec)
     ents = gather(cat, refs, entity_specs=entity_specs, driver_ids=driver_ids, extra_requests=coefs)
     columns = _ask(session, record, lambda srv: srv.online_features(ents.columns, features=refs))
+    types = cat.feature_types()
+    type_online(columns, {ref.partition(":")[2]: types.get(ref, "") for ref in refs})
     feats = list(spec.weighted)
     out_cols = ents.keys + feats + [spec.coef(f) for f in feats] + spec.outputs
     rows = []
@@ -246,6 +261,9 @@ def score(
             row.append(value)
         rows.append(row)
     table = Table(out_cols, rows, title="weighted score")
-    table.notes = _missing_notes(ents, columns, feats)
+    by_view: dict[str, list[str]] = {}
+    for feat, source in spec.weighted.items():
+        by_view.setdefault(source, []).append(feat)
+    table.notes = missing_notes(ents, columns, by_view)
     table.notes += [f"{t}: the score overflowed a 64-bit float (weights too large); shown as null" for t in overflowed]
     return table

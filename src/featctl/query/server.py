@@ -77,10 +77,18 @@ class FeatureServer:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None, repeatable: bool = True
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange, tried twice on a dropped keep-alive connection.
+
+        A request that must not run twice (``repeatable=False``: an offline
+        push appends rows) is sent once; if it fails after it was sent, the
+        error says so and carries ``sent`` (no host fails over either).
+        """
         payload = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
-        status, _, raw = self.exchange(method, path, payload, headers, timeout=timeout)
+        status, _, raw = self.exchange(method, path, payload, headers, timeout=timeout, repeatable=repeatable)
         return status, raw
 
     def exchange(
@@ -91,29 +99,37 @@ class FeatureServer:
         headers: Mapping[str, str],
         *,
         timeout: float | None = None,
-        retry: bool = True,
+        repeatable: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP exchange: (status, headers with lower-case names, body); with
-        ``retry`` the connection is made again once when it fails (a keep-alive
-        dropped)."""
+        """``request`` with a body of any type: (status, headers with lower-case
+        names, body)."""
         if timeout is not None:
             self._http.timeout = timeout
             if self._http.sock is not None:
                 self._http.sock.settimeout(timeout)
-        for attempt in (1, 2) if retry else (2,):
+        for attempt in (1, 2):
+            sending = False
             try:
+                if not repeatable:
+                    self._http.close()  # a fresh connection: a stale keep-alive one is no reason to resend
+                    self._http.connect()
+                    sending = True
                 self._http.request(method, path, body=payload, headers=dict(headers))
                 resp = self._http.getresponse()
                 raw = resp.read()
                 return resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw
             except (http.client.HTTPException, OSError, EOFError) as exc:
                 self._http.close()
+                if sending:
+                    raise _unknown_outcome(self.port, path, exc) from None
                 if attempt == 2:
                     raise FeatureServerError(
                         f"the feature server on the host (port {self.port}) did not answer: {exc or type(exc).__name__}"
                     ) from None
             except Exception as exc:  # paramiko's channel errors
                 self._http.close()
+                if sending:
+                    raise _unknown_outcome(self.port, path, exc) from None
                 if attempt == 2 or "ChannelException" not in type(exc).__name__:
                     raise FeatureServerError(
                         f"the feature server on the host (port {self.port}) is not reachable: {exc}"
@@ -193,6 +209,15 @@ class FeatureServer:
         self.post_json("/materialize-incremental", body, timeout=timeout)
 
 
+    def push(self, source: str, columns: Mapping[str, Sequence[Any]], to: str, *, timeout: float) -> None:
+        """Feast's ``/push``: rows into the views fed by push source ``source``,
+        ``to`` "online", "offline" or "online_and_offline". An offline push is
+        sent once (it appends rows)."""
+        body = {"push_source_name": source, "df": {k: list(v) for k, v in columns.items()}, "to": to}
+        status, raw = self.request("POST", "/push", body, timeout=timeout, repeatable=to == "online")
+        if status not in (200, 202):  # 202: Feast's offline write batcher took the rows
+            raise _server_error("/push", status, raw)
+
     # featctl's endpoints (agent/endpoints.py) ---------------------------
     def featctl_info(self) -> dict[str, Any] | None:
         """What featctl's endpoints in this server offer, or None when it has
@@ -207,9 +232,19 @@ class FeatureServer:
         return data if isinstance(data, dict) else None
 
     def featctl_historical(self, payload: bytes, *, timeout: float) -> tuple[int, dict[str, str], bytes]:
-        """POST the entity rows (an Arrow IPC stream); never sent twice."""
+        """POST the entity rows (an Arrow IPC stream), on a fresh connection and
+        once: a request that timed out is not run a second time."""
         headers = {"Content-Type": ARROW_STREAM, "Accept": ARROW_STREAM}
-        return self.exchange("POST", f"{FEATCTL_API}/historical", payload, headers, timeout=timeout, retry=False)
+        return self.exchange("POST", f"{FEATCTL_API}/historical", payload, headers, timeout=timeout, repeatable=False)
+
+
+def _unknown_outcome(port: int, path: str, exc: BaseException) -> FeatureServerError:
+    err = FeatureServerError(
+        f"the feature server on the host (port {port}) did not answer {path} after it was sent "
+        f"({exc or type(exc).__name__}): it may or may not have been carried out; check before sending it again"
+    )
+    err.sent = True
+    return err
 
 
 def _server_error(path: str, status: int, raw: bytes) -> Exception:

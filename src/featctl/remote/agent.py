@@ -172,16 +172,6 @@ def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) 
     return result.text
 
 
-def feast_plan(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
-    """``feast plan`` in ``repo``: the registry diff, changing nothing."""
-    result = conn.run(
-        f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} plan", timeout=timeout, check=False
-    )
-    if result.exit_status != 0:
-        raise FeastError(f"feast plan failed on the host: {feast_message(result.stderr or result.stdout)}")
-    return result.text
-
-
 def feast_message(raw: bytes) -> str:
     """The line of Feast's output that says what went wrong (not a traceback frame)."""
     lines = [ln.strip() for ln in raw.decode(errors="replace").splitlines() if ln.strip()]

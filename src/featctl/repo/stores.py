@@ -96,6 +96,9 @@ def render(data: dict[str, Any], stores: tuple[str, ...]) -> list[str]:
                 "user": "${FEATCTL_POSTGRES_USER}",
                 "password": "${FEATCTL_POSTGRES_PASSWORD}",
                 "sslmode": "${FEATCTL_POSTGRES_SSLMODE}",
+                # Feast 0.67 passes sslrootcert=None without it: libpq would look
+                # for ~/.postgresql/root.crt, which no host has.
+                "sslrootcert_path": "${FEATCTL_POSTGRES_SSLROOTCERT}",
             }
             changed.append("offline store -> PostgreSQL (the repository's parquet sources loaded into tables)")
     return changed
@@ -103,21 +106,40 @@ def render(data: dict[str, Any], stores: tuple[str, ...]) -> list[str]:
 
 def env_lines(stores: Mapping[str, Mapping[str, Any]], passwords: Mapping[str, str]) -> str:
     """The hosts' ``run/stores.env``: ``NAME=value`` lines (values are letters,
-    digits and URL/host characters: no quoting needed, nothing a shell expands)."""
+    digits and URL/host/path characters: no quoting needed, nothing a shell expands).
+
+    A store's ``ca_file`` (the CA certificate's path on the host) reaches every
+    client: redis-py through the connection string (``ssl_ca_certs``, which
+    Feast passes on), libpq through ``sslrootcert`` (registry URL, offline
+    store, featctl's agent) and ``PGSSLROOTCERT`` (a release whose YAML names
+    no ``sslrootcert_path``). Without it TLS clients would check the servers
+    against the system's store, which does not hold the stores' CA.
+    """
+    from urllib.parse import quote
+
     out: dict[str, str] = {}
     redis = stores.get("redis")
     if redis is not None:
         conn = f"{redis['host']}:{redis['port']},password={passwords['redis']}"
         if redis.get("tls"):
             conn += ",ssl=true"
+            if redis.get("ca_file"):
+                ca = str(redis["ca_file"])
+                if "," in ca:
+                    raise UsageError(
+                        f"the CA file {ca} holds a comma, which Feast's Redis connection string cannot carry; "
+                        "use a workspace path without commas"
+                    )
+                conn += f",ssl_ca_certs={ca}"
         out[REDIS_CONNECTION] = conn
     pg = stores.get("postgres")
     if pg is not None:
         sslmode = str(pg.get("sslmode") or "disable")
         query = f"?sslmode={sslmode}"
-        if pg.get("ca_file"):
-            query += f"&sslrootcert={pg['ca_file']}"
-            out["FEATCTL_POSTGRES_SSLROOTCERT"] = str(pg["ca_file"])
+        ca_file = str(pg.get("ca_file") or "")
+        if ca_file:
+            query += f"&sslrootcert={quote(ca_file)}"
+            out["PGSSLROOTCERT"] = ca_file
         out.update(
             {
                 "FEATCTL_POSTGRES_HOST": str(pg["host"]),
@@ -126,6 +148,8 @@ def env_lines(stores: Mapping[str, Mapping[str, Any]], passwords: Mapping[str, s
                 "FEATCTL_POSTGRES_USER": str(pg["user"]),
                 "FEATCTL_POSTGRES_PASSWORD": passwords["postgres"],
                 "FEATCTL_POSTGRES_SSLMODE": sslmode,
+                # Always defined: Feast leaves an undefined ${...} in the YAML as it is.
+                "FEATCTL_POSTGRES_SSLROOTCERT": ca_file,
                 POSTGRES_URL: (
                     f"postgresql+psycopg://{pg['user']}:{passwords['postgres']}@{pg['host']}:{pg['port']}/"
                     f"{pg['database']}{query}"
@@ -134,8 +158,26 @@ def env_lines(stores: Mapping[str, Mapping[str, Any]], passwords: Mapping[str, s
         )
     for name, value in out.items():
         if "\n" in value or "'" in value:
-            raise UsageError(f"{name} would hold a line break or a quote; check the stores' outputs")
+            raise UsageError(f"{name} would hold a line break or a quote; check the stores' outputs and the workspace path")
     return "".join(f"{k}={v}\n" for k, v in sorted(out.items()))
+
+
+def for_host(stores: Mapping[str, Mapping[str, Any]], base: str, host_base: str) -> dict[str, dict[str, Any]]:
+    """The stores as a host whose deployment directory is ``host_base`` sees them.
+
+    A stack reports each store's ``ca_file`` as its path on host 0, whose
+    deployment directory is ``base``; every host keeps the CA at the same place
+    under its own directory (the local target's hosts have one each).
+    """
+    prefix = base.rstrip("/") + "/"
+    out: dict[str, dict[str, Any]] = {}
+    for name, where in stores.items():
+        copy = dict(where)
+        ca = copy.get("ca_file")
+        if isinstance(ca, str) and ca.startswith(prefix):
+            copy["ca_file"] = host_base.rstrip("/") + "/" + ca[len(prefix) :]
+        out[name] = copy
+    return out
 
 
 # --- FileSource -> PostgreSQLSource --------------------------------------------------

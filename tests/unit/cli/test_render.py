@@ -101,3 +101,53 @@ def test_iso_text_times_are_shortened_in_tables_only():
     out = io.StringIO()
     render(t, "json", out)
     assert "2026-11-27T01:15:11+00:00" in out.getvalue()
+
+
+# --- lists, nullable integers, times (issue #15.5 and #15.7) -----------------------------------
+
+LISTS = Table(
+    ["user_id", "embedding", "tags", "seen"],
+    [
+        [1, [0.6137332320213318, -0.9165259, -0.5619543, 0.1090765, 0.5], ["t2", "t6"], [datetime(2026, 12, 1)]],
+        [2, None, [], None],
+    ],
+)
+
+
+def test_lists_are_json_arrays_in_json_and_csv():
+    import numpy as np
+
+    out = io.StringIO()
+    table = Table(LISTS.columns, [list(LISTS.rows[0]), list(LISTS.rows[1])])
+    table.rows[0][1] = np.array(LISTS.rows[0][1], dtype="float64")  # what pyarrow hands over
+    render(table, "json", out)
+    data = json.loads(out.getvalue())
+    assert data[0]["embedding"] == LISTS.rows[0][1] and data[0]["tags"] == ["t2", "t6"]
+    assert data[0]["seen"] == ["2026-12-01T00:00:00+00:00"]
+    assert data[1] == {"user_id": 2, "embedding": None, "tags": [], "seen": None}
+    out = io.StringIO()
+    render(table, "csv", out)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert len(rows) == 3  # one line per row: no numpy text split over lines
+    assert json.loads(rows[1][1]) == LISTS.rows[0][1] and json.loads(rows[1][2]) == ["t2", "t6"]
+    assert rows[2][1:] == ["", "[]", ""]
+
+
+def test_tables_shorten_lists():
+    from rich.console import Console
+
+    out = io.StringIO()
+    render(LISTS, "table", out, console_factory=lambda: Console(file=out, width=120))
+    text = out.getvalue()
+    assert "[0.6137, -0.9165, -0.562, … 5 items]" in text
+    assert '["t2", "t6"]' in text and "0.6137332320213318" not in text
+
+
+def test_pandas_missing_values_are_null():
+    import pandas as pd
+
+    assert json.loads(dumps_json([pd.NA, pd.NaT, pd.Timestamp("2026-12-01", tz="UTC")])) == [
+        None,
+        None,
+        "2026-12-01T00:00:00+00:00",
+    ]

@@ -57,3 +57,23 @@ def test_several_hosts_need_shared_stores():
         check_shared(2, RepoConfig(path=None, data={"project": "p"}))  # type: ignore[arg-type]
     shared = {"project": "p", "online_store": {"type": "redis"}, "registry": {"registry_type": "sql"}}
     check_shared(2, RepoConfig(path=None, data=shared))  # type: ignore[arg-type]
+
+
+def test_a_workspace_path_the_store_settings_cannot_carry_is_refused_before_terraform(tmp_path):
+    for bad in ("a,b", "it's"):
+        ws = Workspace(tmp_path / bad / "ws")
+        with pytest.raises(UsageError, match="comma or quote"):
+            stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=("redis",))
+    # Without stores nothing names the CA: such paths stay allowed.
+    ws = Workspace(tmp_path / "it's" / "ws")
+    stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=())
+
+
+def test_local_stores_get_tls_material_for_the_listen_address(tmp_path):
+    ws, v = local_vars(tmp_path)
+    assert set(v["tls"]) == {"ca_cert", "server_cert", "server_key", "digest"}
+    assert v["tls"]["ca_cert"] == str(ws.tls_dir / "ca.crt")
+    _, again = local_vars(tmp_path, previous=v)
+    assert again["tls"] == v["tls"]  # kept: no restart of the servers
+    _, none = local_vars(tmp_path / "plain", stores=())
+    assert "tls" not in none

@@ -70,19 +70,28 @@ CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "subnet_public": (_with(subnet_cidr="8.8.8.0/24"), "private range"),
     "subnet_172_32": (_with(subnet_cidr="172.32.0.0/16"), "private range"),
     # host_keys: one element per host, 1 to 9, each its own existing ed25519 key.
-    "hosts_3": (_with(host_keys=_host_keys(3)), None),
-    "hosts_9": (_with(host_keys=_host_keys(MAX_HOSTS)), None),
+    "hosts_2": (_with(host_keys=_host_keys(2)), None),
+    "hosts_3": (_with(host_keys=_host_keys(3), static_address_quota=3), None),
+    "hosts_9": (_with(host_keys=_host_keys(MAX_HOSTS), static_address_quota=MAX_HOSTS), None),
+    # Each host has its own static public address; a cloud may reserve 2 by
+    # default (Yandex VPC quotas): more hosts need a raised quota, declared here.
+    "hosts_3_default_quota": (_with(host_keys=_host_keys(3)), "static public IPv4 addresses"),
+    "hosts_5_quota_4": (_with(host_keys=_host_keys(5), static_address_quota=4), "static public IPv4 addresses"),
+    "quota_0": (_with(static_address_quota=0), "at least 1"),
     "hosts_0": (_with(host_keys=[]), "1 to 9 elements"),
     "hosts_10": (_with(host_keys=_host_keys(MAX_HOSTS + 1)), "1 to 9 elements"),
     "hosts_missing_file": (_with(host_keys=_replace_key(2, 1, private_key_path="keys/nowhere")), "existing file"),
     "hosts_rsa_key": (_with(host_keys=_replace_key(2, 1, public_key="ssh-rsa AAAAB3NzaC1yc2E host-1")), "ssh-ed25519"),
     # The same key under another comment is still the same key.
     "hosts_same_public_key": (
-        _with(host_keys=_replace_key(3, 2, public_key=_public(0).replace("featctl-host-0", "other"))),
+        _with(
+            host_keys=_replace_key(3, 2, public_key=_public(0).replace("featctl-host-0", "other")),
+            static_address_quota=3,
+        ),
         "its own host key",
     ),
     "hosts_same_private_key": (
-        _with(host_keys=_replace_key(3, 2, private_key_path="keys/host_0")),
+        _with(host_keys=_replace_key(3, 2, private_key_path="keys/host_0"), static_address_quota=3),
         "its own host key",
     ),
     # No usable default: featctl.toml must say who may reach SSH. (The default
@@ -106,6 +115,16 @@ CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "postgres_user_reserved": (_with(postgres_user="admin"), "reserves"),
     "postgres_user_pg_prefix": (_with(postgres_user="pg_feast"), "pg_"),
     "postgres_database_reserved": (_with(postgres_database="template1"), "not postgres, template0 or template1"),
+    # Managed PostgreSQL host classes (yandex.cloud/en/docs/managed-postgresql/concepts/instance-types):
+    # b3-c1-m4 is a Valkey class, which Managed PostgreSQL does not have.
+    "postgres_preset_b2_medium": (_with(postgres_resource_preset="b2.medium"), None),
+    "postgres_preset_b1_medium": (_with(postgres_resource_preset="b1.medium"), None),
+    "postgres_preset_s3": (_with(postgres_resource_preset="s3-c2-m8"), None),
+    "postgres_preset_s2": (_with(postgres_resource_preset="s2.micro"), None),
+    "postgres_preset_c4a": (_with(postgres_resource_preset="c4a-c2-m4"), None),
+    "postgres_preset_valkey_class": (_with(postgres_resource_preset="b3-c1-m4"), "Managed PostgreSQL host class"),
+    "postgres_preset_retired": (_with(postgres_resource_preset="b2.nano"), "Managed PostgreSQL host class"),
+    "postgres_preset_garbage": (_with(postgres_resource_preset="large"), "Managed PostgreSQL host class"),
 }
 
 

@@ -71,22 +71,41 @@ def render_template(template: Path, values: Mapping[str, str], scratch: Path) ->
     return rendered
 
 
-def check_variables(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> dict[str, list[str]]:
-    """Run the stack's variable validations for every case in one ``terraform plan``.
+#: Stack files that need no provider (built-in Terraform only): variables.tf
+#: and the plan-time quota check.
+PROVIDERLESS_FILES = ("variables.tf", "quotas.tf")
 
-    variables.tf uses only built-in functions, so it is a module of its own that
-    needs no provider: the scratch root module calls it once per case, and
-    Terraform reports each failing validation against that module call. Relative
-    paths in the values are relative to ``scratch``. Returns, for each case, the
-    errors (summary and detail) Terraform reported for it; [] means accepted.
+
+def check_variables(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> dict[str, list[str]]:
+    """Run the stack's variable validations and its plan-time quota check for
+    every case: one ``terraform plan`` of all cases, then one of the cases whose
+    variables passed (Terraform plans no resource, so checks no precondition,
+    once a variable is invalid).
+
+    variables.tf and quotas.tf use only built-in Terraform, so they form a module
+    of their own that needs no provider: the scratch root module calls a copy of
+    it per case (a precondition's error names only its file, so each case has
+    its own). Relative paths in the values are relative to ``scratch``. Returns,
+    for each case, the errors (summary and detail) Terraform reported for it;
+    [] means accepted.
     """
-    module = scratch / "stack_variables"
-    module.mkdir(parents=True, exist_ok=True)
-    shutil.copy(YANDEX_DIR / "variables.tf", module / "variables.tf")
-    calls = {name: {"source": "./stack_variables", **values} for name, values in cases.items()}
+    for name in cases:
+        module = scratch / "cases" / name
+        module.mkdir(parents=True, exist_ok=True)
+        for file in PROVIDERLESS_FILES:
+            shutil.copy(YANDEX_DIR / file, module / file)
+    errors = _plan_cases(cases, scratch)
+    valid = {name: values for name, values in cases.items() if not errors[name]}
+    if valid:
+        errors.update(_plan_cases(valid, scratch))
+    return errors
+
+
+def _plan_cases(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> dict[str, list[str]]:
+    calls = {name: {"source": f"./cases/{name}", **values} for name, values in cases.items()}
     (scratch / "main.tf.json").write_text(json.dumps({"module": calls}), encoding="utf-8")
     init = _run([terraform(), "init", "-input=false", "-no-color", "-backend=false"], scratch)
-    assert init.returncode == 0, f"terraform init (local module only) failed:\n{init.stdout}{init.stderr}"
+    assert init.returncode == 0, f"terraform init (local modules only) failed:\n{init.stdout}{init.stderr}"
     plan = _run([terraform(), "plan", "-json", "-input=false", "-lock=false"], scratch)
     errors: dict[str, list[str]] = {name: [] for name in cases}
     for line in plan.stdout.splitlines():
@@ -94,8 +113,13 @@ def check_variables(cases: Mapping[str, Mapping[str, Any]], scratch: Path) -> di
         diag = message.get("diagnostic") if message.get("type") == "diagnostic" else None
         if not diag or diag["severity"] != "error":
             continue
+        # A validation names the module call; a precondition only its file (cases/<name>/...).
         context = (diag.get("snippet") or {}).get("context") or ""
-        name = context.removeprefix("module.")
+        filename = (diag.get("range") or {}).get("filename") or ""
+        if context.startswith("module."):
+            name = context.removeprefix("module.")
+        else:
+            name = Path(filename).parent.name if Path(filename).parent.parent.name == "cases" else context
         assert name in errors, f"an error outside the cases: {diag}"
         errors[name].append(" ".join(f"{diag['summary']}: {diag['detail']}".split()))
     assert (plan.returncode == 0) == (not any(errors.values())), plan.stdout + plan.stderr

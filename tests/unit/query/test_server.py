@@ -36,3 +36,51 @@ def test_score_overflow_becomes_null_with_a_note():
 
     assert not_finite("Infinity") and not_finite("-Infinity") and not_finite(float("inf"))
     assert not not_finite(1.0) and not not_finite(None) and not not_finite("text")
+
+
+def _dropping_server(path):
+    """A Unix-socket stand-in for the tunnel that reads each request and hangs up
+    without an answer; returns the list the requests land in."""
+    import socket
+    import threading
+
+    got: list[bytes] = []
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                got.append(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, got
+
+
+def test_an_offline_push_is_never_sent_twice(tmp_path):
+    from featctl.query.server import FeatureServer
+
+    srv, got = _dropping_server(tmp_path / "t.sock")
+    try:
+        server = FeatureServer(None, 6566, timeout=5, tunnel=str(tmp_path / "t.sock"))
+        with pytest.raises(FeatureServerError) as err:
+            server.push("p", {"a": [1]}, "offline", timeout=5)
+        assert err.value.sent and "may or may not" in err.value.message
+        assert len(got) == 1 and b"POST /push" in got[0]
+        got.clear()
+        with pytest.raises(FeatureServerError) as err:  # an online push may be resent: it overwrites
+            server.push("p", {"a": [1]}, "online", timeout=5)
+        assert not err.value.sent and len(got) == 2
+    finally:
+        srv.close()

@@ -13,6 +13,7 @@ import yaml
 from featctl.errors import UsageError
 from featctl.repo import stores
 from featctl.repo.bundle import build
+from tests.conftest import ROOT
 
 FEATURES = '''from __future__ import annotations
 from feast import FileSource, PushSource
@@ -98,7 +99,7 @@ def test_env_lines_hold_every_variable_the_yaml_names():
     }
     text = stores.env_lines(where, {"redis": "Rpw1", "postgres": "Ppw2"})
     env = dict(line.split("=", 1) for line in text.splitlines())
-    assert env["FEATCTL_REDIS_CONNECTION"] == "10.0.0.5:6380,password=Rpw1,ssl=true"
+    assert env["FEATCTL_REDIS_CONNECTION"] == "10.0.0.5:6380,password=Rpw1,ssl=true"  # no CA given: the system's
     assert env["FEATCTL_POSTGRES_URL"] == (
         "postgresql+psycopg://feast:Ppw2@pg.internal:6432/feast?sslmode=verify-full&sslrootcert=/etc/featctl/ca.pem"
     )
@@ -122,3 +123,87 @@ def test_spark_reads_a_microsecond_copy_by_an_absolute_path(tmp_path):
     assert all(copy.startswith("_featctl/spark/featctl_") for copy in files)
     assert stores.TABLES_FILE not in bundle.contents
     assert bundle.config is not None and "spark" in bundle.config.extras
+
+
+TLS_STORES = {
+    "redis": {"host": "127.0.0.1", "port": 6380, "tls": True, "ca_file": "/opt/featctl/tls/ca.crt"},
+    "postgres": {"host": "127.0.0.1", "port": 6432, "database": "feast", "user": "feast", "sslmode": "verify-full",
+                 "ca_file": "/opt/featctl/tls/ca.crt"},
+}
+
+
+def _env(where, passwords=None):
+    text = stores.env_lines(where, passwords or {"redis": "Rpw1", "postgres": "Ppw2"})
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_redis_over_tls_gets_the_ca_file_in_its_connection_string():
+    """Issue #16 item 1: Feast hands every k=v of the connection string to
+    redis-py; without ssl_ca_certs redis-py checks the server against the
+    system store, which does not hold the stores' CA."""
+    env = _env(TLS_STORES)
+    assert env["FEATCTL_REDIS_CONNECTION"] == (
+        "127.0.0.1:6380,password=Rpw1,ssl=true,ssl_ca_certs=/opt/featctl/tls/ca.crt"
+    )
+    # Parsed the way Feast 0.67 parses it (RedisOnlineStore._parse_connection_string).
+    from featctl.agent.stores import redis_kwargs
+
+    host, port, kw = redis_kwargs(env["FEATCTL_REDIS_CONNECTION"])
+    assert (host, port) == ("127.0.0.1", 6380)
+    assert kw == {"password": "Rpw1", "ssl": True, "ssl_ca_certs": "/opt/featctl/tls/ca.crt"}
+
+
+def test_a_ca_path_feast_cannot_carry_is_refused():
+    where = {"redis": {**TLS_STORES["redis"], "ca_file": "/work/a,b/tls/ca.crt"}}
+    with pytest.raises(UsageError, match="comma"):
+        stores.env_lines(where, {"redis": "Rpw1"})
+
+
+def test_postgres_offline_store_gets_the_ca_file():
+    """Issue #16 item 2: Feast 0.67's PostgreSQLConfig passes sslrootcert=None
+    unless sslrootcert_path is set; libpq then looks for ~/.postgresql/root.crt."""
+    data: dict = {}
+    stores.render(data, ("postgres",))
+    assert data["offline_store"]["sslrootcert_path"] == "${FEATCTL_POSTGRES_SSLROOTCERT}"
+    env = _env(TLS_STORES)
+    assert env["FEATCTL_POSTGRES_SSLROOTCERT"] == "/opt/featctl/tls/ca.crt"
+    assert env["FEATCTL_POSTGRES_SSLMODE"] == "verify-full"
+    # libpq's own fallback, for a release whose YAML predates sslrootcert_path.
+    assert env["PGSSLROOTCERT"] == "/opt/featctl/tls/ca.crt"
+    # Without a CA the variable is still defined (Feast leaves an undefined ${...} as it is).
+    plain = {"postgres": {**TLS_STORES["postgres"], "sslmode": "disable", "ca_file": None}}
+    assert _env(plain)["FEATCTL_POSTGRES_SSLROOTCERT"] == ""
+
+
+def test_rendered_postgres_keys_are_fields_of_feasts_config():
+    """The offline store's keys are PostgreSQLConfig fields of the pinned Feast
+    (read from its source, not guessed)."""
+    import sys
+
+    feast_src = ROOT / ".venv-feast" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    config = feast_src / "feast" / "infra" / "utils" / "postgres" / "postgres_config.py"
+    if not config.is_file():
+        pytest.fail(f"{config} is missing: run scripts/bootstrap --dev (it builds .venv-feast, Feast 0.67.0)")
+    tree = ast.parse(config.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PostgreSQLConfig")
+    fields = {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    data: dict = {}
+    stores.render(data, ("postgres",))
+    assert set(data["offline_store"]) - {"type"} <= fields, set(data["offline_store"]) - fields
+
+
+def test_the_ca_path_is_quoted_in_the_registry_url():
+    where = {"postgres": {**TLS_STORES["postgres"], "ca_file": "/w/sp ace&x/tls/ca.crt"}}
+    url = _env(where)["FEATCTL_POSTGRES_URL"]
+    assert url.endswith("?sslmode=verify-full&sslrootcert=/w/sp%20ace%26x/tls/ca.crt")
+
+
+def test_each_host_reads_the_ca_under_its_own_directory():
+    """The stores output names the CA on host 0; the local target's other hosts
+    have their own directories, with the same layout under them."""
+    rebased = stores.for_host(TLS_STORES, "/opt/featctl", "/ws/local/host-1")
+    assert rebased["redis"]["ca_file"] == "/ws/local/host-1/tls/ca.crt"
+    assert rebased["postgres"]["ca_file"] == "/ws/local/host-1/tls/ca.crt"
+    assert stores.for_host(TLS_STORES, "/opt/featctl", "/opt/featctl") == TLS_STORES
+    elsewhere = {"redis": {**TLS_STORES["redis"], "ca_file": "/etc/ssl/ca.pem"}}
+    assert stores.for_host(elsewhere, "/opt/featctl", "/x") == elsewhere

@@ -1,0 +1,202 @@
+"""featctl push: rows typed from the registry summary and checked before any
+connection, and the JSON each of Feast's writers takes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from featctl.errors import UsageError
+from featctl.query.catalog import Catalog
+from featctl.query.push import payload, push, push_target, rows_from_file, rows_from_options
+
+NOW = datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc)
+
+
+def fields(**types: str) -> list[dict[str, str]]:
+    return [{"name": n, "dtype": t} for n, t in types.items()]
+
+
+DESC = {
+    "feature_views": [
+        {
+            "name": "user_events",
+            "join_keys": fields(user_id="Int64"),
+            "features": fields(
+                clicks="Int32",
+                purchases="Int64",
+                ctr="Float32",
+                segment="String",
+                is_active="Bool",
+                last_seen="UnixTimestamp",
+                embedding="Array(Float32)",
+                tags="Array(String)",
+            ),
+            "source": "/host/releases/r1/data/user_events.parquet",
+        },
+        {
+            "name": "totals",
+            "join_keys": fields(user_id="Int64"),
+            "features": fields(total="Int64", vector="Array(Float32)"),
+            "source": "postgres:featctl_totals_abc",
+        },
+    ],
+    "push_sources": [
+        {
+            "name": "user_events_push",
+            "timestamp_field": "event_timestamp",
+            "created_timestamp_column": "created",
+            "field_mapping": {},
+            "views": ["user_events"],
+        },
+        {"name": "totals_push", "timestamp_field": "ts", "field_mapping": {}, "views": ["totals"]},
+        {"name": "orphan_push", "timestamp_field": "ts", "field_mapping": {}, "views": []},
+    ],
+}
+CAT = Catalog(DESC)
+EVENTS = push_target(CAT, "user_events_push")
+
+FULL = [
+    "clicks=3",
+    "purchases=",
+    "ctr=0.5",
+    "segment=vip",
+    "is_active=yes",
+    "last_seen=2026-12-03T06:00:00+01:00",
+    "embedding=[0.1, 0.2]",
+    'tags=["a","b,c"]',
+]
+
+
+def test_the_target_is_the_push_source_and_its_views():
+    assert EVENTS.views == ["user_events"] and EVENTS.timestamp == "event_timestamp" and EVENTS.created == "created"
+    assert list(EVENTS.columns)[:2] == ["user_id", "clicks"] and EVENTS.columns["created"] == "UnixTimestamp"
+    assert push_target(CAT, "totals_push").created is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("user_events", "is a feature view fed by user_events_push"),
+        ("nope", "push sources: orphan_push, totals_push, user_events_push"),
+        ("orphan_push", "feeds no feature view"),
+    ],
+)
+def test_a_wrong_name_is_one_line(name, expected):
+    with pytest.raises(UsageError, match=expected):
+        push_target(CAT, name)
+
+
+def test_an_old_summary_asks_for_a_deploy():
+    with pytest.raises(UsageError, match="featctl deploy"):
+        push_target(Catalog({"feature_views": []}), "x")
+
+
+def test_one_row_from_options():
+    rows = rows_from_options(EVENTS, ["user_id=7"], FULL, None, NOW)
+    assert rows["user_id"] == [7] and rows["clicks"] == [3] and rows["purchases"] == [None]
+    assert rows["is_active"] == [True] and rows["tags"] == [["a", "b,c"]] and rows["embedding"] == [[0.1, 0.2]]
+    assert rows["last_seen"] == [datetime(2026, 12, 3, 5, 0, tzinfo=timezone.utc)]
+    assert rows["event_timestamp"] == [NOW] and rows["created"] == [NOW]
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert rows_from_options(EVENTS, ["user_id=7"], FULL, at, NOW)["event_timestamp"] == [at]
+
+
+@pytest.mark.parametrize(
+    ("entity", "sets", "expected"),
+    [
+        (["user_id=abc"], FULL, "not an integer"),
+        (["user_id=1", "user_id=2"], FULL, "one --entity"),
+        (["customer=1"], FULL, "not a join key"),
+        (["user_id=1"], FULL[:-1], "missing tags"),
+        (["user_id=1"], [*FULL, "nope=1"], "no such feature"),
+        (["user_id=1"], [*FULL, "clicks=4"], "given twice"),
+        (["user_id=1"], ["clicks=2147483648", *FULL[1:]], "outside the range of Int32"),
+        (
+            ["user_id=1"],
+            ["clicks=", "purchases=", "ctr=", "segment=", "is_active=", "last_seen=", "embedding=", "tags="],
+            "no row has a feature value",
+        ),
+        (["user_id=1"], [*FULL[:2], "ctr=inf", *FULL[3:]], "not a number"),
+        (["user_id=1"], [*FULL[:4], "is_active=maybe", *FULL[5:]], "true or false"),
+        (["user_id=1"], [*FULL[:5], "last_seen=yesterday", *FULL[6:]], "ISO 8601"),
+        (["user_id=1"], [*FULL[:6], "embedding=0.1,0.2", *FULL[7:]], "JSON array"),
+        (["user_id=1"], [*FULL[:7], "tags=[1,2]"], "not text"),
+        (["user_id=1"], [*FULL[:6], "embedding=[0.1,null]", *FULL[7:]], "empty item"),
+    ],
+)
+def test_bad_options_are_one_line(entity, sets, expected):
+    with pytest.raises(UsageError, match=expected) as err:
+        rows_from_options(EVENTS, entity, sets, None, NOW)
+    assert "\n" not in err.value.message
+
+
+def test_rows_from_csv_and_parquet(tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text(
+        "user_id,event_timestamp,clicks,purchases,ctr,segment,is_active,last_seen,embedding,tags\n"
+        '1,2026-12-03T07:00:00Z,5,7,0.25,007,true,2026-12-03T05:00:00Z,"[0.5,0.25]","[""x""]"\n'
+        "2,2026-12-03T07:00:00Z,,,,,,,,\n"
+        "3,2026-12-03T07:00:00Z,6,,,,false,,[],[]\n"
+    )
+    rows = rows_from_file(EVENTS, csv, NOW)
+    assert rows["segment"] == ["007", None, None] and rows["purchases"] == [7, None, None]
+    assert rows["embedding"] == [[0.5, 0.25], None, []] and rows["created"] == [NOW] * 3
+    frame = pd.DataFrame({k: v for k, v in rows.items() if k != "created"})
+    frame["embedding"] = [None if v is None else pd.array(v, dtype="float32").to_numpy() for v in rows["embedding"]]
+    frame["purchases"] = pd.array(rows["purchases"], dtype="Int64")
+    frame.to_parquet(tmp_path / "rows.parquet")
+    again = rows_from_file(EVENTS, tmp_path / "rows.parquet", NOW)
+    assert again["purchases"] == [7, None, None] and again["embedding"] == [[0.5, 0.25], None, []]
+    assert again["last_seen"][0] == datetime(2026, 12, 3, 5, tzinfo=timezone.utc)
+
+
+def test_bad_files_are_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,event_timestamp,clicks,extra\n1,2026-12-03T07:00:00Z,1,2\n")
+    with pytest.raises(UsageError, match="extra that push source user_events_push does not take"):
+        rows_from_file(EVENTS, bad, NOW)
+    bad.write_text("user_id,event_timestamp,clicks\n1,2026-12-03T07:00:00Z,x\n")
+    with pytest.raises(UsageError, match=r"bad.csv, line 2: clicks 'x' is not an integer"):
+        rows_from_file(EVENTS, bad, NOW)
+    with pytest.raises(UsageError, match="does not exist"):
+        rows_from_file(EVENTS, tmp_path / "none.csv", NOW)
+
+
+def test_each_writer_gets_times_as_it_takes_them():
+    rows = rows_from_options(EVENTS, ["user_id=7"], FULL, None, NOW)
+    online = payload(EVENTS, rows, "online")
+    offline = payload(EVENTS, rows, "offline")
+    # Online: a UnixTimestamp feature as seconds in text (Feast's int(value)); the event time ISO.
+    assert online["last_seen"] == [str(int(datetime(2026, 12, 3, 5, tzinfo=timezone.utc).timestamp()))]
+    assert offline["last_seen"] == ["2026-12-03T05:00:00+00:00"]
+    assert online["event_timestamp"] == offline["event_timestamp"] == ["2026-12-03T08:00:00+00:00"]
+    json.dumps(online, allow_nan=False)
+    json.dumps(offline, allow_nan=False)
+
+
+class _Session:
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.settings = SimpleNamespace(command_timeout=60)
+
+    def deployment(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(registry=DESC, host="h", host_count=1)
+
+    def query_server(self, record, index=0):
+        raise AssertionError("push connected before checking its input")
+
+
+def test_checks_come_before_any_connection():
+    s = _Session()
+    with pytest.raises(UsageError, match="--to"):
+        push(s, "user_events_push", entity_specs=["user_id=1"], set_specs=FULL, to="everywhere")  # type: ignore[arg-type]
+    for to in ("online", "offline", "both"):
+        with pytest.raises(AssertionError, match="connected"):
+            push(s, "user_events_push", entity_specs=["user_id=1"], set_specs=FULL, to=to)  # type: ignore[arg-type]
