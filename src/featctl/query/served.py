@@ -78,7 +78,12 @@ def _ask(server: FeatureServer, payload: bytes, digest: str, timeout: float) -> 
         raise NotOffered("the serving release's feature server has no featctl endpoint (started by an older featctl)")
     if info.get("agent") != digest:
         raise NotOffered("the serving release's feature server runs another version of featctl's agent")
-    status, headers, raw = server.featctl_historical(payload, timeout=timeout)
+    try:
+        status, headers, raw = server.featctl_historical(payload, timeout=timeout)
+    except FeatureServerError as exc:
+        if getattr(exc, "sent", False):  # it took the rows: no second server (a read: no harm done either)
+            raise NotOffered(f"the feature server on the host (port {server.port}) did not finish the request") from None
+        raise
     if status == 200:
         return decode(raw), f"{headers.get('x-featctl-engine', '?')} in the feature server {headers.get('x-featctl-timings', '')}"
     try:

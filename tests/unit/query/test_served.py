@@ -129,6 +129,7 @@ class Server:
     """The feature-server adapter as query/served.py sees it: canned answers."""
 
     tunnelled = False
+    port = 6566
 
     def __init__(self, info, status=200, body=b"", headers=None):
         self.info, self.status, self.body, self.headers = info, status, body, headers or {}
@@ -236,3 +237,21 @@ def test_which_path_a_historical_request_takes(monkeypatch, env, stores, served_
     monkeypatch.setattr(client, "_process_frame", process_frame)
     assert client._historical_frame(Session(stores), None, frame, ["v:f"], None) is frame
     assert taken == want
+
+
+def test_a_request_the_server_took_but_did_not_finish_goes_to_the_agent_process_not_to_another_server():
+    class Dropped(Server):
+        def __init__(self, sent):
+            super().__init__({"agent": "abc", "historical": True})
+            self.sent = sent
+
+        def featctl_historical(self, payload, *, timeout):
+            err = FeatureServerError("connection reset")
+            if self.sent:
+                err.sent = True
+            raise err
+
+    with pytest.raises(served.NotOffered, match="did not finish"):
+        served._ask(Dropped(sent=True), b"x", "abc", 10)
+    with pytest.raises(FeatureServerError, match="reset"):  # never reached it: the direct channel may
+        served._ask(Dropped(sent=False), b"x", "abc", 10)
