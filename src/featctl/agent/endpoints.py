@@ -192,7 +192,7 @@ def add_endpoints(app: Any, store: Any) -> None:
             return JSONResponse(detail, status_code=status)
         timings["total"] = time.monotonic() - started
         print(
-            f"featctl: historical {table.num_rows} rows, {engine}, "
+            f"featctl: historical {table.num_rows} rows in worker {os.getpid()}, {engine}, "
             + ", ".join(f"{k} {v:.3f}s" for k, v in timings.items()),
             file=sys.stderr,
             flush=True,
