@@ -17,7 +17,9 @@ from typing import Any
 
 from featctl.errors import ConfigError
 
-TARGETS = ("local", "yandex", "ssh")
+TARGETS = ("local", "yandex", "vm", "ssh")
+#: Targets whose hosts share this machine's loopback (their servers take free ports).
+LOOPBACK_TARGETS = ("local", "vm")
 STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
 #: Tables of featctl.toml besides the per-target ones: [score] and [host].

@@ -58,6 +58,10 @@ BASE_COMMANDS = {
     "free-port": ("procs", "cmd_free_port"),
     "materialize-loop": ("schedule", "cmd_materialize_loop"),
     "materialize-once": ("schedule", "cmd_materialize_once"),
+    "manager": ("units", "cmd_manager"),
+    "unit-start": ("units", "cmd_unit_start"),
+    "timer-start": ("units", "cmd_timer_start"),
+    "timer-stop": ("units", "cmd_timer_stop"),
 }
 #: Commands that own their exit status and output (they do not return a document).
 STREAMING = {"lock", "materialize-loop"}
@@ -108,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     for name in BASE_COMMANDS:
         sp = sub.add_parser(name)
         sp.add_argument("--base", required=True)
-        if name in ("prepare", "finish-upload", "set", "switch", "stop"):
+        if name in ("prepare", "finish-upload", "set", "switch", "stop", "unit-start"):
             sp.add_argument("--id", required=True)
         if name == "prepare":
             sp.add_argument("--fresh", action="store_true")
@@ -133,8 +137,13 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int, required=True)
         if name == "lock":
             sp.add_argument("--holder", default="{}")
-        if name.startswith("materialize-"):
+        if name.startswith("materialize-") or name == "timer-start":
             sp.add_argument("--every", type=int, default=3600)
+        if name == "unit-start":
+            sp.add_argument("--service", choices=("server", "ui", "registry", "offline"), required=True)
+            sp.add_argument("--log", required=True)
+        if name in ("unit-start", "timer-start"):
+            sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command the unit runs")
     return p
 
 

@@ -17,6 +17,7 @@ import signal
 import time
 from typing import Any
 
+from . import units
 from .common import alive, pgid_alive
 from .output import InputError
 
@@ -132,6 +133,9 @@ def kill_groups(pgids: set[int], timeout: float = 15.0) -> None:
 
 def cmd_procs(args: argparse.Namespace) -> dict[str, Any]:
     """List the deployment's processes; with --kill stop them all (by process group)."""
+    if args.kill and units.installed(args.base):
+        # systemd would start them again: their units go first.
+        units.remove(units.installed(args.base))
     procs = deployment_processes(args.base)
     if not args.kill or not procs:
         return {"processes": procs}
@@ -166,7 +170,9 @@ def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
         foreign = [pid for pid in pids if pid not in ours]
         return {"free": False, "owner": foreign[0] if foreign else None}
     releases = sorted({ours[pid]["release"] for pid in pids if ours[pid]["release"]})
-    # Its supervisor first, if it still runs (it would start the server again).
+    # Its supervisor (or systemd unit) first, if it still runs (it would start the server again).
+    for rid in releases:
+        units.stop_release(args.base, rid)
     for p in ours.values():
         if p["release"] in releases and "featctl_agent.supervise" in p["cmd"]:
             with contextlib.suppress(ProcessLookupError, PermissionError):

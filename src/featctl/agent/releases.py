@@ -26,6 +26,7 @@ import sqlite3
 import sys
 from typing import Any
 
+from . import units
 from .common import alive, now, read, stop_pid, write
 from .lock import lock_holder
 from .output import InputError
@@ -46,11 +47,15 @@ def releases(base: str) -> list[dict[str, Any]]:
     (alive without a supervisor when the supervisor was killed)."""
     root = os.path.join(base, "releases")
     out = []
-    for rid in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    # A directory without featctl's metadata is not a release featctl made: never listed, never removed.
+    ids = [r for r in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, r, META))] if os.path.isdir(root) else []
+    # Services systemd runs (one systemctl call for all): their main pids.
+    unit_of = {rid: units.release_units(base, rid) for rid in ids}
+    unit_pids = units.main_pids([u for found in unit_of.values() for u in found.values()])
+    for rid in ids:
         meta = os.path.join(root, rid, META)
-        if not os.path.isdir(meta):
-            continue  # not a release featctl made: never listed, never removed
-        pid = read(os.path.join(meta, "server.pid"))
+        found = unit_of[rid]
+        pid = read(os.path.join(meta, "server.pid")) or str(unit_pids.get(found.get("server", ""), ""))
         group = read(os.path.join(meta, "server-group.pid"))
         probe = None
         with contextlib.suppress(OSError, ValueError), open(os.path.join(meta, "probe.json")) as fh:
@@ -67,10 +72,15 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "env": read(os.path.join(meta, "env")) or None,
                 "online_store": read(os.path.join(meta, "online_store")) or None,
                 "services": {
-                    name: int(read(os.path.join(meta, f"{name}.pid")))
-                    for name in ("ui", "registry", "offline")
-                    if alive(read(os.path.join(meta, f"{name}.pid")))
+                    **{
+                        name: int(read(os.path.join(meta, f"{name}.pid")))
+                        for name in ("ui", "registry", "offline")
+                        if alive(read(os.path.join(meta, f"{name}.pid")))
+                    },
+                    **{name: unit_pids[u] for name, u in found.items() if name != "server" and u in unit_pids},
                 },
+                # The systemd unit of its feature server (None: featctl's supervisor runs it).
+                "unit": found.get("server"),
             }
         )
     return out
@@ -82,7 +92,7 @@ def stop_server(base: str, release_id: str) -> bool:
     process group; True if any ran. Works when a supervisor is gone and only its
     service is left."""
     meta = os.path.join(base, "releases", release_id, META)
-    was = False
+    was = units.stop_release(base, release_id)
     names = sorted(n for n in os.listdir(meta) if n.endswith(".pid")) if os.path.isdir(meta) else []
     for name in [n for n in names if not n.endswith("-group.pid")]:
         pid = read(os.path.join(meta, name))
@@ -104,7 +114,8 @@ def stop_service(base: str, release_id: str, service: str) -> bool:
     meta = os.path.join(base, "releases", release_id, META)
     pid = read(os.path.join(meta, f"{service}.pid"))
     group = read(os.path.join(meta, f"{service}-group.pid"))
-    was = alive(pid) or group_alive(group)
+    was = units.stop_release(base, release_id, (service,))
+    was = alive(pid) or group_alive(group) or was
     stop_pid(pid)
     if group_alive(group):
         kill_groups({int(group)})
@@ -168,6 +179,9 @@ def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
     schedule = None
     with contextlib.suppress(OSError, ValueError), open(os.path.join(base, "run", "schedule.json")) as fh:
         schedule = json.load(fh)
+    timer = units.timer_state(base)
+    if timer is not None:
+        schedule = {**(schedule or {}), **timer}
     return {
         "current": cur,
         "releases": releases(base),

@@ -13,7 +13,7 @@ from featctl.session import Session
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Example: featctl deploy --target local")(deploy)
+    app.command(epilog="Examples: featctl deploy --target local; featctl deploy --target vm (as root)")(deploy)
     app.command(epilog="Example: featctl plan --output json")(plan)
     app.command(epilog="Example: featctl rollback")(rollback)
     app.command(epilog="Example: featctl destroy --yes")(destroy)
@@ -39,7 +39,9 @@ def deploy(
         typer.Option(
             "--target",
             "-t",
-            help="local (an sshd on loopback) or yandex (Yandex Cloud VM) [default: local; env FEATCTL_TARGET]",
+            help="local (an sshd on loopback), yandex (Yandex Cloud VM), vm (a Debian guest with systemd and "
+            "cloud-init on this machine: featctl deploy --target vm) or ssh (an existing machine) "
+            "[default: local; env FEATCTL_TARGET]",
             show_default=False,
         ),
     ] = None,
@@ -171,7 +173,9 @@ def deploy(
 
 
 def plan(
-    target: Annotated[str | None, typer.Option("--target", "-t", help="local or yandex", show_default=False)] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="local, yandex, vm or ssh", show_default=False)
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Deployment name", show_default=False)] = None,
     server_port: Annotated[
         int | None, typer.Option("--server-port", help="Feature server port", show_default=False)

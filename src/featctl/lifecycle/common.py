@@ -62,22 +62,45 @@ def shielded() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def connect_host(session: Session, record: Deployment) -> Connection:
+#: Targets whose hosts are set up by cloud-init (the yandex stack's user-data).
+CLOUD_INIT_TARGETS = ("yandex", "vm")
+
+
+def connect_host(session: Session, record: Deployment, index: int = 0) -> Connection:
+    """Host ``index`` once SSH answers and, on a target whose hosts cloud-init
+    sets up, once cloud-init has finished: before anything else touches the
+    host (its deployment directory is made by the user-data's runcmd, after
+    packages). The connection skips ``Session.connection_to``'s agent check:
+    the caller installs the agent next."""
     from featctl.remote.ssh import wait_for_ssh
 
-    endpoint = session.endpoint(record)
-    session.reporter.step(f"waiting for SSH on {endpoint}")
-    session.adopt(wait_for_ssh(endpoint, deadline_seconds=session.settings.ssh_wait_seconds))
-    return session.connection(record)
+    view = record.for_host(index)
+    endpoint = session.endpoint(view)
+    who = f"host {index}: " if index else ""
+    session.reporter.step(f"{who}waiting for SSH on {endpoint}")
+    conn = wait_for_ssh(endpoint, deadline_seconds=session.settings.ssh_wait_seconds)
+    session.adopt(conn, index)
+    if record.target in CLOUD_INIT_TARGETS:
+        from featctl.remote.cloudinit import wait_for_cloud_init
+
+        session.reporter.step(f"{who}waiting for cloud-init to finish on the host")
+        if "degraded" in (wait_for_cloud_init(conn) or ""):
+            session.reporter.info(
+                f"{who}warning: cloud-init finished with recoverable errors (see /var/log/cloud-init.log)"
+            )
+    return conn
 
 
 def choose_server_ports(target: str, configured: int, source: str, previous: list[int] | None) -> list[int]:
     """Two ports for the feature servers of consecutive releases (blue/green).
 
-    Every local deployment shares this machine's loopback, so unless the user
-    set a port, a local deployment takes two free ones once and keeps them.
+    Every local deployment (and every vm guest: they share this machine's
+    network) uses this machine's loopback, so unless the user set a port, such
+    a deployment takes two free ones once and keeps them.
     """
-    if source != "default" or target != "local":
+    from featctl.config import LOOPBACK_TARGETS
+
+    if source != "default" or target not in LOOPBACK_TARGETS:
         return [configured, configured + 1 if configured < 65535 else configured - 1]
     if previous and len(previous) == 2:
         return list(previous)

@@ -85,6 +85,10 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
     ws = session.workspace
     rep = session.reporter
     check_repo(s.repo)
+    if s.target == "vm":
+        from featctl.provision.vm import preflight
+
+        preflight()  # this machine can boot a guest, or one line before anything changes
     started = time.monotonic()
     ws.ensure()
     with ws.lock():
@@ -135,12 +139,6 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
         rep.step("installing featctl's host agent")
         agent.install_agent(conn, layout)
         owner = ownership.check(conn, layout, record, ws, take_over=take_over)
-        if s.target == "yandex":
-            from featctl.remote.cloudinit import wait_for_cloud_init
-
-            rep.step("waiting for cloud-init to finish on the host")
-            if "degraded" in (wait_for_cloud_init(conn) or ""):
-                rep.info("warning: cloud-init finished with recoverable errors (see /var/log/cloud-init.log)")
         hosts.write_stores_env(session, conn, layout, record)
         with releases.deploy_lock(conn, layout, holder("deploy")):
             # The environment follows the repository: its stores' extras and
@@ -169,7 +167,7 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             result.kept = files.kept
             cur = host.current_release
             healthy, registry = (
-                release_health(conn, layout.with_env(cur.env), cur)
+                release_health(conn, layout.with_env(cur.env), cur, patient=True)
                 if cur is not None
                 else (Health(False, "nothing serves"), None)
             )

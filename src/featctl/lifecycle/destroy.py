@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
 from featctl.lifecycle import ownership
 from featctl.provision.machine import ensure_keys, port_open
@@ -75,8 +76,11 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
                 )
             stack.destroy(variables)
             result.destroyed = True
-        if target == "local" and record is not None:
+        if target in LOOPBACK_TARGETS and record is not None:
+            # This machine's loopback: the hosts' sshd, their servers, the stores.
             ports = [p for i in range(record.host_count) for p in record.for_host(i).server_ports]
+            ports += [int(record.for_host(i).port) for i in range(record.host_count) if record.for_host(i).port]
+            ports += [int(p) for p in record.services.values()]
             ports += [int(where["port"]) for where in record.stores.values()]
             busy = [p for p in ports if port_open("127.0.0.1", p)]
             if busy:

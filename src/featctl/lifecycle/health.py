@@ -147,13 +147,14 @@ def materialized_views(registry: Mapping[str, Any]) -> set[str]:
 
 
 def release_health(
-    conn: Connection, layout: Layout, release: Release, port: int | None = None
+    conn: Connection, layout: Layout, release: Release, port: int | None = None, *, patient: bool = False
 ) -> tuple[Health, dict[str, Any] | None]:
     """A release's health on its host, and its registry summary when readable.
 
     Checks that its server runs supervised, that its registry can be read, and
     the online reads of ``check``. The probe is computed when the release has
-    none yet (releases from before health checks).
+    none yet (releases from before health checks). ``patient``: a server that
+    systemd is (re)starting gets the time a start takes first.
     """
     from featctl.remote import agent, service
 
@@ -180,6 +181,23 @@ def release_health(
         return Health(False, "its port is unknown"), registry
     server = FeatureServer(conn, port)
     try:
+        if patient and release.unit:
+            _starting(server)
         return check(server, probe, materialized_views(registry)), registry
     finally:
         server.close()
+
+
+#: How long a server systemd is (re)starting gets to answer before it counts as down.
+SYSTEMD_START_SECONDS = 60.0
+
+
+def _starting(server: FeatureServer) -> None:
+    """systemd starts a release's server again by itself (after the host
+    rebooted, after a crash): one that is starting is given the time a start
+    takes, so a deploy does not rebuild a release that is about to serve."""
+    import time
+
+    deadline = time.monotonic() + SYSTEMD_START_SECONDS
+    while not server.healthy() and time.monotonic() < deadline:
+        time.sleep(1.0)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.lifecycle import health
-from featctl.lifecycle.common import choose_server_ports, holder, shielded
+from featctl.lifecycle.common import choose_server_ports, connect_host, holder, shielded
 from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
@@ -76,25 +77,22 @@ def follow(
     """Bring host ``index`` to serve ``local`` (already applied and
     materialized by host 0): its own release beside its serving one, switched
     when its server answers the same online reads host 0's did."""
-    from featctl.remote.ssh import wait_for_ssh
-
     rep = session.reporter
     s = session.settings
     view = record.for_host(index)
-    # The local target's hosts share this machine's loopback: ports of their own.
+    # The local target's hosts (and the vm guests) share this machine's loopback: ports of their own.
+    shared = s.target in LOOPBACK_TARGETS
     taken = {p for i in range(record.host_count) if i != index for p in record.for_host(i).server_ports}
-    if s.target != "local":
+    if not shared:
         taken = set()
     elif s.sources.get("server_port", "default") != "default":
-        raise UsageError("server_port cannot be set with hosts > 1 on the local target: its hosts share one loopback")
+        raise UsageError(f"server_port cannot be set with hosts > 1 on the {s.target} target: its hosts share one loopback")
     while len(view.server_ports) != 2 or set(view.server_ports) & taken:
         view.server_ports = choose_server_ports(s.target, s.server_port, s.sources.get("server_port", "default"), None)
-        if s.target != "local":
+        if not shared:
             break
-    endpoint = session.endpoint(view)
-    rep.step(f"host {index}: waiting for SSH on {endpoint}")
-    session.adopt(wait_for_ssh(endpoint, deadline_seconds=s.ssh_wait_seconds), index)
-    conn = session.connection_to(record, index)
+    # SSH, then cloud-init (on targets that have it) before anything else.
+    conn = connect_host(session, record, index)
     layout = session.layout(view)
     # An adopted connection skipped connection_to's agent check: a new host has none yet.
     agent.install_agent(conn, layout)
@@ -132,7 +130,7 @@ def follow(
             step = "starting the feature server"
             rep.step(f"host {index}: starting the feature server of release {new_id}")
             releases.set_meta(conn, new_layout, new_id, port=port, env=new_layout.env_name)
-            service.start(conn, new_layout, new_id, port=port, workers=s.server_workers, user=view.user)
+            service.start(conn, new_layout, new_id, port=port, workers=s.server_workers)
             server = FeatureServer(conn, port)
             wait_healthy(conn, new_layout, new_id, server)
             step = "the health check"
@@ -182,7 +180,7 @@ def roll_back_follower(session: Session, record: Deployment, index: int) -> Host
         port = next(p for p in view.server_ports if p != cur.port)
         rep.step(f"host {index}: starting the feature server of release {target.id}")
         releases.set_meta(conn, tlayout, target.id, port=port)
-        service.start(conn, tlayout, target.id, port=port, workers=session.settings.server_workers, user=view.user)
+        service.start(conn, tlayout, target.id, port=port, workers=session.settings.server_workers)
         server = FeatureServer(conn, port)
         try:
             wait_healthy(conn, tlayout, target.id, server)

@@ -18,7 +18,7 @@ def set_schedule(session: Session, every: int | None) -> str:
     layout = session.layout(record)
     if every is None:
         return "removed the materialization schedule" if schedule.disable(conn, layout) else "no schedule was set"
-    how = schedule.enable(conn, layout, every, record.user)
+    how = schedule.enable(conn, layout, every)
     return f"materializing incrementally every {every} s on the host ({how})"
 
 

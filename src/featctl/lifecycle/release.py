@@ -115,7 +115,7 @@ def build_release(
         step = "starting the feature server"
         rep.step(f"starting the feature server of release {new_id}")
         releases.set_meta(conn, layout, new_id, port=port, env=layout.env_name)
-        service.start(conn, layout, new_id, port=port, workers=s.server_workers, user=record.user)
+        service.start(conn, layout, new_id, port=port, workers=s.server_workers)
         server = FeatureServer(conn, port)
         wait_healthy(conn, layout, new_id, server)
         step = "materialization"

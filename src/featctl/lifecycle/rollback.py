@@ -48,9 +48,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             try:
                 rep.step(f"starting the feature server of release {target.id}")
                 releases.set_meta(conn, layout, target.id, port=port)
-                service.start(
-                    conn, layout, target.id, port=port, workers=session.settings.server_workers, user=record.user
-                )
+                service.start(conn, layout, target.id, port=port, workers=session.settings.server_workers)
                 server = FeatureServer(conn, port)
                 wait_healthy(conn, layout, target.id, server)
                 if "postgres" in record.stores:

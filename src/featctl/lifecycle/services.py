@@ -35,10 +35,13 @@ from featctl.workspace import Deployment, write_private
 
 def _host_port(record: Deployment, name: str) -> int:
     """A host port for ``name``, chosen once per deployment: on the local target
-    the "host" is this machine, shared with other deployments: a free port."""
+    the "host" is this machine, shared with other deployments: a free port (so
+    on the vm target, whose guests share this machine's network)."""
+    from featctl.config import LOOPBACK_TARGETS
+
     if name in record.services:
         return int(record.services[name])
-    if record.target == "local":
+    if record.target in LOOPBACK_TARGETS:
         from featctl.provision.targets import free_loopback_port
 
         taken = set(record.services.values()) | set(record.server_ports)

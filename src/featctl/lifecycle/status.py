@@ -68,6 +68,7 @@ def status(session: Session) -> Status:
         verdict, desc = release_health(conn, layout, cur)
         where = f"127.0.0.1:{cur.port} (host side)"
         info["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
+        info["supervised_by"] = _supervisor(cur)
         if not verdict:
             info["repair"] = "`featctl deploy` builds a new release from the offline data"
     stray = [r.id for r in host.releases if r.id != host.current and r.running]
@@ -134,6 +135,18 @@ def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool) -> Statu
         for p in desc.get("push_sources", [])
     ]
     return Status(info, _views_from(desc, stale=stale), services, pushes)
+
+
+def _supervisor(release: releases.Release) -> str:
+    """Who keeps the serving release's feature server running."""
+    if release.unit:
+        pid = f", main pid {release.server_pid}" if release.server_pid else ", not running"
+        return f"systemd (unit {release.unit}.service{pid})"
+    if release.server_pid:
+        return f"featctl's supervisor (pid {release.server_pid})"
+    if release.server_group:
+        return f"nobody: its supervisor is gone (process group {release.server_group} runs on)"
+    return "nobody (not running)"
 
 
 def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl import FEAST_VERSION
+from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import HostKeyMismatch, TerraformError, UsageError
 from featctl.provision.targets import CONTRACT_OUTPUTS, HOST_OUTPUT_KEYS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
@@ -65,14 +66,18 @@ STORES_MODULE = "module.stores"
 
 
 def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
-    """Local target: (resource, what) for each process Terraform records but
-    nothing answers for (after a reboot or a crash): its sshd per host, the
-    stores' servers. Replacing those restarts them on the same data."""
+    """Local and vm targets: (resource, what) for each process Terraform
+    records but nothing answers for (after a reboot or a crash): its sshd (the
+    local target) or its guest (vm) per host, the stores' servers. Replacing
+    those restarts them on the same data (a guest boots on the same disk)."""
     dead = []
     hosts = record.hosts or [{"host": record.host, "port": record.port}]
     for i, h in enumerate(hosts):
         if h.get("host") and not port_open(str(h["host"]), int(h["port"])):
-            dead.append((f"terraform_data.sshd[{i}]", f"sshd of local host {i}"))
+            if record.target == "vm":
+                dead.append((f"terraform_data.guest[{i}]", f"guest {i}"))
+            else:
+                dead.append((f"terraform_data.sshd[{i}]", f"sshd of local host {i}"))
     for store, where in sorted(record.stores.items()):
         if not port_open(str(where["host"]), int(where["port"])):
             dead.append((f"{STORES_MODULE}.terraform_data.{store}_server[0]", f"the {store} server"))
@@ -183,7 +188,7 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     session.reporter.step(f"terraform: {s.target} stack")
     stack, variables = prepared_stack(session, record, keys)
     replace: list[str] = []
-    if s.target == "local" and stack.has_state and record and record.host:
+    if s.target in LOOPBACK_TARGETS and stack.has_state and record and record.host:
         # The local hosts' sshd and the stores' servers are processes: after a
         # reboot or a crash Terraform still records them while nothing listens.
         # Restart them (and only them: what runs on the "machine" and the

@@ -1,8 +1,10 @@
 """Feast's other servers, per release, next to its feature server: the web UI
 (``feast ui``), the registry server (gRPC) and the offline server (Arrow
 Flight). Each listens on the host's 127.0.0.1 only and is reached through SSH;
-each runs under featctl's supervisor in the release directory, and is stopped
-with the release (``agent stop`` stops every service of a release).
+each runs in the release directory as a systemd unit where the host has
+systemd (as the feature server does), under featctl's supervisor otherwise,
+and is stopped with the release (``agent stop`` stops every service of a
+release).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import posixpath
 import time
 
-from featctl.errors import FeastError, FeatctlError
+from featctl.errors import FeastError, FeatctlError, RemoteCommandError
 from featctl.remote.agent import hostops
 from featctl.remote.host import free_port
 from featctl.remote.layout import Layout
+from featctl.remote.service import service_manager
 from featctl.remote.ssh import Connection, q
 
 SERVICES = ("ui", "registry", "offline")
@@ -51,13 +54,21 @@ def start(conn: Connection, layout: Layout, release_id: str, name: str, port: in
         who = f" (pid {freed['owner']})" if freed.get("owner") else ""
         raise FeastError(f"port {port} on the host, for Feast's {name} server, is in use by another program{who}")
     rdir = layout.release(release_id)
-    cmd = " ".join(q(a) for a in command(layout, name, port))
-    conn.run(
-        f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} "
-        f"--pidfile {q(_meta(layout, release_id, name + '.pid'))} --log {q(_meta(layout, release_id, name + '.log'))} "
-        f"--cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
-        timeout=60,
-    )
+    log = _meta(layout, release_id, name + ".log")
+    if service_manager(conn, layout) == "systemd":
+        try:
+            args = ["--id", release_id, "--service", name, "--log", log]
+            hostops(conn, layout, "unit-start", *args, "--", *command(layout, name, port), timeout=90)
+        except RemoteCommandError as exc:
+            raise FeastError(f"Feast's {name} server of release {release_id} did not start: {exc.message}") from None
+    else:
+        cmd = " ".join(q(a) for a in command(layout, name, port))
+        conn.run(
+            f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} "
+            f"--pidfile {q(_meta(layout, release_id, name + '.pid'))} --log {q(log)} "
+            f"--cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
+            timeout=60,
+        )
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:
@@ -65,14 +76,17 @@ def start(conn: Connection, layout: Layout, release_id: str, name: str, port: in
             return
         except FeatctlError:
             pass
+        # Its supervisor lives, or its systemd unit has a main process.
         alive = conn.run(
-            f'p=$(cat {q(_meta(layout, release_id, name + ".pid"))} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo up',
+            f'p=$(cat {q(_meta(layout, release_id, name + ".pid"))} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo up && exit 0; '
+            f'u=$(cat {q(_meta(layout, release_id, name + ".unit"))} 2>/dev/null) && '
+            f'[ "$(systemctl show -p MainPID --value "$u" 2>/dev/null)" != 0 ] && echo up; true',
             timeout=30,
             check=False,
         ).text.strip()
         if alive != "up" or time.monotonic() > deadline:
-            log = conn.run(f"tail -n 3 {q(_meta(layout, release_id, name + '.log'))} 2>/dev/null", timeout=30, check=False)
-            last = " ".join(log.text.split())[-300:] or "no log"
+            tail = conn.run(f"tail -n 3 {q(log)} 2>/dev/null", timeout=30, check=False)
+            last = " ".join(tail.text.split())[-300:] or "no log"
             raise FeastError(f"Feast's {name} server of release {release_id} did not start: {last}")
         time.sleep(0.5)
 

@@ -28,7 +28,6 @@ KEEP_RELEASES = 5
 META = ".featctl"
 
 
-
 @dataclass
 class Release:
     id: str
@@ -44,8 +43,10 @@ class Release:
     probe: dict[str, Any] | None = None
     #: The Feast environment (under envs/) it runs with; None: the default one.
     env: str | None = None
-    #: Its running extra servers (ui, registry, offline) -> supervisor pid.
+    #: Its running extra servers (ui, registry, offline) -> supervisor pid (or unit's main pid).
     services: dict[str, int] = field(default_factory=dict)
+    #: The systemd unit that runs its server (None: featctl's supervisor does).
+    unit: str | None = None
     #: The identity of the online store its materialization filled (agent
     #: ``describe``); None for releases from before featctl recorded it.
     online_store: str | None = None

@@ -1,6 +1,6 @@
 """The feature server of a release, run as a supervised service on the host:
-a systemd unit where the host runs systemd and featctl may manage units,
-featctl's own supervisor (supervise.py) otherwise.
+a systemd unit where the host runs systemd and featctl may manage units (the
+agent's units.py), featctl's own supervisor (supervise.py) otherwise.
 
 Each release has its own server, on its own port, so a new release is started
 and checked while the previous one keeps serving (blue/green).
@@ -11,17 +11,11 @@ from __future__ import annotations
 import posixpath
 import time
 
-from featctl.errors import FeastError
+from featctl.errors import FeastError, RemoteCommandError
 from featctl.remote.agent import hostops
 from featctl.remote.host import free_port
 from featctl.remote.layout import Layout
 from featctl.remote.ssh import Connection, q
-
-UNIT_PREFIX = "featctl-feature-server-"
-
-
-def unit_name(release_id: str) -> str:
-    return f"{UNIT_PREFIX}{release_id.lower()}"
 
 
 def pidfile(layout: Layout, release_id: str) -> str:
@@ -54,59 +48,26 @@ def server_command(layout: Layout, release_id: str, port: int, workers: int) -> 
     ]
 
 
-def systemd_unit(layout: Layout, release_id: str, user: str, command: list[str]) -> str:
-    """The unit file for one release's feature server (pure; unit-tested)."""
-    exec_start = " ".join(q(a) for a in command)
-    log = log_path(layout, release_id)
-    return f"""[Unit]
-Description=Feast feature server deployed by featctl (release {release_id})
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-User={user}
-WorkingDirectory={layout.release(release_id)}
-EnvironmentFile=-{layout.stores_env}
-ExecStart={exec_start}
-Restart=always
-RestartSec=2
-StandardOutput=append:{log}
-StandardError=append:{log}
-KillMode=control-group
-TimeoutStopSec=30
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def service_manager(conn: Connection) -> str:
-    """``systemd`` where the host runs it and featctl may manage units, else ``supervise``."""
-    out = conn.run(
-        "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 && "
-        '{ [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then echo systemd; else echo supervise; fi',
-        timeout=30,
-    ).text.strip()
-    return "systemd" if out == "systemd" else "supervise"
-
-
-def _sudo(conn: Connection) -> str:
-    return "" if conn.run("id -u", timeout=30).text.strip() == "0" else "sudo -n "
+def service_manager(conn: Connection, layout: Layout) -> str:
+    """``systemd`` where the host runs it and featctl may manage units (root or
+    passwordless sudo), else ``supervise`` (featctl's own supervisor). The host
+    agent decides (``agent/units.py``), so the client never guesses."""
+    return "systemd" if hostops(conn, layout, "manager").get("manager") == "systemd" else "supervise"
 
 
 def running_pid(conn: Connection, layout: Layout, release_id: str) -> int | None:
-    unit = unit_name(release_id)
+    """The live supervisor of the release's server, or its systemd unit's main pid."""
+    meta = posixpath.join(layout.release(release_id), ".featctl")
     out = conn.run(
         f'p=$(cat {q(pidfile(layout, release_id))} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p" && exit 0; '
-        f"if [ -f /etc/systemd/system/{unit}.service ]; then "
-        f'p=$(systemctl show -p MainPID --value {unit} 2>/dev/null); [ "$p" != 0 ] && echo "$p"; fi; true',
+        f'u=$(cat {q(posixpath.join(meta, "server.unit"))} 2>/dev/null) && '
+        f'p=$(systemctl show -p MainPID --value "$u" 2>/dev/null) && [ "$p" != 0 ] && echo "$p"; true',
         timeout=30,
     ).text.strip()
     return int(out) if out.isdigit() else None
 
 
-def start(conn: Connection, layout: Layout, release_id: str, *, port: int, workers: int, user: str) -> None:
+def start(conn: Connection, layout: Layout, release_id: str, *, port: int, workers: int) -> None:
     """Start the release's server; refuse a port another program holds.
 
     A server of this deployment on the port (left by a killed supervisor or an
@@ -121,16 +82,12 @@ def start(conn: Connection, layout: Layout, release_id: str, *, port: int, worke
         )
     command = server_command(layout, release_id, port, workers)
     rdir = layout.release(release_id)
-    if service_manager(conn) == "systemd":
-        unit = unit_name(release_id)
-        staged = posixpath.join(rdir, ".featctl", f"{unit}.service")
-        conn.put_text(staged, systemd_unit(layout, release_id, user, command))
-        sudo = _sudo(conn)
-        conn.run(
-            f"{sudo}install -m 0644 {q(staged)} /etc/systemd/system/{unit}.service && {sudo}systemctl daemon-reload && "
-            f"{sudo}systemctl enable {unit} >/dev/null 2>&1 && {sudo}systemctl restart {unit}",
-            timeout=60,
-        )
+    if service_manager(conn, layout) == "systemd":
+        try:
+            args = ["--id", release_id, "--service", "server", "--log", log_path(layout, release_id)]
+            hostops(conn, layout, "unit-start", *args, "--", *command, timeout=90)
+        except RemoteCommandError as exc:
+            raise FeastError(f"the feature server did not start: {exc.message}") from None
     else:
         cmd = " ".join(q(a) for a in command)
         conn.run(
@@ -146,18 +103,9 @@ def start(conn: Connection, layout: Layout, release_id: str, *, port: int, worke
 
 
 def stop(conn: Connection, layout: Layout, release_id: str) -> bool:
-    """Stop the release's server and everything it started; True if one ran."""
-    unit = unit_name(release_id)
-    was = running_pid(conn, layout, release_id) is not None
-    if conn.run(f"test -f /etc/systemd/system/{unit}.service", timeout=30, check=False).exit_status == 0:
-        sudo = _sudo(conn)
-        conn.run(
-            f"{sudo}systemctl disable --now {unit} >/dev/null 2>&1 || true; "
-            f"{sudo}rm -f /etc/systemd/system/{unit}.service; {sudo}systemctl daemon-reload",
-            timeout=60,
-        )
-        return was
-    return bool(hostops(conn, layout, "stop", "--id", release_id, timeout=60).get("stopped")) or was
+    """Stop the release's server and everything it started (its supervisors or
+    its systemd units, whichever runs them); True if one ran."""
+    return bool(hostops(conn, layout, "stop", "--id", release_id, timeout=120).get("stopped"))
 
 
 def tail_log(conn: Connection, layout: Layout, release_id: str | None, lines: int = 50) -> str:

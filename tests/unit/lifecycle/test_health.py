@@ -123,3 +123,28 @@ def test_wrong_views_lists_every_wrong_view():
     server = Server(answers={"a": (None, "PRESENT", EPOCH), "c": (None, "PRESENT", EPOCH)})
     assert sorted(wrong_views(server, probe)) == ["a", "c"]
     assert len(wrong_views(server, probe, first=True)) == 1
+
+
+class Starting:
+    """A server systemd is starting: /health answers after ``after`` polls."""
+
+    def __init__(self, after):
+        self.after, self.polls = after, 0
+
+    def healthy(self):
+        self.polls += 1
+        return self.polls > self.after
+
+
+def test_a_server_systemd_is_starting_gets_the_time_a_start_takes(monkeypatch):
+    from featctl.lifecycle import health
+
+    slept = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    server = Starting(after=3)
+    health._starting(server)  # type: ignore[arg-type]
+    assert server.polls == 4 and len(slept) == 3
+    monkeypatch.setattr(health, "SYSTEMD_START_SECONDS", 0.0)
+    never = Starting(after=10**9)
+    health._starting(never)  # type: ignore[arg-type]
+    assert never.polls == 1  # a server that does not come up is not waited for past the bound

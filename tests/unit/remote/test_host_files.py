@@ -7,8 +7,8 @@ from featctl import FEAST_VERSION
 from featctl.lifecycle.deploy import choose_server_ports
 from featctl.remote.layout import Layout
 from featctl.remote.releases import new_release_id
-from featctl.remote.schedule import timer_units
-from featctl.remote.service import server_command, systemd_unit, unit_name
+from featctl.remote.schedule import loop_argv
+from featctl.remote.service import server_command
 from featctl.repo.bundle import build
 
 
@@ -69,24 +69,21 @@ def test_server_binds_loopback_only_and_never_recycles_workers():
     assert cmd[cmd.index("--max-requests") + 1] == "0"
 
 
-def test_systemd_unit_per_release():
-    layout = Layout("/opt/featctl")
-    unit = systemd_unit(layout, "20261126T050000001Z", "featctl", server_command(layout, "x", 6566, 1))
-    assert "User=featctl" in unit
-    assert "WorkingDirectory=/opt/featctl/releases/20261126T050000001Z" in unit
-    assert "Restart=always" in unit
-    assert "--host 127.0.0.1" in unit
-    assert "StandardOutput=append:/opt/featctl/releases/20261126T050000001Z/.featctl/server.log" in unit
-    assert unit_name("20261126T050000001Z") == "featctl-feature-server-20261126t050000001z"
-
-
-def test_timer_units():
-    service, timer = timer_units(Layout("/opt/featctl"), "featctl", 3600)
-    assert (
-        "ExecStart=/usr/bin/env PYTHONPATH=/opt/featctl/agent FEATCTL_ENV_FILE=/opt/featctl/run/stores.env python3 -m featctl_agent materialize-once "
-        "--base /opt/featctl --every 3600" in service
-    )
-    assert "OnUnitActiveSec=3600s" in timer and "Persistent=true" in timer
+def test_schedule_runs_the_agent_with_the_hosts_python3():
+    argv = loop_argv(Layout("/opt/featctl"), 3600, "materialize-once")
+    assert argv == [
+        "/usr/bin/env",
+        "PYTHONPATH=/opt/featctl/agent",
+        "FEATCTL_ENV_FILE=/opt/featctl/run/stores.env",
+        "python3",
+        "-m",
+        "featctl_agent",
+        "materialize-once",
+        "--base",
+        "/opt/featctl",
+        "--every",
+        "3600",
+    ]
 
 
 def test_server_port_choice():

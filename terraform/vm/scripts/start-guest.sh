@@ -1,0 +1,61 @@
+#!/bin/sh
+# Boot a guest: systemd-nspawn with systemd as PID 1 on the guest's disk.
+# Idempotent: a guest already running from this machine directory is left
+# alone. The guest shares this machine's network namespace; its sshd listens
+# on LISTEN_ADDRESS:PORT (vendor-data).
+set -eu
+
+: "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${LISTEN_ADDRESS:?}" "${PORT:?}"
+here=$(dirname "$0")
+pidfile="$MACHINE_DIR/nspawn.pid"
+
+running() {
+  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    tr '\000' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -x -F -e "--directory=$MACHINE_DIR/root"
+}
+
+if running; then
+  exit 0
+fi
+if ! command -v systemd-nspawn >/dev/null 2>&1; then
+  echo "featctl vm target: systemd-nspawn not found (apt-get install systemd-container)" >&2
+  exit 1
+fi
+MACHINE_DIR="$MACHINE_DIR" IMAGE_DIR="$IMAGE_DIR" sh "$here/mount-disk.sh"
+
+hexport=$(printf '%04X' "$PORT")
+if grep -q -E "^ *[0-9]+: [0-9A-F]+:$hexport [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp 2>/dev/null; then
+  echo "featctl vm target: port $PORT on this machine is taken; the guest's sshd needs it" >&2
+  exit 1
+fi
+
+# --register=no --keep-unit: no machined or system bus on the host needed
+# (this machine's PID 1 need not be systemd). Its console is not needed either.
+log="$MACHINE_DIR/guest.log"
+setsid systemd-nspawn --quiet --directory="$MACHINE_DIR/root" --machine="$MACHINE" \
+  --register=no --keep-unit --boot --console=passive --link-journal=no \
+  --bind-ro="$MACHINE_DIR/ca:$CA_MOUNT" </dev/null >>"$log" 2>&1 &
+echo $! >"$pidfile"
+
+# Boot has begun once systemd runs as the container's PID 1 (a child of
+# nspawn); nspawn exiting first means it could not start the container.
+pid=$(cat "$pidfile")
+i=0
+while :; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "featctl vm target: the guest did not start: $(grep -v '^$' "$log" | tail -n 1)" >&2
+    rm -f "$pidfile"
+    exit 1
+  fi
+  child=$(pgrep -P "$pid" 2>/dev/null | head -n 1 || true)
+  if [ -n "$child" ] && [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ]; then
+    break
+  fi
+  i=$((i + 1))
+  if [ "$i" -gt 300 ]; then
+    echo "featctl vm target: the guest's systemd did not start within 30 s: $(grep -v '^$' "$log" | tail -n 1)" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
