@@ -19,6 +19,15 @@ def main() -> None:
 
         fork_safe_registry()
         extend_feature_server()
+    if sys.argv[1:2] == ["apply"]:
+        import os
+
+        from feast import FeatureStore
+
+        from .rebase import rebase_shared_registry
+
+        # A registry every release shares records another release's sqlite path.
+        rebase_shared_registry(FeatureStore(repo_path=os.getcwd()), os.getcwd())
     from feast.cli.cli import cli
 
     sys.argv[0] = "feast"
