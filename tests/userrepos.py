@@ -126,6 +126,8 @@ credit_model = FeatureService(name="credit_model", features=[credit_profile, bur
 
 CREDIT_APPLICANTS = ["A-001", "A-002", "007", "B-10", "b-10"]
 BUREAUS = ["equifax", "experian"]
+CREDIT_PROFILE = ["income", "debt", "open_loans", "last_payment"]
+CREDIT_REPORT = ["delinquencies", "credit_limit"]
 
 
 def write_credit(root: Path, now: datetime | None = None) -> Path:
@@ -422,3 +424,18 @@ def point_in_time(
     best = merged.sort_values(order, kind="stable").groupby("__row", sort=False).tail(1)
     out = ent.merge(best[["__row", *features]], on="__row", how="left")
     return out.drop(columns="__row")
+
+
+def credit_reference(repo: Path, entities: pd.DataFrame) -> pd.DataFrame:
+    """The credit repository's answer for ``entities`` (with ``income_coef`` and
+    ``debt_coef`` columns) by ``point_in_time``: both views and ``risk_score``."""
+    profiles = pd.read_parquet(repo / "data" / "profiles.parquet")
+    reports = pd.read_parquet(repo / "data" / "reports.parquet")
+    want = point_in_time(entities, profiles, ["applicant_id"], CREDIT_PROFILE, timestamp="event_ts",
+                         created="created_ts", ttl=timedelta(days=30))
+    rep = point_in_time(entities, reports, ["applicant_id", "bureau"], CREDIT_REPORT, timestamp="event_ts",
+                        created="created_ts", ttl=timedelta(days=90))
+    for c in CREDIT_REPORT:
+        want[c] = rep[c]
+    want["risk_score"] = want["income"] * want["income_coef"] + want["debt"] * want["debt_coef"]
+    return want

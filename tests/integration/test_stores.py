@@ -166,8 +166,9 @@ def _redis(chain: Chain, *args: str) -> str:
 def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_path) -> None:
     """The PostgreSQL offline store's point-in-time join (agent/pg_join.py):
     many entity rows with repeats, rows before and after every TTL, unknown
-    drivers; values as the pandas reference on the same parquet files, and the
-    same entity row alone gives the same value as inside the file."""
+    drivers; values as the pandas reference on the same parquet files, the same
+    frame inside the feature server and in the agent's process, and the same
+    entity row alone gives the same value as inside the file."""
     import numpy as np
     import pandas as pd
 
@@ -190,9 +191,11 @@ def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_pa
     ents["event_timestamp"] = ents["event_timestamp"].dt.floor("us")
     ents.to_parquet(tmp_path / "e.parquet", index=False)
     refs = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_productivity_metrics:productivity"
-    featctl("historical", "--entities", str(tmp_path / "e.parquet"), "-f", refs, "--out", str(tmp_path / "o.parquet"),
-            cwd=d.root, timeout=600).ok()
-    got = pd.read_parquet(tmp_path / "o.parquet")
+    for via in ("server", "process"):  # inside the serving feature server, and in the agent's own process
+        featctl("historical", "--entities", str(tmp_path / "e.parquet"), "-f", refs, "--out",
+                str(tmp_path / f"o-{via}.parquet"), cwd=d.root, env={"FEATCTL_HISTORICAL_VIA": via}, timeout=600).ok()
+    got = pd.read_parquet(tmp_path / "o-server.parquet")
+    pd.testing.assert_frame_equal(got, pd.read_parquet(tmp_path / "o-process.parquet"))
     want = point_in_time(ents, stats, ["driver_id"], ["conv_rate", "avg_daily_trips"], timestamp="event_timestamp",
                          created="created", ttl=pd.Timedelta(days=1).to_pytimedelta())
     want["productivity"] = point_in_time(ents, prod, ["driver_id"], ["productivity"], timestamp="event_timestamp",

@@ -150,6 +150,39 @@ def test_back_to_sqlite_is_another_store_and_loads_in_full(churn):
     assert health(d).startswith("healthy")
 
 
+def test_a_shared_registry_survives_a_failed_release(churn):
+    """stores = postgres: Feast's SQL registry, shared by every release, records
+    the sqlite online store of the release that applied last. A release that
+    failed after its `feast apply` made the next apply tear down the serving
+    release's tables ("no such table") or fail on the removed release's
+    directory (FileNotFoundError), for good."""
+    d = churn
+    d.run("deploy", "--stores", "postgres", timeout=1200).ok()
+    expected = churn_reference(d.now)
+    assert churn_scores(d) == pytest.approx(expected)
+    record = d.record()
+    other = next(p for p in record["server_ports"] if p != record["server_port"])
+    import socket
+
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", other))
+    holder.listen()
+    try:
+        definitions = d.repo / "definitions.py"
+        definitions.write_text(definitions.read_text() + "\n# a change\n")
+        failed = d.run("deploy", "--stores", "postgres", timeout=1200)
+        assert failed.returncode == 5 and "already in use by another program" in failed.stderr, failed.stderr
+    finally:
+        holder.close()
+    assert churn_scores(d) == pytest.approx(expected)  # the serving release kept its tables
+    assert health(d).startswith("healthy")
+    definitions.write_text(definitions.read_text() + "# another\n")
+    d.run("deploy", "--stores", "postgres", timeout=1200).ok()  # after the removed failed release: converges
+    assert churn_scores(d) == pytest.approx(expected)
+    assert health(d).startswith("healthy")
+
+
 # --- offline pushes, data files changed on both sides, abspath sources --------------------
 
 

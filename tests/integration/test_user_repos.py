@@ -21,13 +21,21 @@ import pytest
 
 from tests.conftest import featctl
 from tests.integration.conftest import Deployed, _deploy, processes_under
-from tests.userrepos import BUREAUS, CREDIT_APPLICANTS, point_in_time, write_credit
+from tests.userrepos import (
+    BUREAUS,
+    CREDIT_APPLICANTS,
+    CREDIT_PROFILE,
+    CREDIT_REPORT,
+    credit_reference,
+    point_in_time,
+    write_credit,
+)
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-PROFILE = ["income", "debt", "open_loans", "last_payment"]
-REPORT = ["delinquencies", "credit_limit"]
+PROFILE = CREDIT_PROFILE
+REPORT = CREDIT_REPORT
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +76,7 @@ def entity_rows(n: int, seed: int) -> pd.DataFrame:
 
 
 def reference(d: Deployed, ents: pd.DataFrame) -> pd.DataFrame:
-    profiles = pd.read_parquet(d.repo / "data" / "profiles.parquet")
-    reports = pd.read_parquet(d.repo / "data" / "reports.parquet")
-    want = point_in_time(ents, profiles, ["applicant_id"], PROFILE, timestamp="event_ts", created="created_ts",
-                         ttl=timedelta(days=30))
-    rep = point_in_time(ents, reports, ["applicant_id", "bureau"], REPORT, timestamp="event_ts",
-                        created="created_ts", ttl=timedelta(days=90))
-    for c in REPORT:
-        want[c] = rep[c]
-    want["risk_score"] = want["income"] * want["income_coef"] + want["debt"] * want["debt_coef"]
-    return want
+    return credit_reference(d.repo, ents)
 
 
 def assert_column(got: pd.Series, want: pd.Series, name: str) -> None:
@@ -129,6 +128,42 @@ def test_the_score_view_runs_on_the_joined_rows(credit, big, tmp_path):
             "--out", str(tmp_path / "o.parquet"), "--output", "json", cwd=credit.root).ok()
     out = pd.read_parquet(tmp_path / "o.parquet")
     assert_column(out["risk_score"], reference(credit, rows)["risk_score"], "risk_score")
+
+
+def test_the_feature_server_and_the_agent_process_give_the_same_rows(credit, big, tmp_path):
+    """historical and score --entities run inside the serving feature server
+    (FEATCTL_HISTORICAL_VIA=server fails rather than fall back) and in the
+    agent's own process (=process, what every call did before): the same frame,
+    types included, equal to the pandas reference; a request the server refuses
+    is the same one line and exit 2 as before."""
+    ents, got = big
+    rows = ents[got["income"].notna().to_numpy()].head(1500).reset_index(drop=True)  # risk_score takes no nulls
+    rows.to_parquet(tmp_path / "e.parquet", index=False)
+    refs = ",".join([f"credit_profile:{f}" for f in PROFILE] + [f"bureau_reports:{f}" for f in REPORT]
+                    + ["risk_score:risk_score"])
+    frames = {}
+    for via in ("server", "process"):
+        for cmd in ("historical", "score"):
+            out = tmp_path / f"{cmd}-{via}.parquet"
+            args = ["-f", refs] if cmd == "historical" else []
+            featctl(cmd, "--entities", str(tmp_path / "e.parquet"), *args, "--out", str(out), cwd=credit.root,
+                    env={"FEATCTL_HISTORICAL_VIA": via}, timeout=600).ok()
+            frames[cmd, via] = pd.read_parquet(out)
+    want = reference(credit, rows)
+    for cmd in ("historical", "score"):
+        pd.testing.assert_frame_equal(frames[cmd, "server"], frames[cmd, "process"])
+        for c in ["income", "debt", "risk_score"] + ([*PROFILE, *REPORT] if cmd == "historical" else []):
+            assert_column(frames[cmd, "server"][c], want[c], f"{cmd} {c}")
+    assert frames["score", "server"]["risk_score"].notna().all()
+    rows.drop(columns=["debt_coef"]).to_parquet(tmp_path / "bad.parquet", index=False)
+    for via in ("server", "process"):
+        res = featctl("historical", "--entities", str(tmp_path / "bad.parquet"), "-f", "risk_score:risk_score",
+                      cwd=credit.root, env={"FEATCTL_HISTORICAL_VIA": via})
+        assert res.returncode == 2 and res.stdout == "", res.stderr
+        assert res.stderr.strip().splitlines() == [
+            "featctl: error: entity file is missing column(s): debt_coef "
+            "(debt_coef: request data risk_weights for risk_score)"
+        ], res.stderr
 
 
 def test_ties_take_the_later_created_row_even_when_it_comes_first_in_the_file(big):

@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--feature-service")
     h.add_argument("--out", required=True)
     h.add_argument("--full-feature-names", action="store_true")
+    h.add_argument("--engine", choices=("feast",), help="feast: Feast's own retrieval per view (for comparisons)")
 
     m = sub.add_parser("materialize", help="materialize into the online store")
     m.add_argument("--start")

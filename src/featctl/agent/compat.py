@@ -41,3 +41,40 @@ def patch_feast() -> None:
     pa_to_feast_value_type.__doc__ = original.__doc__
     type_map.pa_to_feast_value_type = pa_to_feast_value_type
     _done = True
+
+
+def fork_safe_registry() -> None:
+    """Each gunicorn worker of ``feast serve`` opens its own SQL registry connections.
+
+    Feast 0.67's ``feast serve`` builds its FeatureStore (and a SQL registry's
+    SQLAlchemy engines, with a pooled connection the registry read used) in
+    gunicorn's master, then forks the workers: every worker inherits the same
+    PostgreSQL connection. With two workers their startups race on it
+    (``can't change 'autocommit' now: connection in transaction status
+    INTRANS``, ``DuplicatePreparedStatement``), one worker fails to boot, and
+    gunicorn stops the whole server: a deploy with ``stores = ["postgres"]``
+    and the default two workers failed at random. Each worker now drops the
+    inherited pool right after the fork (without closing the master's
+    connection, as SQLAlchemy prescribes for forked processes).
+    """
+    from feast import feature_server
+
+    app_class = getattr(feature_server, "FeastServeApplication", None)
+    if app_class is None or getattr(app_class.load_config, "__featctl__", False):
+        return
+    original = app_class.load_config
+
+    def load_config(self: Any) -> None:
+        original(self)
+        store = self._store
+
+        def post_fork(server: Any, worker: Any) -> None:
+            for name in ("write_engine", "read_engine"):
+                engine = getattr(store.registry, name, None)
+                if engine is not None and hasattr(engine, "dispose"):
+                    engine.dispose(close=False)
+
+        self.cfg.set("post_fork", post_fork)
+
+    load_config.__featctl__ = True  # type: ignore[attr-defined]
+    app_class.load_config = load_config

@@ -220,6 +220,19 @@ def online_store_identity(repo: str, cfg: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _own_sqlite(repo: str, cfg: dict[str, Any]) -> str | None:
+    """The release's own sqlite online store file when its registry is shared by
+    every release (not a file in the release), else None (the registry's record counts)."""
+    if local_registry_path(repo, cfg) is not None:
+        return None
+    online = cfg.get("online_store")
+    section = online if isinstance(online, dict) else {"type": online or "sqlite"}
+    if str(section.get("type", "sqlite")) != "sqlite":
+        return None
+    raw = str(section.get("path") or "data/online.db")
+    return raw if os.path.isabs(raw) else os.path.join(repo, raw)
+
+
 def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[str, Any]:
     def mine(objs: Any) -> list[Any]:
         return [o for o in objs if o.spec.project == project]
@@ -365,6 +378,6 @@ def cmd_describe(args: argparse.Namespace) -> dict[str, Any]:
     if args.check:
         from .store import store_problems
 
-        doc["problems"] = store_problems(proto)
+        doc["problems"] = store_problems(proto, _own_sqlite(args.repo, cfg))
     print(f"hostagent: describe ({mode}) took {time.monotonic() - t0:.3f}s", file=sys.stderr)
     return doc

@@ -6,17 +6,23 @@ import os
 from typing import Any
 
 
-def store_problems(proto: Any) -> list[str]:
+def store_problems(proto: Any, own_path: str | None = None) -> list[str]:
     """What is wrong with the sqlite online store the registry's infra records:
     a missing file, a file that is not a database, a missing table. (A server
     that still holds the deleted file open answers until it restarts: the file
-    is what the next restart and the next release see.)"""
+    is what the next restart and the next release see.)
+
+    ``own_path``: the release's own sqlite file, checked instead of the path
+    the registry records. A registry every release shares (Feast's SQL
+    registry) records the path of the release that applied last, which may be
+    another release, or one that failed and is gone.
+    """
     import sqlite3
 
     tables: dict[str, list[str]] = {}
     for obj in proto.infra.infra_objects:
         if obj.HasField("sqlite_table"):
-            tables.setdefault(obj.sqlite_table.path, []).append(obj.sqlite_table.name)
+            tables.setdefault(own_path or obj.sqlite_table.path, []).append(obj.sqlite_table.name)
     problems = []
     for path, names in sorted(tables.items()):
         if not os.path.exists(path):

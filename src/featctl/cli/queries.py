@@ -141,7 +141,9 @@ def score(
 ) -> None:
     """Weighted score: sum(weight * feature), computed by the on-demand view with the weights sent as request data.
 
-    Online from the feature server by default; point-in-time from the offline store with --at or --entities.
+    Online from the feature server by default; point-in-time from the offline store with --at or --entities
+    (as historical: inside the serving feature server, or a Feast process of its own with
+    FEATCTL_HISTORICAL_VIA=process).
     """
     from featctl.errors import UsageError
     from featctl.query.inputs import check_out_path, parse_drivers, parse_timestamp, parse_weights
@@ -213,7 +215,11 @@ def historical(
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
-    """Point-in-time correct features from the offline store on the host: one row per entity row, in order."""
+    """Point-in-time correct features from the offline store on the host: one row per entity row, in order.
+
+    Computed inside the serving feature server when it runs this featctl's agent, else in a Feast process of
+    its own on the host (FEATCTL_HISTORICAL_VIA=process always does that).
+    """
     from featctl.query.historical import historical as run
     from featctl.query.inputs import check_out_path, parse_drivers, parse_feature_refs, parse_timestamp
 

@@ -171,9 +171,13 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
                 if cur is not None
                 else (Health(False, "nothing serves"), None)
             )
+            stale = _stale_server_code(conn, cur) if cur is not None and healthy else None
+            if stale:
+                rep.info(stale)
             if (
                 cur is not None
                 and healthy
+                and not stale
                 and not files.changes
                 and (cur.env or DEFAULT_ENV) == spec.name
                 and cur.port in record.server_ports
@@ -206,6 +210,28 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             _follow(session, record, result, local, spec, built.probe)
         result.seconds = time.monotonic() - started
         return result
+
+
+def _stale_server_code(conn: Any, cur: Any) -> str | None:
+    """Why the serving release's feature server must be replaced although nothing
+    in the repository changed: it runs featctl's host code (its endpoints, the
+    fixes for Feast) of another featctl version than this one. None when current."""
+    from featctl.query.server import FeatureServer
+    from featctl.remote.agent import agent_digest
+
+    server = FeatureServer(conn, int(cur.port or 0))
+    try:
+        info = server.featctl_info()
+    except FeatctlError:
+        return None  # the health check already read it; a hiccup is no reason to rebuild
+    finally:
+        server.close()
+    if info is not None and info.get("agent") == agent_digest():
+        return None
+    return (
+        f"release {cur.id}'s feature server runs featctl's host code of another version; "
+        "starting a new release with this version's"
+    )
 
 
 def _follow(

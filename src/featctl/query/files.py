@@ -80,14 +80,17 @@ def _utc_column(col: Any, path: Path) -> Any:
 
 
 def numeric_column(frame: Any, column: str, path: Path) -> Any:
+    """``column`` as float64, or one line naming the first row that is not a
+    finite number (vectorised: 100,000 weights in milliseconds)."""
+    import numpy as np
     import pandas as pd
 
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | ~values.apply(lambda v: pd.notna(v) and abs(v) != float("inf"))
+    values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    bad = ~np.isfinite(values.to_numpy())
     if bool(bad.any()):
-        row = int(bad.to_numpy().nonzero()[0][0])
+        row = int(bad.nonzero()[0][0])
         raise UsageError(f"entity file {path}: {column} in row {row + 1} is not a finite number")
-    return values.astype("float64")
+    return values
 
 
 def write_frame(frame: Any, out: Path) -> None:

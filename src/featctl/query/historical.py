@@ -187,6 +187,30 @@ def historical(
 def _historical_frame(
     session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None
 ) -> Any:
+    """The result rows: from the serving feature server when it can answer
+    (query/served.py), else from the agent's ``historical`` command."""
+    import os
+
+    from featctl.query.served import served_frame, via
+
+    how = via()
+    # FEATCTL_HISTORICAL_ENGINE=feast: Feast's own retrieval per view (the agent's --engine).
+    engine = "feast" if os.environ.get("FEATCTL_HISTORICAL_ENGINE") == "feast" else None
+    result = None
+    if how != "process" and engine is None and "spark" not in session.settings.stores:
+        result = served_frame(session, record, frame, refs, service, required=how == "server")
+    if result is None:
+        result = _process_frame(session, record, frame, refs, service, engine)
+    if len(result) != len(frame):
+        raise UsageError(f"historical retrieval returned {len(result)} rows for {len(frame)} entity rows")
+    return result
+
+
+def _process_frame(
+    session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None, engine: str | None
+) -> Any:
+    """The agent's ``historical`` command in a process of its own on host 0:
+    entity rows up and the result down as parquet over SFTP."""
     import pandas as pd
 
     conn = session.connection(record)
@@ -204,11 +228,9 @@ def _historical_frame(
             conn.put_files([(local_in, remote_in)])
             args = ["--entities", remote_in, "--out", remote_out]
             args += ["--feature-service", service] if service else ["--features", ",".join(refs)]
+            args += ["--engine", engine] if engine else []
             agent.run_agent(conn, layout, "historical", args, timeout=session.settings.command_timeout)
             conn.get_file(remote_out, local_out)
         finally:
             conn.run(f"rm -f {q(remote_in)} {q(remote_out)}", timeout=30, check=False)
-        result = pd.read_parquet(local_out)
-    if len(result) != len(frame):
-        raise UsageError(f"historical retrieval returned {len(result)} rows for {len(frame)} entity rows")
-    return result
+        return pd.read_parquet(local_out)

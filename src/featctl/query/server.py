@@ -19,6 +19,10 @@ from featctl.errors import FeatureServerError, UsageError
 if TYPE_CHECKING:
     from featctl.remote.ssh import Connection
 
+#: featctl's own endpoints in the feature server (agent/endpoints.py).
+FEATCTL_API = "/featctl/v1"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 
 class _ChannelHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose socket is an SSH channel to the server."""
@@ -68,6 +72,7 @@ class FeatureServer:
             assert conn is not None
             self._http = _ChannelHTTPConnection(conn, port, timeout)
         self.port = port
+        self.tunnelled = tunnel is not None
 
     def close(self) -> None:
         self._http.close()
@@ -83,6 +88,21 @@ class FeatureServer:
         """
         payload = None if body is None else json.dumps(body, allow_nan=False).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        status, _, raw = self.exchange(method, path, payload, headers, timeout=timeout, repeatable=repeatable)
+        return status, raw
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        repeatable: bool = True,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """``request`` with a body of any type: (status, headers with lower-case
+        names, body)."""
         if timeout is not None:
             self._http.timeout = timeout
             if self._http.sock is not None:
@@ -94,9 +114,10 @@ class FeatureServer:
                     self._http.close()  # a fresh connection: a stale keep-alive one is no reason to resend
                     self._http.connect()
                     sending = True
-                self._http.request(method, path, body=payload, headers=headers)
+                self._http.request(method, path, body=payload, headers=dict(headers))
                 resp = self._http.getresponse()
-                return resp.status, resp.read()
+                raw = resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw
             except (http.client.HTTPException, OSError, EOFError) as exc:
                 self._http.close()
                 if sending:
@@ -196,6 +217,25 @@ class FeatureServer:
         status, raw = self.request("POST", "/push", body, timeout=timeout, repeatable=to == "online")
         if status not in (200, 202):  # 202: Feast's offline write batcher took the rows
             raise _server_error("/push", status, raw)
+
+    # featctl's endpoints (agent/endpoints.py) ---------------------------
+    def featctl_info(self) -> dict[str, Any] | None:
+        """What featctl's endpoints in this server offer, or None when it has
+        none (a release started before them: Feast answers 404)."""
+        status, raw = self.request("GET", f"{FEATCTL_API}/info", timeout=10)
+        if status != 200:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def featctl_historical(self, payload: bytes, *, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        """POST the entity rows (an Arrow IPC stream), on a fresh connection and
+        once: a request that timed out is not run a second time."""
+        headers = {"Content-Type": ARROW_STREAM, "Accept": ARROW_STREAM}
+        return self.exchange("POST", f"{FEATCTL_API}/historical", payload, headers, timeout=timeout, repeatable=False)
 
 
 def _unknown_outcome(port: int, path: str, exc: BaseException) -> FeatureServerError:

@@ -76,10 +76,17 @@ def agent_files() -> dict[str, str]:
     return files
 
 
+def agent_digest(files: dict[str, str] | None = None) -> str:
+    """The digest of this client's agent files, as the host records it beside
+    them (``agent/.digest``) and its feature server reports it."""
+    files = agent_files() if files is None else files
+    return hashlib.sha256("".join(k + files[k] for k in sorted(files)).encode()).hexdigest()
+
+
 def install_agent(conn: Connection, layout: Layout) -> None:
     """Upload featctl's host agent when it differs from what is there."""
     files = agent_files()
-    digest = hashlib.sha256("".join(k + files[k] for k in sorted(files)).encode()).hexdigest()
+    digest = agent_digest(files)
     stamp = posixpath.join(layout.agent_dir, ".digest")
     have = conn.run(f"cat {q(stamp)} 2>/dev/null || true", timeout=30).text.strip()
     if have == digest:

@@ -50,12 +50,15 @@ class _Session:
     """Enough of a Session for score_at to reach its checks; any connection fails the test."""
 
     def __init__(self) -> None:
-        self.settings = SimpleNamespace(score_view=None)
+        self.settings = SimpleNamespace(score_view=None, stores=(), command_timeout=60)
 
     def deployment(self):
         return SimpleNamespace(registry=DESC, host="h")
 
     def connection(self, record):
+        raise AssertionError("score_at connected before checking its input")
+
+    def query_server(self, record, index=0):  # the feature server's historical endpoint
         raise AssertionError("score_at connected before checking its input")
 
 
