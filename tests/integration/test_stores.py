@@ -209,6 +209,19 @@ def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_pa
     assert str(got["conv_rate"].dtype) == "float32"  # as on the file store, not PostgreSQL's float64
     # nulls keep integers integers, of the type the view declares (Int64), as every output types them
     assert str(got["avg_daily_trips"].dtype) == "Int64"
+    # Both of pg_join's ways to read a view: the 4,400 rows above read each view's
+    # window whole (few source rows per entity row); 40 rows probe the index per row.
+    from featctl.agent.pg_join import BULK_FACTOR
+
+    assert max(len(stats), len(prod)) <= BULK_FACTOR * len(ents) and min(len(stats), len(prod)) > BULK_FACTOR * 40
+    few = ents.iloc[::110].reset_index(drop=True)
+    assert len(few) == 40
+    few.to_parquet(tmp_path / "few.parquet", index=False)
+    featctl("historical", "--entities", str(tmp_path / "few.parquet"), "-f", refs, "--out", str(tmp_path / "few-out.parquet"),
+            cwd=d.root, timeout=600).ok()
+    probed = pd.read_parquet(tmp_path / "few-out.parquet")
+    pd.testing.assert_frame_equal(probed, got.iloc[::110].reset_index(drop=True))
+    assert probed["conv_rate"].notna().sum() > 5 and probed["conv_rate"].isna().sum() > 0
     row = int(np.flatnonzero(~np.isnan(got["conv_rate"].astype("float64").to_numpy()))[0])
     alone = d.json("historical", "-d", str(ents["driver_id"][row]), "--at", ents["event_timestamp"][row].isoformat(),
                    "-f", "driver_hourly_stats:conv_rate")

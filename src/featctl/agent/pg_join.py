@@ -15,6 +15,13 @@ the whole source per request. Here (asof.py has the semantics):
 
 The row-order tie-break of a table is its physical order (``ctid``): featctl
 loads a table once, with COPY, in its file's order.
+
+When a featctl-loaded table has few rows in the request's time range next to
+the entity rows (at most ``BULK_FACTOR`` per entity row: the original
+project's shape, a few drivers with many labels each), those rows are
+downloaded in physical order and joined in memory by asof.py, as on the file
+store: probing an index once per entity row costs more than reading the whole
+window once. When every view is read that way the entity rows are not uploaded.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ ROW = "__featctl_row"
 TS = "__featctl_ts"
 ENTITIES = "featctl_pit_entities"
 BATCH = 100_000
+#: A view's window is read whole when it has at most this many rows per entity row.
+BULK_FACTOR = 4
 
 
 def ident(name: str) -> str:
@@ -76,10 +85,8 @@ def _copy_source(cur: Any, i: int, query: str, spec: ViewSpec, bounds: tuple[Any
     """A user's source: its rows within the request's time range in an indexed temporary table."""
     name = f"featctl_pit_src{i}"
     cols = ", ".join(ident(c) for c in spec.source_columns())
-    # literals: CREATE TABLE AS takes no bind parameters (the times are ISO text we made)
-    where = f"{ident(spec.timestamp)} <= '{bounds[1].isoformat()}'::timestamptz"
-    if spec.ttl_ns:
-        where += f" AND {ident(spec.timestamp)} >= '{bounds[0].isoformat()}'::timestamptz - {_interval(spec)}"
+    # literals: CREATE TABLE AS takes no bind parameters
+    where = _window(spec, bounds)
     cur.execute(
         f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {cols}, row_number() OVER () AS {ident(ROW)} "
         f"FROM {query} AS src WHERE {where}"
@@ -116,62 +123,131 @@ def lateral(i: int, source: str, order_col: str, spec: ViewSpec) -> str:
     )
 
 
+def _window(spec: ViewSpec, bounds: tuple[Any, Any]) -> str:
+    """The source rows any entity row of the request can see (times are ISO text we made)."""
+    where = f"{ident(spec.timestamp)} <= '{bounds[1].isoformat()}'::timestamptz"
+    if spec.ttl_ns:
+        where += f" AND {ident(spec.timestamp)} >= '{bounds[0].isoformat()}'::timestamptz - {_interval(spec)}"
+    return where
+
+
+def bulk_views(cur: Any, views: list[tuple[ViewSpec, str, bool]], bounds: tuple[Any, Any], n: int) -> list[bool]:
+    """Per view: read its window whole (True) or probe it per entity row. Counting
+    stops at the limit, so a large table costs a bounded scan."""
+    out = []
+    for spec, source, ours in views:
+        if not ours:
+            out.append(False)
+            continue
+        cap = BULK_FACTOR * max(n, 1)
+        cur.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {ident(source)} WHERE {_window(spec, bounds)} LIMIT {cap + 1}) w"
+        )
+        out.append(int(cur.fetchone()[0]) <= cap)
+    return out
+
+
+def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
+    """(Arrow arrays, type codes) of a query's columns, by binary COPY in batches."""
+    import pyarrow as pa
+    from feast.type_map import pg_type_code_to_arrow
+
+    cur.execute(f"{query} LIMIT 0")
+    codes = [c.type_code for c in cur.description]
+    types = [pg_type_code_to_arrow(c) for c in codes]
+    chunks: list[list[Any]] = [[] for _ in codes]
+    buffer: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        for col, values in enumerate(zip(*buffer)):
+            chunks[col].append(pa.array(values, type=types[col], from_pandas=True))
+        buffer.clear()
+
+    with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+        copy.set_types(codes)
+        for row in copy.rows():
+            buffer.append(row)
+            if len(buffer) >= BATCH:
+                flush()
+    if buffer:
+        flush()
+    arrays = [
+        pa.chunked_array(parts, type=t).combine_chunks() if parts else pa.array([], type=t)
+        for t, parts in zip(types, chunks)
+    ]
+    return arrays, codes
+
+
+def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bounds: tuple[Any, Any]) -> dict[str, Any]:
+    """One view's window downloaded in physical order, joined by asof.py."""
+    import pyarrow as pa
+
+    from .asof import join_view, ts_ns
+
+    cols = spec.source_columns()
+    query = (
+        f"SELECT {', '.join(ident(c) for c in cols)} FROM {ident(source)} WHERE {_window(spec, bounds)} ORDER BY ctid"
+    )
+    arrays, _ = _download(cur, query)
+    table = pa.table(dict(zip(cols, arrays)))
+    return join_view({k: entity_df[k] for k, _ in spec.keys}, ts_ns(entity_df[EVENT_TS]), table, spec)
+
+
 def join_postgres(conn: Any, entity_df: Any, views: list[tuple[ViewSpec, str, bool]], timings: dict[str, float]) -> Any:
     """Feature columns (name -> Arrow array) for every entity row, in order.
 
     ``views``: (spec, FROM-clause text of the source, whether it is a table
     featctl loaded). ``conn`` is a psycopg connection of the offline store.
     """
-    import pyarrow as pa
-    from feast.type_map import pg_type_code_to_arrow
-
     keys = list(dict.fromkeys(k for spec, _, _ in views for k, _ in spec.keys))
     bounds = (entity_df[EVENT_TS].min().to_pydatetime(), entity_df[EVENT_TS].max().to_pydatetime())
-    started = time.monotonic()
+    out: dict[str, Any] = {}
     with conn.transaction(), conn.cursor() as cur:
-        upload_entities(cur, entity_df, keys)
-        timings["entity upload"] = time.monotonic() - started
         started = time.monotonic()
-        joins, select, names = [], [], []
-        for i, (spec, source, ours) in enumerate(views):
-            if ours:
-                _index(cur, source, spec)
-                joins.append(lateral(i, ident(source), "ctid", spec))
-            else:
-                joins.append(lateral(i, _copy_source(cur, i, source, spec, bounds), ident(ROW), spec))
-            select += [f"v{i}.{ident(f'f{j}')}" for j in range(len(spec.features))]
-            names += [out for _, out in spec.features]
-        timings["indexes"] = time.monotonic() - started
-        started = time.monotonic()
-        # One index probe per entity row and view: visit the entity rows in key and
-        # time order (neighbouring probes read neighbouring index pages), no JIT
-        # (a second of compiling for a plan of probes), no memoize (no probe repeats).
-        cur.execute("SET LOCAL jit = off")
-        cur.execute("SET LOCAL enable_memoize = off")
-        order = ", ".join([*(ident(k) for k in keys), ident(TS)])
-        entities = f"(SELECT * FROM {ENTITIES} ORDER BY {order}) e"
-        query = f"SELECT {', '.join(select)} FROM {entities} {' '.join(joins)} ORDER BY e.{ident(ROW)}"
-        cur.execute(f"{query} LIMIT 0")
-        codes = [c.type_code for c in cur.description]
-        types = [pg_type_code_to_arrow(c) for c in codes]
-        chunks: list[list[Any]] = [[] for _ in names]
-        buffer: list[tuple[Any, ...]] = []
+        bulk = bulk_views(cur, views, bounds, len(entity_df))
+        for (spec, source, _), whole in zip(views, bulk):
+            if whole:
+                out.update(_join_in_memory(cur, entity_df, spec, source, bounds))
+        timings["windows read whole"] = time.monotonic() - started
+        probed = [v for v, whole in zip(views, bulk) if not whole]
+        if probed:
+            out.update(_probe(cur, entity_df, probed, keys, bounds, timings))
+    # every view's columns in the views' order, whichever way each was read
+    return {o: out[o] for spec, _, _ in views for _, o in spec.features}
 
-        def flush() -> None:
-            for col, values in enumerate(zip(*buffer)):
-                chunks[col].append(pa.array(values, type=types[col], from_pandas=True))
-            buffer.clear()
 
-        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
-            copy.set_types(codes)
-            for row in copy.rows():
-                buffer.append(row)
-                if len(buffer) >= BATCH:
-                    flush()
-        if buffer:
-            flush()
-        timings["point-in-time query and download"] = time.monotonic() - started
-    out = {}
-    for name, typ, parts in zip(names, types, chunks):
-        out[name] = pa.chunked_array(parts, type=typ).combine_chunks() if parts else pa.array([], type=typ)
-    return out
+def _probe(
+    cur: Any,
+    entity_df: Any,
+    views: list[tuple[ViewSpec, str, bool]],
+    keys: list[str],
+    bounds: tuple[Any, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The views' columns by one query of index probes (the module docstring's 1-3)."""
+    started = time.monotonic()
+    upload_entities(cur, entity_df, keys)
+    timings["entity upload"] = time.monotonic() - started
+    started = time.monotonic()
+    joins, select, names = [], [], []
+    for i, (spec, source, ours) in enumerate(views):
+        if ours:
+            _index(cur, source, spec)
+            joins.append(lateral(i, ident(source), "ctid", spec))
+        else:
+            joins.append(lateral(i, _copy_source(cur, i, source, spec, bounds), ident(ROW), spec))
+        select += [f"v{i}.{ident(f'f{j}')}" for j in range(len(spec.features))]
+        names += [out for _, out in spec.features]
+    timings["indexes"] = time.monotonic() - started
+    started = time.monotonic()
+    # One index probe per entity row and view: visit the entity rows in key and
+    # time order (neighbouring probes read neighbouring index pages), no JIT
+    # (a second of compiling for a plan of probes), no memoize (no probe repeats).
+    cur.execute("SET LOCAL jit = off")
+    cur.execute("SET LOCAL enable_memoize = off")
+    order = ", ".join([*(ident(k) for k in keys), ident(TS)])
+    entities = f"(SELECT * FROM {ENTITIES} ORDER BY {order}) e"
+    query = f"SELECT {', '.join(select)} FROM {entities} {' '.join(joins)} ORDER BY e.{ident(ROW)}"
+    arrays, _ = _download(cur, query)
+    timings["point-in-time query and download"] = time.monotonic() - started
+    return dict(zip(names, arrays))

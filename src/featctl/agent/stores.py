@@ -129,31 +129,81 @@ def cmd_load_postgres(args: argparse.Namespace) -> dict[str, Any]:
     return {"loaded": loaded, "kept": kept}
 
 
+#: Rows per COPY batch: the file is streamed, never held in memory whole.
+LOAD_BATCH_ROWS = 100_000
+
+
 def _load(conn: Any, table: str, parquet: str) -> int:
-    """One table from one parquet file, in one transaction (COPY)."""
+    """One table from one parquet file, in one transaction (COPY), streamed batch
+    by batch: memory stays at one batch whatever the file's size. Columns of
+    scalar types go through Arrow's CSV writer (no Python object per value);
+    a batch with lists, maps or structs is written row by row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from feast.type_map import arrow_to_pg_type
 
-    data = pq.read_table(parquet)
-    frame = data.to_pandas()
+    source = pq.ParquetFile(parquet)
+    schema = source.schema_arrow
     # Feast's type map, except that a column with no value at all (arrow's
     # `null`, as in `feast init`'s label data) becomes text rather than an invalid type.
-    types = {f.name: "text" if pa.types.is_null(f.type) else arrow_to_pg_type(str(f.type)) for f in data.schema}
+    types = {f.name: "text" if pa.types.is_null(f.type) else arrow_to_pg_type(str(f.type)) for f in schema}
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
     conn.execute(f'CREATE TABLE "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)} {t}" for c, t in types.items())})')
-    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    columns = ", ".join(f'"{c}"' for c in schema.names)
+    flat = all(_csv_ready(f.type) for f in schema)
+    rows = 0
+    sql = f'COPY "{table}" ({columns}) FROM STDIN' + (" (FORMAT csv)" if flat else "")
+    with conn.cursor().copy(sql) as copy:
+        for batch in source.iter_batches(batch_size=LOAD_BATCH_ROWS):
+            rows += batch.num_rows
+            if flat:
+                copy.write(_csv(batch))
+            else:
+                for row in _rows(batch, types):
+                    copy.write_row(row)
+    conn.execute(f'ANALYZE "{table}"')  # statistics for the planner now, not at autovacuum's leisure
+    return rows
+
+
+def _csv_ready(t: Any) -> bool:
+    """Types Arrow's CSV writer writes as PostgreSQL reads them (a large string is
+    ``jsonb`` in Feast's type map: written as JSON row by row)."""
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_null(t)
+    )
+
+
+def _csv(batch: Any) -> bytes:
+    """A batch as PostgreSQL CSV: every value quoted, a null an empty unquoted
+    field (so an empty string stays an empty string). A float32 is written as
+    the float64 it widens to, as the row-by-row path wrote it (Feast's type map
+    makes both a double precision column)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    cols = [c.cast(pa.float64()) if pa.types.is_float32(c.type) else c for c in batch.columns]
+    out = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=batch.schema.names), out, write_options=options)
+    return bytes(out.getvalue())
+
+
+def _rows(batch: Any, types: dict[str, str]) -> Any:
+    frame = batch.to_pandas()
     clean = frame.astype(object).where(frame.notna(), None)
     for name, pg_type in types.items():
         if pg_type == "jsonb":  # maps and structs: JSON text
             clean[name] = clean[name].map(lambda v: None if v is None else json.dumps(v, default=str))
         elif pg_type.endswith("[]"):  # lists arrive as numpy arrays
             clean[name] = clean[name].map(lambda v: None if v is None else list(v))
-    with conn.cursor().copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
-        for row in clean.itertuples(index=False, name=None):
-            copy.write_row(row)
-    conn.execute(f'ANALYZE "{table}"')  # statistics for the planner now, not at autovacuum's leisure
-    return len(frame)
+    return clean.itertuples(index=False, name=None)
 
 
 SPARK_FILES = os.path.join("_featctl", "spark_files.json")
