@@ -378,6 +378,6 @@ def cmd_describe(args: argparse.Namespace) -> dict[str, Any]:
     if args.check:
         from .store import store_problems
 
-        doc["problems"] = store_problems(proto, _own_sqlite(args.repo, cfg))
+        doc["problems"] = store_problems(proto, _own_sqlite(args.repo, cfg), cfg["project"])
     print(f"hostagent: describe ({mode}) took {time.monotonic() - t0:.3f}s", file=sys.stderr)
     return doc

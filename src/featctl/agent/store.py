@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 
-def store_problems(proto: Any, own_path: str | None = None) -> list[str]:
+def store_problems(proto: Any, own_path: str | None = None, project: str | None = None) -> list[str]:
     """What is wrong with the sqlite online store the registry's infra records:
     a missing file, a file that is not a database, a missing table. (A server
     that still holds the deleted file open answers until it restarts: the file
@@ -15,13 +15,21 @@ def store_problems(proto: Any, own_path: str | None = None) -> list[str]:
     ``own_path``: the release's own sqlite file, checked instead of the path
     the registry records. A registry every release shares (Feast's SQL
     registry) records the path of the release that applied last, which may be
-    another release, or one that failed and is gone.
+    another release, or one that failed and is gone. ``project``: only its
+    tables, those of its feature views (Feast names them ``<project>_<view>``):
+    a shared registry holds every project's infra, and another project's
+    tables are not in this file (a name prefix cannot tell: ``featctl_other_x``
+    could be project ``featctl``'s view ``other_x``).
     """
     import sqlite3
 
+    ours = None
+    if project is not None:
+        views = list(proto.feature_views) + list(proto.stream_feature_views)
+        ours = {f"{project}_{v.spec.name}" for v in views if v.spec.project == project}
     tables: dict[str, list[str]] = {}
     for obj in proto.infra.infra_objects:
-        if obj.HasField("sqlite_table"):
+        if obj.HasField("sqlite_table") and (ours is None or obj.sqlite_table.name in ours):
             tables.setdefault(own_path or obj.sqlite_table.path, []).append(obj.sqlite_table.name)
     problems = []
     for path, names in sorted(tables.items()):
