@@ -205,3 +205,49 @@ def test_a_project_feast_never_applied_is_left_to_feast(applied: SimpleNamespace
     run = applied.agent_run("describe", repo)
     assert "fast registry read unavailable (project 'featctl_never_applied' is not in the projects table)" in run.stderr
     assert run.rc == 1 and run.doc["kind"] == "input" and "not applied" in run.doc["error"]
+
+
+# In the Feast environment: the entity upload of agent/pg_join.py, as Arrow CSV and row by row.
+UPLOAD = """
+import json, sys
+import numpy as np, pandas as pd, psycopg
+from featctl_agent import pg_join
+ents = pd.DataFrame({
+    "k": ['a,b', 'q"uote', 'new\\nline', '', None, 'ü', '\\\\N', 'x'],
+    "f": [1.5, np.nan, 0.1, 1e300, -0.0, 2.0, 3.0, 4.0],
+    "b": [True, False, True, False, True, False, True, False],
+    "event_timestamp": pd.to_datetime(["1960-01-01 00:00:00.0000015", "2021-01-01", None, "2021-06-01 12:00:00.999999999",
+                                       "2021-01-01T03:00:00+03:00", "2021-01-01", "2021-01-01", "2021-01-01"],
+                                      utc=True, format="ISO8601"),
+})
+out = {}
+with psycopg.connect(sys.argv[1]) as conn:
+    for mode in ("csv", "rows"):
+        if mode == "rows":
+            pg_join._entities_csv = lambda df, keys: None
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TimeZone = 'Asia/Tokyo'")  # a session zone that is not UTC
+            pg_join.upload_entities(cur, ents, ["k", "f", "b"])
+            out[mode] = [list(r) for r in cur.execute(
+                f"SELECT extract(epoch from {pg_join.ident(pg_join.TS)})::text, k, f::text, b FROM {pg_join.ENTITIES} "
+                f"ORDER BY {pg_join.ident(pg_join.ROW)}").fetchall()]
+print(json.dumps(out))
+"""
+
+
+def test_entity_upload_as_csv_equals_the_row_by_row_copy(feast_pg: Path, postgres: SimpleNamespace) -> None:
+    """pg_join's entity rows go in as Arrow-written CSV: quotes, commas, newlines,
+    empty strings vs nulls, NaN, times before 1970, nanoseconds and offsets land
+    exactly as the row-by-row COPY puts them (times floored to microseconds)."""
+    _, env = agent_command(feast_pg)
+    dsn = (f"host=127.0.0.1 port={postgres.port} dbname=feast user=feast password={postgres.password} "
+           f"sslmode=verify-full sslrootcert={postgres.ca_file}")
+    proc = subprocess.run([str(feast_pg), "-c", UPLOAD, dsn], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert got["csv"] == got["rows"]
+    epochs = [r[0] for r in got["csv"]]
+    assert epochs[0] == "-315619199.999999" and epochs[2] is None and epochs[3] == "1622548800.999999"
+    assert epochs[4] == "1609459200.000000"  # 03:00+03:00 is midnight UTC
+    assert [r[1] for r in got["csv"]][:5] == ['a,b', 'q"uote', 'new\nline', '', None]
+    assert got["csv"][1][2] is None and got["csv"][0][3] is True

@@ -27,7 +27,6 @@ window once. When every view is read that way the entity rows are not uploaded.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 from .asof import ViewSpec
@@ -58,18 +57,50 @@ def _pg_type(series: Any) -> str:
 
 
 def upload_entities(cur: Any, entity_df: Any, keys: list[str]) -> None:
-    """(row number, time, keys) of every entity row into a temporary table, by COPY."""
+    """(row number, time, keys) of every entity row into a temporary table, by COPY:
+    as CSV written by Arrow (no Python object per value), or row by row when a
+    key column is not one Arrow type (mixed Python objects)."""
     cols = [f"{ident(ROW)} bigint", f"{ident(TS)} timestamptz"] + [f"{ident(k)} {_pg_type(entity_df[k])}" for k in keys]
     cur.execute(f"CREATE TEMP TABLE {ENTITIES} ({', '.join(cols)}) ON COMMIT DROP")
     names = ", ".join(ident(c) for c in [ROW, TS, *keys])
-    with warnings.catch_warnings():  # pandas 2.3 warns that to_pydatetime will return a Series
-        warnings.simplefilter("ignore", FutureWarning)
-        times = list(entity_df[EVENT_TS].dt.to_pydatetime())
-    values = [entity_df[k].astype(object).where(entity_df[k].notna(), None).tolist() for k in keys]
-    with cur.copy(f"COPY {ENTITIES} ({names}) FROM STDIN") as copy:
-        for i, row in enumerate(zip(times, *values)):
-            copy.write_row((i, *row))
+    csv = _entities_csv(entity_df, keys)
+    if csv is not None:
+        cur.execute("SET LOCAL TimeZone = 'UTC'")  # the CSV's times are UTC without an offset
+        with cur.copy(f"COPY {ENTITIES} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(csv)
+    else:
+        floored = entity_df[EVENT_TS].dt.floor("us")  # as PostgreSQL keeps them, as the CSV has them
+        times = floored.astype(object).where(floored.notna(), None).tolist()
+        values = [entity_df[k].astype(object).where(entity_df[k].notna(), None).tolist() for k in keys]
+        with cur.copy(f"COPY {ENTITIES} ({names}) FROM STDIN") as copy:
+            for i, row in enumerate(zip(times, *values)):
+                copy.write_row((i, *row))
     cur.execute(f"ANALYZE {ENTITIES}")
+
+
+def _entities_csv(entity_df: Any, keys: list[str]) -> bytes | None:
+    """The entity table as PostgreSQL CSV (every value quoted, a null an empty
+    unquoted field; times in UTC without an offset, cut to microseconds as
+    PostgreSQL keeps them: Arrow writes an offset-aware time ~12x slower), or None."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from .asof import ts_ns
+
+    try:
+        arrays = [pa.array(entity_df[k], from_pandas=True) for k in keys]
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if any(pa.types.is_nested(a.type) or pa.types.is_binary(a.type) for a in arrays):
+        return None
+    ns = ts_ns(entity_df[EVENT_TS])
+    times = pa.array(ns - ns % 1000, type=pa.int64(), mask=ns == -(2**63)).cast(pa.timestamp("ns"))
+    rows = pa.array(np.arange(len(entity_df), dtype=np.int64))
+    table = pa.table([rows, times.cast(pa.timestamp("us")), *arrays], names=[ROW, TS, *keys])
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return bytes(out.getvalue())
 
 
 def _index(cur: Any, table: str, spec: ViewSpec) -> None:
