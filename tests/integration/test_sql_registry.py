@@ -251,3 +251,43 @@ def test_entity_upload_as_csv_equals_the_row_by_row_copy(feast_pg: Path, postgre
     assert epochs[4] == "1609459200.000000"  # 03:00+03:00 is midnight UTC
     assert [r[1] for r in got["csv"]][:5] == ['a,b', 'q"uote', 'new\nline', '', None]
     assert got["csv"][1][2] is None and got["csv"][0][3] is True
+
+
+# In the Feast environment: pg_join's download of a result, as CSV read by Arrow and as binary rows.
+DOWNLOAD = r"""
+import json, sys
+import psycopg
+from featctl_agent import pg_join
+out = {}
+with psycopg.connect(sys.argv[1]) as conn:
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE dl (i bigint, s smallint, n int, t text, v varchar(10), r real, d double precision, "
+                    "b boolean) ON COMMIT DROP")
+        cur.execute(r'''INSERT INTO dl VALUES (1, 2, 3, 'a,b', 'x', 0.1, 0.1, true), (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+            (-9223372036854775808, -32768, 2147483647, '', '', 'NaN', 'Infinity', false),
+            (0, 0, 0, E'q"u\note', '\N', '-Infinity', 1e-310, NULL), (5, 5, 5, 'ü', 'NULL', 3.4028235e38, 1.7976931348623157e308, true)''')
+        for q in ("SELECT * FROM dl", "SELECT d FROM dl", "SELECT * FROM dl WHERE false", "SELECT t FROM dl ORDER BY i"):
+            csv, _ = pg_join._download(cur, q)
+            saved, pg_join.CSV_TYPES = pg_join.CSV_TYPES, set()
+            binary, _ = pg_join._download(cur, q)
+            pg_join.CSV_TYPES = saved
+            out[q] = {"same": all(a.equals(b) and a.type == b.type for a, b in zip(csv, binary)),
+                      "rows": [len(a) for a in csv], "values": [repr(a.to_pylist()) for a in csv]}
+print(json.dumps(out))
+"""
+
+
+def test_result_download_as_csv_equals_the_binary_rows(feast_pg: Path, postgres: SimpleNamespace) -> None:
+    """pg_join reads a result of plain columns as PostgreSQL CSV parsed by Arrow: the
+    same arrays and types as the binary COPY decoded row by row (nulls, empty strings,
+    one null column = an empty line, NaN as null, infinities, extremes, no rows)."""
+    _, env = agent_command(feast_pg)
+    dsn = (f"host=127.0.0.1 port={postgres.port} dbname=feast user=feast password={postgres.password} "
+           f"sslmode=verify-full sslrootcert={postgres.ca_file}")
+    proc = subprocess.run([str(feast_pg), "-c", DOWNLOAD, dsn], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert all(v["same"] for v in got.values()), got
+    assert got["SELECT * FROM dl"]["rows"] == [5] * 8 and got["SELECT * FROM dl WHERE false"]["rows"] == [0] * 8
+    assert got["SELECT d FROM dl"]["rows"] == [5]
+    assert got["SELECT t FROM dl ORDER BY i"]["values"] == [repr(["", 'q"u\note', "a,b", "ü", None])]

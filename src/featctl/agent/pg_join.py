@@ -178,14 +178,24 @@ def bulk_views(cur: Any, views: list[tuple[ViewSpec, str, bool]], bounds: tuple[
     return out
 
 
+#: PostgreSQL types whose CSV text Arrow reads back as the same value (bool,
+#: int8, int2, int4, text, float4, float8, varchar); any other column (times,
+#: numerics, arrays, JSON) makes the download binary, decoded row by row.
+CSV_TYPES = {16, 20, 21, 23, 25, 700, 701, 1043}
+
+
 def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
-    """(Arrow arrays, type codes) of a query's columns, by binary COPY in batches."""
+    """(Arrow arrays, type codes) of a query's columns, by COPY: as CSV parsed by
+    Arrow when every column is of CSV_TYPES (1M rows of one double: 3.4 s vs 5.0 s),
+    else binary in batches."""
     import pyarrow as pa
     from feast.type_map import pg_type_code_to_arrow
 
     cur.execute(f"{query} LIMIT 0")
     codes = [c.type_code for c in cur.description]
     types = [pg_type_code_to_arrow(c) for c in codes]
+    if all(c in CSV_TYPES for c in codes):
+        return _download_csv(cur, query, types), codes
     chunks: list[list[Any]] = [[] for _ in codes]
     buffer: list[tuple[Any, ...]] = []
 
@@ -207,6 +217,63 @@ def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
         for t, parts in zip(types, chunks)
     ]
     return arrays, codes
+
+
+def _download_csv(cur: Any, query: str, types: list[Any]) -> list[Any]:
+    """A query's columns through PostgreSQL's CSV, streamed into Arrow's reader: a
+    null is an empty unquoted field, an empty string a quoted one, booleans t/f,
+    a row of one null column an empty line (kept); a float NaN becomes null."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(types))]
+    with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+        blocks = iter(copy)
+        first = next(blocks, None)
+        if first is None:  # no rows: Arrow refuses an empty CSV
+            return [pa.array([], type=t) for t in types]
+        head = bytes(first)
+
+        class Reader(io.RawIOBase):
+            pending = head
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, out: Any) -> int:
+                while not self.pending:
+                    block = next(blocks, None)
+                    if block is None:
+                        return 0
+                    self.pending = bytes(block)
+                n = min(len(out), len(self.pending))
+                out[:n] = self.pending[:n]
+                self.pending = self.pending[n:]
+                return n
+
+        table = pacsv.read_csv(
+            io.BufferedReader(Reader(), buffer_size=1 << 20),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(zip(names, types)),
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+    out = []
+    for name, typ in zip(names, types):
+        column = table.column(name).combine_chunks()
+        if pa.types.is_floating(typ):  # NaN as null, as the binary path's from_pandas makes it
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, type=typ), column)
+        out.append(column)
+    return out
 
 
 def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bounds: tuple[Any, Any]) -> dict[str, Any]:
