@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -34,12 +35,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    BENCH,
+    FEAST_PY,
     FEATCTL,
-    HARNESS_PY,
-    LEAKS,
     ROOT,
     TMP,
-    deployment,
+    data_worker,
     free_port,
     http_get_ok,
     log,
@@ -50,6 +51,7 @@ from _common import (  # noqa: E402
     timed_run,
     write_result,
 )
+from _deploy import LEAKS, deployment  # noqa: E402
 from _load import build_request, sequential  # noqa: E402
 
 NAME = "score_batch"
@@ -58,93 +60,6 @@ SCORE_COLS = ["conv_rate", "acc_rate", "linear_combination"]
 HIST_FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:avg_daily_trips",
                  "driver_quality_metrics:acc_rate"]
 
-REFERENCE_SCRIPT = r'''
-import sys
-import pandas as pd
-src, ents, out = sys.argv[1:4]
-s = pd.read_parquet(src, columns=["driver_id", "event_timestamp", "conv_rate", "acc_rate"])
-e = pd.read_parquet(ents)
-e["__row"] = range(len(e))
-m = pd.merge_asof(e.sort_values("event_timestamp"), s.sort_values("event_timestamp"), on="event_timestamp",
-                  by="driver_id", tolerance=pd.Timedelta("2D"), direction="backward")
-m = m.sort_values("__row").drop(columns="__row").reset_index(drop=True)
-m["linear_combination"] = m["conv_rate_coef"] * m["conv_rate"].astype("float64") + \
-    m["acc_rate_coef"] * m["acc_rate"].astype("float64")
-m.to_parquet(out, index=False)
-'''
-
-
-def generate(out: Path, drivers: int, rows_per_driver: int, entity_rows: int, seed: int = 17) -> None:
-    """Hourly source rows ending at the current hour; entity rows mostly inside the data."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    end = pd.Timestamp.now(tz="UTC").floor("h")
-    n = drivers * rows_per_driver
-    hours = np.tile(np.arange(rows_per_driver - 1, -1, -1), drivers)
-    src = pd.DataFrame({
-        "event_timestamp": (end - pd.to_timedelta(hours, unit="h")).astype("datetime64[ns, UTC]"),
-        "driver_id": np.repeat(np.arange(1001, 1001 + drivers, dtype=np.int64), rows_per_driver),
-        "conv_rate": rng.random(n, dtype=np.float32),
-        "acc_rate": rng.random(n, dtype=np.float32),
-        "avg_daily_trips": rng.integers(1, 1000, n, dtype=np.int32),
-    })
-    src["created"] = pd.Series([end.as_unit("us")] * n, dtype="datetime64[us, UTC]")
-    out.mkdir(parents=True, exist_ok=True)
-    src.to_parquet(out / "driver_stats.parquet", index=False)
-    prod = src.assign(productivity=(src.conv_rate * src.acc_rate * src.avg_daily_trips).astype("float64"))
-    prod.to_parquet(out / "driver_stats_with_productivity.parquet", index=False)
-    base_n = entity_rows - entity_rows * 15 // 100
-    span = (rows_per_driver + 2 * 24 + 3) * 3600  # 2 h before the data .. 2 days past it
-    ents = pd.DataFrame({
-        "driver_id": rng.integers(1001, 1001 + drivers + 5, base_n),  # a few unknown drivers
-        "event_timestamp": end - pd.Timedelta(hours=rows_per_driver + 1)
-        + pd.to_timedelta(rng.integers(0, span, base_n), unit="s"),
-    })
-    ents = pd.concat([ents, ents.iloc[rng.integers(0, base_n, entity_rows - base_n)]], ignore_index=True)
-    ents["event_timestamp"] = ents["event_timestamp"].astype("datetime64[ns, UTC]")
-    ents["conv_rate_coef"] = rng.uniform(-1, 1, len(ents))
-    ents["acc_rate_coef"] = rng.uniform(-1, 1, len(ents))
-    ents.to_parquet(out / "entities.parquet", index=False)
-
-
-def entity_sample(src: Path, out: Path, n: int, seed: int = 5) -> None:
-    import numpy as np
-    import pandas as pd
-
-    s = pd.read_parquet(src, columns=["driver_id", "event_timestamp"])
-    rng = np.random.default_rng(seed)
-    lo, hi = s.event_timestamp.min().value, s.event_timestamp.max().value
-    pd.DataFrame({"driver_id": rng.choice(s.driver_id.unique(), n),
-                  "event_timestamp": pd.to_datetime(rng.integers(lo, hi, n), utc=True)}).to_parquet(out, index=False)
-
-
-def compare(paths: dict[str, Path], ref: Path) -> dict[str, Any]:
-    """Every featctl output equal to the first, and the first to the pandas reference."""
-    import numpy as np
-    import pandas as pd
-
-    frames = {k: pd.read_parquet(p) for k, p in paths.items()}
-    first_name, first = next(iter(frames.items()))
-    doc: dict[str, Any] = {}
-    for name, frame in frames.items():
-        try:
-            pd.testing.assert_frame_equal(frame, first)
-            doc[f"{name} == {first_name}"] = True
-        except AssertionError as exc:
-            doc[f"{name} == {first_name}"] = str(exc).splitlines()[0][:200]
-    want = pd.read_parquet(ref)
-    same = len(want) == len(first)
-    for c in SCORE_COLS:
-        a, b = first[c].astype("float64").to_numpy(), want[c].astype("float64").to_numpy()
-        same = same and bool((np.isnan(a) == np.isnan(b)).all() and np.allclose(a[~np.isnan(a)], b[~np.isnan(b)],
-                                                                                    rtol=1e-12, atol=0))
-    doc["equal to the pandas reference"] = same
-    doc["rows"], doc["non-null scores"] = len(first), int(first["linear_combination"].notna().sum())
-    return doc
-
-
 def featctl(d: Any, *args: Any, via: str = "auto", timeout: float = 900) -> float:
     env = {**os.environ, "FEATCTL_HISTORICAL_VIA": via}
     t = timed_run([str(FEATCTL), *map(str, args)], cwd=d.workdir, env=env, timeout=timeout, rss=False, check=True)
@@ -152,25 +67,28 @@ def featctl(d: Any, *args: Any, via: str = "auto", timeout: float = 900) -> floa
 
 
 def score_arm(d: Any, work: Path, ents: Path, src: Path, repeats: int, tag: str) -> dict[str, Any]:
+    """The same score through the server, through the agent process, and bench/_data.py's pandas
+    reference (merge_asof + weighted sum) as a fresh process; values compared by _data.py."""
     m: dict[str, list[float]] = {"server": [], "process": [], "pandas": []}
     outs = {"server": work / f"{tag}-server.parquet", "process": work / f"{tag}-process.parquet"}
     ref = work / f"{tag}-reference.parquet"
-    script = work / "reference.py"
-    script.write_text(REFERENCE_SCRIPT)
     featctl(d, "score", "--entities", ents, "--out", outs["server"])  # warm-up: starts the tunnel process
     for _ in range(repeats):
         for via in ("server", "process"):
             m[via].append(featctl(d, "score", "--entities", ents, "--out", outs[via], via=via))
-        m["pandas"].append(timed_run([str(x) for x in (HARNESS_PY, script, src, ents, ref)], rss=False, check=True)["wall_s"])
+        cmd = [FEAST_PY, BENCH / "_data.py", "--worker", "score-reference", src, ents, ref]
+        m["pandas"].append(timed_run([str(x) for x in cmd], rss=False, check=True)["wall_s"])
         log(f"{tag}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in m.items()))
-    return {"times": m, "compare": compare(outs, ref), "load": os.getloadavg()}
+    outputs = {k: str(v) for k, v in outs.items()}
+    cmp = data_worker(["compare", src, ents, json.dumps(outputs), "score"])[0]
+    return {"times": m, "compare": cmp, "load": os.getloadavg()}
 
 
 def historical_arm(d: Any, work: Path, repeats: int) -> dict[str, Any]:
     src = d.workdir / "feature_repo" / "data" / "driver_stats.parquet"
     one, many = work / "one.parquet", work / "many.parquet"
-    entity_sample(src, one, 1)
-    entity_sample(src, many, 20_000)
+    data_worker(["entities", src, one, 1, 5])
+    data_worker(["entities", src, many, 20_000, 5])
     m: dict[str, list[float]] = {}
     refs = [a for f in HIST_FEATURES for a in ("-f", f)]
     for _ in range(repeats):
@@ -314,7 +232,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     gen = work / "generated"
     n = 10_000 if args.quick else 100_000
-    generate(gen, drivers=200 if args.quick else 2000, rows_per_driver=100, entity_rows=n)
+    data_worker(["generate", gen, 200 if args.quick else 2000, 100, n, 17])
     ents = gen / "entities.parquet"
     res: dict[str, Any] = {"uptime_before": os.getloadavg()}
     with deployment(work / "file", deploy_with(gen, None)) as d:
@@ -337,7 +255,10 @@ def report(res: dict[str, Any], n: int, repeats: int, quick: bool, started: floa
             rows.append(row(f"score --entities --out, {n:,} rows, {store} store, via {via}", round(a, 2), "s",
                             baseline=f"pandas {ref:.2f} s", ratio=round(a / ref, 2), target="<= 2x pandas",
                             met=a <= 2 * ref))
-        rows.append(row(f"score {store}: server == process == pandas reference", str(cmp), ""))
+        bad = {k: v.get("mismatched_cells") for k, v in cmp.items() if isinstance(v, dict) and "mismatched_cells" in v}
+        rows.append(row(f"score {store}: mismatched cells, server / process / pandas reference",
+                        sum(v for v in bad.values() if isinstance(v, int)), "cells", baseline=json.dumps(bad),
+                        target="0", met=all(v == 0 for v in bad.values())))
     h = res["historical"]["times"]
     for via in ("server", "process"):
         one, many = median(h[f"1 row {via}"]), median(h[f"20,000 rows {via}"])

@@ -277,16 +277,22 @@ def _download_csv(cur: Any, query: str, types: list[Any]) -> list[Any]:
 
 
 def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bounds: tuple[Any, Any]) -> dict[str, Any]:
-    """One view's window downloaded in physical order, joined by asof.py."""
+    """One view's window downloaded in physical order, joined by asof.py. The event
+    and created times come as integer microseconds since the epoch (exact; a time
+    without a zone counts as UTC, as asof.py reads it), so a window of plain
+    feature columns takes the CSV download."""
     import pyarrow as pa
 
     from .asof import join_view, ts_ns
 
     cols = spec.source_columns()
-    query = (
-        f"SELECT {', '.join(ident(c) for c in cols)} FROM {ident(source)} WHERE {_window(spec, bounds)} ORDER BY ctid"
-    )
+    times = {spec.timestamp, spec.created} - {None} - {s for s, _ in spec.features}
+    select = [
+        f"(extract(epoch from {ident(c)}) * 1000000)::bigint AS {ident(c)}" if c in times else ident(c) for c in cols
+    ]
+    query = f"SELECT {', '.join(select)} FROM {ident(source)} WHERE {_window(spec, bounds)} ORDER BY ctid"
     arrays, _ = _download(cur, query)
+    arrays = [a.cast(pa.timestamp("us", tz="UTC")) if c in times else a for c, a in zip(cols, arrays)]
     table = pa.table(dict(zip(cols, arrays)))
     return join_view({k: entity_df[k] for k, _ in spec.keys}, ts_ns(entity_df[EVENT_TS]), table, spec)
 
@@ -298,7 +304,9 @@ def join_postgres(conn: Any, entity_df: Any, views: list[tuple[ViewSpec, str, bo
     featctl loaded). ``conn`` is a psycopg connection of the offline store.
     """
     keys = list(dict.fromkeys(k for spec, _, _ in views for k, _ in spec.keys))
-    bounds = (entity_df[EVENT_TS].min().to_pydatetime(), entity_df[EVENT_TS].max().to_pydatetime())
+    # microseconds, as PostgreSQL keeps times: the floor of the newest still admits every row not after it
+    times = entity_df[EVENT_TS].dt.floor("us")
+    bounds = (times.min().to_pydatetime(), times.max().to_pydatetime())
     out: dict[str, Any] = {}
     with conn.transaction(), conn.cursor() as cur:
         started = time.monotonic()
