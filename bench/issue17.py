@@ -200,8 +200,9 @@ def report(m: dict[str, dict[str, Any]], ref_walls: list[float], cmp: dict[str, 
         f"Entity files (bench/_data.py entities: times mostly inside the data, 15 % repeated keys, per-row "
         f"weights): {n_hist:,} rows for historical, {n_score:,} for score; the 1-row call uses the first row of "
         "the historical file, same command and features.",
-        f"Features: {', '.join(FEATURES)}. Every command is featctl's CLI end to end (process start, SSH, upload, "
-        f"the host agent with `import feast`, download); {reps} run(s) each (one, when it took over {slow:.0f} s), "
+        f"Features: {', '.join(FEATURES)}. Every command is featctl's CLI end to end (process start, the "
+        f"entity file to the host and the result back; historical and score are answered by the serving feature "
+        f"server's featctl endpoint, Feast already imported there); {reps} run(s) each (one, when it took over {slow:.0f} s), "
         "the stores alternated (ABBA), medians. "
         "Walls per run (s): " + json.dumps({k: {n: [round(x, 2) for x in xs] for n, xs in d.items()}
                                             for k, d in m.items() if k not in ("deploy", "describe")}) + ".",
