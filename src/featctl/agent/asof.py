@@ -54,7 +54,12 @@ def ts_ns(values: Any) -> Any:
         values = pa.array(values, from_pandas=True)
     typ = values.type
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
-        values = values.cast(pa.timestamp("ns"))  # storage of tz-aware times is UTC already
+        if pa.types.is_timestamp(typ) and typ.tz is not None:
+            # the storage of a zoned time is UTC already: reinterpret, never consult the
+            # zone database (a minimal host has none)
+            values = values.cast(pa.timestamp("ns", tz=typ.tz)).cast(pa.int64()).cast(pa.timestamp("ns"))
+        else:
+            values = values.cast(pa.timestamp("ns"))
     else:
         raise TypeError(f"expected timestamps, got {typ}")
     ints = pc.fill_null(values.cast(pa.int64()), NAT)

@@ -292,7 +292,7 @@ def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bound
     ]
     query = f"SELECT {', '.join(select)} FROM {ident(source)} WHERE {_window(spec, bounds)} ORDER BY ctid"
     arrays, _ = _download(cur, query)
-    arrays = [a.cast(pa.timestamp("us", tz="UTC")) if c in times else a for c, a in zip(cols, arrays)]
+    arrays = [a.cast(pa.timestamp("us")) if c in times else a for c, a in zip(cols, arrays)]  # UTC (asof.py)
     table = pa.table(dict(zip(cols, arrays)))
     return join_view({k: entity_df[k] for k, _ in spec.keys}, ts_ns(entity_df[EVENT_TS]), table, spec)
 
