@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -235,16 +236,22 @@ print(json.dumps(out))
 """
 
 
+def _in_feast_env(feast_pg: Path, postgres: SimpleNamespace, script: str) -> dict[str, Any]:
+    """The JSON a script prints, run in the Feast env with the agent importable and
+    a verify-full DSN of the test cluster as its argument."""
+    _, env = agent_command(feast_pg)
+    dsn = (f"host=127.0.0.1 port={postgres.port} dbname=feast user=feast password={postgres.password} "
+           f"sslmode=verify-full sslrootcert={postgres.ca_file}")
+    proc = subprocess.run([str(feast_pg), "-c", script, dsn], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
 def test_entity_upload_as_csv_equals_the_row_by_row_copy(feast_pg: Path, postgres: SimpleNamespace) -> None:
     """pg_join's entity rows go in as Arrow-written CSV: quotes, commas, newlines,
     empty strings vs nulls, NaN, times before 1970, nanoseconds and offsets land
     exactly as the row-by-row COPY puts them (times floored to microseconds)."""
-    _, env = agent_command(feast_pg)
-    dsn = (f"host=127.0.0.1 port={postgres.port} dbname=feast user=feast password={postgres.password} "
-           f"sslmode=verify-full sslrootcert={postgres.ca_file}")
-    proc = subprocess.run([str(feast_pg), "-c", UPLOAD, dsn], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout)
+    got = _in_feast_env(feast_pg, postgres, UPLOAD)
     assert got["csv"] == got["rows"]
     epochs = [r[0] for r in got["csv"]]
     assert epochs[0] == "-315619199.999999" and epochs[2] is None and epochs[3] == "1622548800.999999"
@@ -281,12 +288,7 @@ def test_result_download_as_csv_equals_the_binary_rows(feast_pg: Path, postgres:
     """pg_join reads a result of plain columns as PostgreSQL CSV parsed by Arrow: the
     same arrays and types as the binary COPY decoded row by row (nulls, empty strings,
     one null column = an empty line, NaN as null, infinities, extremes, no rows)."""
-    _, env = agent_command(feast_pg)
-    dsn = (f"host=127.0.0.1 port={postgres.port} dbname=feast user=feast password={postgres.password} "
-           f"sslmode=verify-full sslrootcert={postgres.ca_file}")
-    proc = subprocess.run([str(feast_pg), "-c", DOWNLOAD, dsn], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout)
+    got = _in_feast_env(feast_pg, postgres, DOWNLOAD)
     assert all(v["same"] for v in got.values()), got
     assert got["SELECT * FROM dl"]["rows"] == [5] * 8 and got["SELECT * FROM dl WHERE false"]["rows"] == [0] * 8
     assert got["SELECT d FROM dl"]["rows"] == [5]

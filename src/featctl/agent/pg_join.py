@@ -26,6 +26,7 @@ window once. When every view is read that way the entity rows are not uploaded.
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
@@ -79,14 +80,12 @@ def upload_entities(cur: Any, entity_df: Any, keys: list[str]) -> None:
 
 
 def _entities_csv(entity_df: Any, keys: list[str]) -> bytes | None:
-    """The entity table as PostgreSQL CSV (every value quoted, a null an empty
-    unquoted field; times in UTC without an offset, cut to microseconds as
-    PostgreSQL keeps them: Arrow writes an offset-aware time ~12x slower), or None."""
+    """The entity table as PostgreSQL CSV (pg_csv), or None when a key column is
+    not one Arrow type."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    from .asof import ts_ns
+    from .asof import NAT, ts_ns
 
     try:
         arrays = [pa.array(entity_df[k], from_pandas=True) for k in keys]
@@ -95,12 +94,44 @@ def _entities_csv(entity_df: Any, keys: list[str]) -> bytes | None:
     if any(pa.types.is_nested(a.type) or pa.types.is_binary(a.type) for a in arrays):
         return None
     ns = ts_ns(entity_df[EVENT_TS])
-    times = pa.array(ns - ns % 1000, type=pa.int64(), mask=ns == -(2**63)).cast(pa.timestamp("ns"))
+    times = pa.array(ns, type=pa.int64(), mask=ns == NAT).cast(pa.timestamp("ns"))
     rows = pa.array(np.arange(len(entity_df), dtype=np.int64))
-    table = pa.table([rows, times.cast(pa.timestamp("us")), *arrays], names=[ROW, TS, *keys])
+    return pg_csv([rows, times, *arrays], [ROW, TS, *keys])
+
+
+def pg_csv(columns: list[Any], names: list[str]) -> bytes:
+    """Arrow columns as PostgreSQL CSV: every value quoted, a null an empty
+    unquoted field (so an empty string stays one), columns as csv_column makes
+    them. The COPY that reads it runs with the session's TimeZone in UTC."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     out = pa.BufferOutputStream()
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    pacsv.write_csv(pa.table([csv_column(c) for c in columns], names=names), out, write_options=options)
     return bytes(out.getvalue())
+
+
+def csv_column(column: Any) -> Any:
+    """A column as pg_csv writes it: float32 widened to float64 (as the row-by-row
+    path and Feast's double precision column have it); a time with a zone as the
+    same instant in UTC without one (its storage reinterpreted: Arrow needs the
+    zone database to write an offset, a minimal host has none, and it writes an
+    offset ~12x slower); nanoseconds floored to microseconds (PostgreSQL keeps
+    microseconds and would round them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = column.type
+    if pa.types.is_float32(typ):
+        return column.cast(pa.float64())
+    if not pa.types.is_timestamp(typ) or (typ.tz is None and typ.unit != "ns"):
+        return column
+    ints = column.cast(pa.int64())
+    if typ.unit == "ns":
+        values = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False)
+        ints = pa.array(values - values % 1000, mask=ints.is_null().to_numpy(zero_copy_only=False))
+    return ints.cast(pa.timestamp(typ.unit))
 
 
 def _index(cur: Any, table: str, spec: ViewSpec) -> None:
@@ -219,12 +250,31 @@ def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
     return arrays, codes
 
 
+class _Blocks(io.RawIOBase):
+    """A COPY's data blocks as a readable stream (Arrow's CSV reader reads it)."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self.pending, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out: Any) -> int:
+        while not self.pending:
+            block = next(self.rest, None)
+            if block is None:
+                return 0
+            self.pending = bytes(block)
+        n = min(len(out), len(self.pending))
+        out[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
 def _download_csv(cur: Any, query: str, types: list[Any]) -> list[Any]:
     """A query's columns through PostgreSQL's CSV, streamed into Arrow's reader: a
     null is an empty unquoted field, an empty string a quoted one, booleans t/f,
     a row of one null column an empty line (kept); a float NaN becomes null."""
-    import io
-
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -235,27 +285,8 @@ def _download_csv(cur: Any, query: str, types: list[Any]) -> list[Any]:
         first = next(blocks, None)
         if first is None:  # no rows: Arrow refuses an empty CSV
             return [pa.array([], type=t) for t in types]
-        head = bytes(first)
-
-        class Reader(io.RawIOBase):
-            pending = head
-
-            def readable(self) -> bool:
-                return True
-
-            def readinto(self, out: Any) -> int:
-                while not self.pending:
-                    block = next(blocks, None)
-                    if block is None:
-                        return 0
-                    self.pending = bytes(block)
-                n = min(len(out), len(self.pending))
-                out[:n] = self.pending[:n]
-                self.pending = self.pending[n:]
-                return n
-
         table = pacsv.read_csv(
-            io.BufferedReader(Reader(), buffer_size=1 << 20),
+            io.BufferedReader(_Blocks(bytes(first), blocks), buffer_size=1 << 20),
             read_options=pacsv.ReadOptions(column_names=names),
             parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(

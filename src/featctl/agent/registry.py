@@ -192,12 +192,25 @@ def _source_path(source: Any, repo: str | None = None) -> str | None:
     if not uri or ("://" in uri and not uri.startswith("file://")):
         return None
     path = os.path.normpath(uri[len("file://") :] if uri.startswith("file://") else uri)
-    if repo and os.path.isabs(path):
-        root = os.path.realpath(repo)
-        real = os.path.realpath(path)
-        if real.startswith(root + os.sep):
-            return os.path.relpath(real, root)
-    return path
+    return _inside(repo, path) if repo and os.path.isabs(path) else path
+
+
+def _inside(repo: str, path: str) -> str:
+    """``path`` relative to ``repo`` when it lies inside it (symlinks resolved), else as given."""
+    root = os.path.realpath(repo)
+    real = os.path.realpath(path)
+    return os.path.relpath(real, root) if real.startswith(root + os.sep) else path
+
+
+def _sqlite_online_path(repo: str, cfg: dict[str, Any]) -> str | None:
+    """The sqlite online store's file (Feast's default when the section names
+    none), absolute or under ``repo``; None for any other online store."""
+    online = cfg.get("online_store")
+    section = online if isinstance(online, dict) else {"type": online or "sqlite"}
+    if str(section.get("type", "sqlite")) != "sqlite":
+        return None
+    raw = str(section.get("path") or "data/online.db")
+    return raw if os.path.isabs(raw) else os.path.join(repo, raw)
 
 
 def online_store_identity(repo: str, cfg: dict[str, Any]) -> str:
@@ -209,13 +222,10 @@ def online_store_identity(repo: str, cfg: dict[str, Any]) -> str:
     import hashlib
 
     online = cfg.get("online_store")
-    section: Any = online if isinstance(online, dict) else {"type": online or "sqlite"}
-    section = dict(section)
-    if str(section.get("type", "sqlite")) == "sqlite":
-        raw = str(section.get("path") or "data/online.db")
-        full = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(repo, raw))
-        root = os.path.realpath(repo)
-        section["path"] = os.path.relpath(full, root) if full.startswith(root + os.sep) else full
+    section: dict[str, Any] = dict(online) if isinstance(online, dict) else {"type": online or "sqlite"}
+    sqlite = _sqlite_online_path(repo, cfg)
+    if sqlite is not None:
+        section["path"] = _inside(repo, os.path.realpath(sqlite))
     text = json.dumps({"project": cfg.get("project"), "online_store": section}, sort_keys=True, default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -223,14 +233,7 @@ def online_store_identity(repo: str, cfg: dict[str, Any]) -> str:
 def _own_sqlite(repo: str, cfg: dict[str, Any]) -> str | None:
     """The release's own sqlite online store file when its registry is shared by
     every release (not a file in the release), else None (the registry's record counts)."""
-    if local_registry_path(repo, cfg) is not None:
-        return None
-    online = cfg.get("online_store")
-    section = online if isinstance(online, dict) else {"type": online or "sqlite"}
-    if str(section.get("type", "sqlite")) != "sqlite":
-        return None
-    raw = str(section.get("path") or "data/online.db")
-    return raw if os.path.isabs(raw) else os.path.join(repo, raw)
+    return None if local_registry_path(repo, cfg) is not None else _sqlite_online_path(repo, cfg)
 
 
 def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from .output import AgentError
+from .pg_join import pg_csv
 
 TABLES_FILE = os.path.join("_featctl", "postgres_tables.json")
 LOADS_TABLE = "featctl_loads"
@@ -153,13 +154,13 @@ def _load(conn: Any, table: str, parquet: str) -> int:
     flat = all(_csv_ready(f.type) for f in schema)
     rows = 0
     sql = f'COPY "{table}" ({columns}) FROM STDIN' + (" (FORMAT csv)" if flat else "")
-    if flat:  # the CSV's times are UTC wall times without an offset (see _csv)
+    if flat:  # the CSV's times are UTC wall times without an offset (pg_join.pg_csv)
         conn.execute("SET LOCAL TimeZone = 'UTC'")
     with conn.cursor().copy(sql) as copy:
         for batch in source.iter_batches(batch_size=LOAD_BATCH_ROWS):
             rows += batch.num_rows
             if flat:
-                copy.write(_csv(batch))
+                copy.write(pg_csv(batch.columns, batch.schema.names))
             else:
                 for row in _rows(batch, types):
                     copy.write_row(row)
@@ -180,43 +181,6 @@ def _csv_ready(t: Any) -> bool:
         or pa.types.is_timestamp(t)
         or pa.types.is_null(t)
     )
-
-
-def _csv(batch: Any) -> bytes:
-    """A batch as PostgreSQL CSV: every value quoted, a null an empty unquoted
-    field (so an empty string stays an empty string). A float32 is written as
-    the float64 it widens to, as the row-by-row path wrote it (Feast's type map
-    makes both a double precision column), a time with a zone in UTC without
-    an offset (_plain)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    cols = [_plain(c) for c in batch.columns]
-    out = pa.BufferOutputStream()
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=batch.schema.names), out, write_options=options)
-    return bytes(out.getvalue())
-
-
-def _plain(column: Any) -> Any:
-    """A column as _csv writes it: float32 widened to float64; a time with a zone as
-    the same instant in UTC without one (its storage reinterpreted: Arrow needs the
-    zone database to write an offset, and a minimal host has none; the COPY runs
-    with the session in UTC); nanoseconds floored to microseconds (PostgreSQL
-    would round them)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    typ = column.type
-    if pa.types.is_float32(typ):
-        return column.cast(pa.float64())
-    if not pa.types.is_timestamp(typ) or (typ.tz is None and typ.unit != "ns"):
-        return column
-    ints = column.cast(pa.int64())
-    if typ.unit == "ns":  # floored to microseconds, as the row path and the entity upload do
-        values = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False)
-        ints = pa.array(values - values % 1000, mask=ints.is_null().to_numpy(zero_copy_only=False))
-    return ints.cast(pa.timestamp(typ.unit))
 
 
 def _rows(batch: Any, types: dict[str, str]) -> Any:

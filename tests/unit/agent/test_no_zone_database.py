@@ -14,7 +14,7 @@ import pytest
 
 SCRIPT = r"""
 import pandas as pd, pyarrow as pa, pyarrow.csv as pacsv
-from featctl.agent import asof, stores
+from featctl.agent import asof, pg_join
 times = pd.to_datetime(["2021-01-01 00:00:00.0000019", None, "1960-01-01 00:00:00.0000015"], utc=True)
 batch = pa.RecordBatch.from_pandas(pd.DataFrame({"t": times, "n": times.tz_localize(None), "x": [1.5, 2.0, None]}),
                                    preserve_index=False)
@@ -23,7 +23,7 @@ try:
     print("ZONES AVAILABLE")
 except pa.ArrowInvalid:
     print("NO ZONES")
-print(stores._csv(batch).decode())
+print(pg_join.pg_csv(batch.columns, batch.schema.names).decode())
 print([int(v) for v in asof.ts_ns(batch.column(0))])
 """
 
