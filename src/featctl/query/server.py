@@ -33,7 +33,7 @@ class _ChannelHTTPConnection(http.client.HTTPConnection):
         self._remote_port = port
 
     def connect(self) -> None:
-        chan = self._ssh.open_channel("127.0.0.1", self._remote_port)
+        chan = self._ssh.open_server(self._remote_port)
         chan.settimeout(self.timeout)
         self.sock = chan
 

@@ -202,7 +202,7 @@ def _serve(workspace: Path, index: int = 0) -> int:
                         break
                     line += chunk
                 port = int(line.strip())
-                chan = conn.open_channel("127.0.0.1", port)
+                chan = conn.open_server(port)
             except Exception:
                 client.close()
                 continue

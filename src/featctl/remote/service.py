@@ -3,7 +3,11 @@ a systemd unit where the host runs systemd and featctl may manage units (the
 agent's units.py), featctl's own supervisor (supervise.py) otherwise.
 
 Each release has its own server, on its own port, so a new release is started
-and checked while the previous one keeps serving (blue/green).
+and checked while the previous one keeps serving (blue/green). The port only
+names the slot: the server listens on the Unix socket ``run/s/<port>`` in the
+deployment's directory (``Layout.socket``), never on TCP, so no other account
+on the host can reach it; featctl reaches it through SSH (streamlocal) and the
+application endpoint's HAProxy through the socket.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ def log_path(layout: Layout, release_id: str) -> str:
 
 def server_command(layout: Layout, release_id: str, port: int, workers: int) -> list[str]:
     """``feast serve`` through featctl's wrapper (agent/feast_cli.py: the stores'
-    variables and featctl's fixes for Feast, which gunicorn's workers inherit)."""
+    variables and featctl's fixes for Feast, which gunicorn's workers inherit;
+    the Unix socket of ``port`` instead of --host/--port)."""
     return [
-        *layout.agent_argv(layout.python, module="featctl_agent.feast_cli"),
+        *layout.agent_argv(layout.python, module="featctl_agent.feast_cli", bind=port),
         "serve",
         "--host",
         "127.0.0.1",
@@ -77,8 +82,8 @@ def start(conn: Connection, layout: Layout, release_id: str, *, port: int, worke
     if not freed.get("free"):
         who = f" (pid {freed['owner']})" if freed.get("owner") else ""
         raise FeastError(
-            f"port {port} on the host is already in use by another program{who}",
-            hint="set server_port in featctl.toml or FEATCTL_SERVER_PORT",
+            f"the feature server's socket {layout.socket(port)} on the host is held by another program{who}",
+            hint="stop that program, or set server_port in featctl.toml or FEATCTL_SERVER_PORT",
         )
     command = server_command(layout, release_id, port, workers)
     rdir = layout.release(release_id)
