@@ -31,6 +31,7 @@ NAT_IPS = ["198.51.100.10", "198.51.100.11"]
 HOSTS_KEYS = {"host", "port", "host_public_key", "remote_base_dir"}
 REDIS_FQDN = "rc1a-redis0000000000.mdb.yandexcloud.net"
 POSTGRES_FQDN = "rc1a-pg0000000000000.mdb.yandexcloud.net"
+ENDPOINT_ADDRESS = "10.10.0.30"
 
 
 def _hcl(value: Any) -> str:
@@ -81,13 +82,26 @@ def evaluate_outputs(scenarios: list[dict[str, str]], scratch: Path) -> list[dic
     return json.loads(console(f"jsonencode([{', '.join(objects)}])", scratch))
 
 
-def scenario(*, hosts: int = 1, redis: bool = False, postgres: bool = False) -> dict[str, str]:
+def _load_balancer(enabled: bool) -> str:
+    """The provider's yandex_lb_network_load_balancer (count 0 or 1): listener and
+    internal_address_spec are sets, one element each; the address is allocated."""
+    if not enabled:
+        return "[]"
+    spec = f'{{ subnet_id = "e9b-subnet", address = "{ENDPOINT_ADDRESS}", ip_version = "ipv4" }}'
+    listener = f'{{ name = "endpoint", port = 9443, target_port = 9443, protocol = "tcp", internal_address_spec = [{spec}], external_address_spec = [] }}'
+    return f'[{{ type = "internal", listener = [{listener}] }}]'
+
+
+def scenario(*, hosts: int = 1, redis: bool = False, postgres: bool = False, endpoint: bool = False) -> dict[str, str]:
     return {
         "var.host_keys": _hcl(HOST_KEYS[:hosts]),
         "var.ssh_user": _hcl("featctl"),
         "var.remote_base_dir": _hcl(REMOTE_BASE_DIR),
+        "var.endpoint_port": "9443",
+        "var.endpoint_health_port": "9442",
         "yandex_compute_instance.this": _instances(hosts),
         "yandex_mdb_redis_cluster_v2.this": _redis(redis),
+        "yandex_lb_network_load_balancer.endpoint": _load_balancer(endpoint),
         **_postgres(postgres),
     }
 
@@ -97,6 +111,7 @@ SCENARIOS = {
     "two_hosts_redis": scenario(hosts=2, redis=True),
     "postgres": scenario(postgres=True),
     "both_stores": scenario(hosts=2, redis=True, postgres=True),
+    "endpoint": scenario(hosts=2, endpoint=True),
 }
 
 
@@ -135,6 +150,7 @@ def test_outputs_without_stores(results: dict[str, dict[str, Any]]) -> None:
         "user": "featctl",
         "remote_base_dir": REMOTE_BASE_DIR,
         "stores": {},
+        "endpoint": None,
     }
 
 
@@ -169,6 +185,20 @@ def test_every_hosts_element_has_the_contract_keys(name: str, results: dict[str,
 )
 def test_store_endpoints(name: str, stores: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     assert results[name]["stores"] == stores
+
+
+def test_endpoint_output(results: dict[str, dict[str, Any]]) -> None:
+    """The listener's internal address and the ports featctl configures HAProxy
+    with; null unless the endpoint is enabled."""
+    assert results["endpoint"]["endpoint"] == {
+        "address": ENDPOINT_ADDRESS,
+        "port": 9443,
+        "health_port": 9442,
+        "health_path": "/healthz",
+    }
+    for name in SCENARIOS:
+        if name != "endpoint":
+            assert results[name]["endpoint"] is None, name
 
 
 def test_no_output_value_carries_a_stand_in_secret(results: dict[str, dict[str, Any]]) -> None:

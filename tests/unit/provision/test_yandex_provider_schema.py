@@ -5,7 +5,11 @@ PROVIDER_SCHEMA below lists the settable arguments of each resource the stack
 uses, taken from yandex-cloud/terraform-provider-yandex v0.222.0
 (docs/resources/*.md, and for yandex_mdb_redis_cluster_v2 the framework schema
 in yandex-framework/services/mdb_redis_cluster_v2/resource.go, whose nested
-objects are attributes, written `config = {...}`, not blocks). Each argument
+objects are attributes, written `config = {...}`, not blocks;
+yandex_lb_network_load_balancer from yandex/resource_yandex_lb_network_load_balancer.go
+and yandex_lb_target_group from the generated framework schema in
+yandex-framework/gen/yandex/yandex_lb_target_group/resource_schema.go, both
+the same in v0.180.0). Each argument
 the stack uses was also checked to exist in v0.180.0, the lowest version
 versions.tf allows. Nested blocks the stack does not use are listed with None.
 
@@ -146,6 +150,31 @@ PROVIDER_SCHEMA: dict[str, Schema] = {
         {"cluster_id", "deletion_protection", "lc_collate", "lc_type", "name", "owner", "template_db"},
         {"cluster_id", "name", "owner"},
         extension=UNUSED, timeouts=UNUSED,
+    ),
+    "yandex_lb_network_load_balancer": _node(
+        {"allow_zonal_shift", "deletion_protection", "description", "folder_id", "labels", "name", "region_id", "type"},
+        listener=_block(
+            {"name", "port", "protocol", "target_port"},
+            {"name", "port"},
+            internal_address_spec=_block({"address", "ip_version", "subnet_id"}, {"subnet_id"}),
+            external_address_spec=UNUSED,
+        ),
+        attached_target_group=_block(
+            {"target_group_id"},
+            {"target_group_id", "healthcheck"},
+            healthcheck=_block(
+                {"healthy_threshold", "interval", "name", "timeout", "unhealthy_threshold"},
+                {"name"},
+                http_options=_block({"path", "port"}, {"port"}),
+                tcp_options=UNUSED,
+            ),
+        ),
+        timeouts=UNUSED,
+    ),
+    "yandex_lb_target_group": _node(
+        {"description", "folder_id", "labels", "name", "region_id", "target_group_id"},
+        target=_block({"address", "subnet_id"}),
+        timeouts=UNUSED,
     ),
 }  # fmt: skip
 

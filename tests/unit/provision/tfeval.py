@@ -234,3 +234,15 @@ def raw_resource(rtype: str, name: str) -> dict[str, Any]:
     assert len(found) == 1, f"expected one {rtype}.{name}, got {len(found)}"
     return found[0]
 
+
+def user_data(rendered: list[str], endpoint_enabled: bool, scratch: Path) -> list[str]:
+    """The stack's local.user_data for the given renderings of the template (one
+    per host), evaluated by Terraform from main.tf's own expression."""
+    local_values = raw_blocks(YANDEX_DIR, "locals")
+    bindings = {
+        "local.rendered_user_data": literal(rendered),
+        "var.endpoint_enabled": literal(endpoint_enabled),
+    }
+    [value] = evaluate([inline(hcl_expr(local_values["user_data"]), bindings, local_values)], scratch)
+    assert isinstance(value, list) and all(isinstance(doc, str) for doc in value), value
+    return value
