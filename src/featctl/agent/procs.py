@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import time
 from typing import Any
@@ -176,6 +177,8 @@ def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
     left alone. A socket file nobody listens on is removed (a killed server
     leaves it, and a server cannot bind over it).
     """
+    if not re.fullmatch(r"[0-9]{1,5}(-batch)?", str(args.port)):
+        raise InputError(f"--port {args.port!r}: a port, or <port>-batch")
     path = os.path.join(socket_dir(args.base), str(args.port))
     if len(path.encode()) > SOCKET_PATH_MAX:
         raise InputError(

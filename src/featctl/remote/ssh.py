@@ -264,7 +264,7 @@ class Connection:
         except Exception as exc:
             raise SSHError(f"cannot open a tunnel to {path} on {self.endpoint}: {exc or type(exc).__name__}") from None
 
-    def open_server(self, port: int, timeout: float = 10.0) -> paramiko.Channel:
+    def open_server(self, port: int | str, timeout: float = 10.0) -> paramiko.Channel:
         """A channel to the deployment's server ``port``: its Unix socket in the
         0700 ``run/s`` on the host (only the deployment's user reaches it)."""
         from featctl.remote.layout import Layout
