@@ -186,14 +186,21 @@ def render_cli() -> str:
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
+    """A setting's type in words, from its default (``_DEFAULTS``) or its type (``TABLES``)."""
+    kinds = value if isinstance(value, tuple) and all(isinstance(k, type) for k in value) and value else None
+    if kinds is not None:  # TABLES may name several types for one key
+        return " or ".join(dict.fromkeys(_kind(k) for k in kinds))
+    kind = value if isinstance(value, type) else type(value)
+    if issubclass(kind, bool):
         return "boolean"
-    if isinstance(value, int):
+    if issubclass(kind, int):
         return "integer"
-    if isinstance(value, float):
+    if issubclass(kind, float):
         return "number"
-    if isinstance(value, (tuple, list)):
+    if issubclass(kind, (tuple, list)):
         return "list of strings"
+    if issubclass(kind, dict):
+        return "table"
     return "string"
 
 
@@ -300,7 +307,7 @@ def render_config() -> str:
         lines += [f"### [{table}]", ""]
         rows = []
         for key, kind in keys.items():
-            rows.append([_code(key), _kind(kind()), "none", _escape(config.DESCRIPTIONS[f"{table}.{key}"], cell=True)])
+            rows.append([_code(key), _kind(kind), "none", _escape(config.DESCRIPTIONS[f"{table}.{key}"], cell=True)])
         lines += _table(["key", "type", "default", "meaning"], rows)
         lines.append("")
     lines += [
