@@ -88,6 +88,9 @@ class Layout:
     def run_dir(self) -> str:
         return posixpath.join(self.base, "run")
 
+    def socket(self, port: int) -> str:
+        return posixpath.join(self.base, "run", "s", str(port))
+
     @property
     def stores_env(self) -> str:
         """The shared stores' FEATCTL_* variables (0600), loaded by the agent."""
