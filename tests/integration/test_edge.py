@@ -1,0 +1,492 @@
+"""The application endpoint with the real HAProxy, from featctl's library
+(lifecycle/endpoint.py, lifecycle/tokens.py), in front of two boundary fakes of
+Feast's feature server on Unix sockets (edge_backend.py).
+
+The application side is a network namespace (a veth pair, 198.18.207.0/30):
+this side is 198.18.207.1, where HAProxy listens, the namespace 198.18.207.2.
+At first only 198.18.207.1/32 may connect (the test process itself: a local
+connection's source is the address it connects to), so the namespace is a
+source outside ``allow``; the reload test then allows the /30.
+
+Needs root (ip netns) and haproxy on PATH. About a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from featctl.config import load_settings
+from featctl.lifecycle import endpoint, tokens
+from featctl.provision import haproxy
+from featctl.session import Session
+from featctl.workspace import Deployment, Workspace
+
+pytestmark = pytest.mark.integration
+
+NS, VETH_HERE, VETH_NS = "fctl-edge", "fctle-h", "fctle-n"
+HERE_IP, NS_IP = "198.18.207.1", "198.18.207.2"
+TIMEOUT = 2.0  # [endpoint] timeout: seconds a backend may take per request
+BACKEND = Path(__file__).with_name("edge_backend.py")
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[None]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("the edge test needs root and iproute2 (ip netns)")
+    sh("ip", "netns", "del", NS, check=False)
+    sh("ip", "link", "del", VETH_HERE, check=False)
+    try:
+        sh("ip", "netns", "add", NS)
+        sh("ip", "link", "add", VETH_HERE, "type", "veth", "peer", "name", VETH_NS)
+        sh("ip", "link", "set", VETH_NS, "netns", NS)
+        sh("ip", "addr", "add", f"{HERE_IP}/30", "dev", VETH_HERE)
+        sh("ip", "link", "set", VETH_HERE, "up")
+        sh("ip", "netns", "exec", NS, "ip", "addr", "add", f"{NS_IP}/30", "dev", VETH_NS)
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", VETH_NS, "up")
+        sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        for _ in range(50):  # the address leaves "tentative" at once for IPv4; wait for the link
+            if "UP" in sh("ip", "-br", "link", "show", VETH_HERE).stdout:
+                break
+            time.sleep(0.1)
+        yield
+    finally:
+        sh("ip", "netns", "del", NS, check=False)
+        sh("ip", "link", "del", VETH_HERE, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HERE_IP, 0))
+        return int(s.getsockname()[1])
+
+
+class Backends:
+    """The fake feature servers, one process each, at each host's socket."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def socket(self, name: str, port: int) -> str:
+        return str(self.root / name / "run" / "s" / str(port))
+
+    def start(self, name: str, port: int) -> None:
+        path = self.socket(name, port)
+        self.procs[name] = subprocess.Popen([sys.executable, str(BACKEND), path, name])
+        for _ in range(100):
+            if os.path.exists(path):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"backend {name} did not start")
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+            p.wait(timeout=5)
+
+
+@dataclass
+class Edge:
+    root: Path
+    port: int
+    backends: Backends
+    record: Deployment
+    ca: Path
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / ".featctl"
+
+    @property
+    def files(self) -> haproxy.Files:
+        return endpoint.files_of(self.workspace)
+
+    def configure(self, allow: list[str]) -> Session:
+        (self.root / "featctl.toml").write_text(
+            "[endpoint]\n"
+            f'listen = "{HERE_IP}"\nport = {self.port}\nallow = {json.dumps(allow)}\n'
+            f"timeout = {TIMEOUT}\nhealth_port = {self.port + 1}\nnames = [\"edge.test\"]\n"
+        )
+        return Session(load_settings({}, environ={}, cwd=self.root))
+
+    def states(self) -> dict[str, str]:
+        return {s.name: ("up" if s.up else "down") for s in haproxy.show_stat(self.files)}
+
+    def wait_state(self, name: str, want: str, seconds: float) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            if self.states().get(name) == want:
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"{name} not {want} within {seconds} s: {self.states()}")
+
+
+def _host(root: Path, name: str, port: int) -> dict[str, object]:
+    return {"host": "127.0.0.1", "port": 22, "host_public_key": "-", "remote_base_dir": str(root / name), "server_port": port}
+
+
+def record_for(root: Path, hosts: list[tuple[str, int]]) -> Deployment:
+    return Deployment(
+        target="local",
+        name="featctl",
+        host="127.0.0.1",
+        remote_base_dir=str(root / hosts[0][0]),
+        server_port=hosts[0][1],
+        hosts=[_host(root, n, p) for n, p in hosts] if len(hosts) > 1 else [],
+        stage="deployed",
+    )
+
+
+@pytest.fixture(scope="module")
+def edge() -> Iterator[Edge]:
+    if shutil.which("haproxy") is None:
+        pytest.fail("the edge test needs haproxy on PATH (apt-get install haproxy)")
+    root = Path(tempfile.mkdtemp(prefix="fe-", dir="/tmp"))  # short: Unix socket paths
+    backends = Backends(root)
+    with namespace():
+        try:
+            backends.start("h0", 6566)
+            backends.start("h1", 6567)
+            record = record_for(root, [("h0", 6566), ("h1", 6567)])
+            Workspace(root / ".featctl").save(record)
+            e = Edge(root, free_port(), backends, record, root / ".featctl" / "endpoint" / "ca.pem")
+            t = time.monotonic()
+            st = endpoint.sync(e.configure([f"{HERE_IP}/32"]), record)
+            assert st is not None and st.url == f"https://{HERE_IP}:{e.port}"
+            print(f"endpoint up in {time.monotonic() - t:.2f} s")
+            e.wait_state("h0", "up", 5)
+            e.wait_state("h1", "up", 5)
+            yield e
+        finally:
+            endpoint.teardown(root / ".featctl")
+            backends.stop_all()
+            assert not (root / ".featctl" / "endpoint").exists()
+            assert not (root / ".featctl" / "tokens.json").exists()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+# --- the client ------------------------------------------------------------------------------------------------------
+@dataclass
+class Answer:
+    status: int
+    body: dict
+    headers: dict[str, str]
+    #: Seconds from sending the request to the whole answer (after the TLS handshake).
+    waited: float
+
+
+def call(
+    edge: Edge,
+    path: str = "/get-online-features",
+    token: str | None = None,
+    *,
+    body: bytes = b'{"features": ["v:f"], "entities": {"driver_id": [1]}}',
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+    ca: Path | None = None,
+) -> Answer:
+    ctx = ssl.create_default_context(cafile=str(ca or edge.ca))
+    conn = http.client.HTTPSConnection(HERE_IP, edge.port, context=ctx, timeout=15)
+    try:
+        conn.connect()
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        if token is not None:
+            hdrs["authorization"] = f"Bearer {token}"
+        start = time.monotonic()
+        conn.request(method, path, body=body if method == "POST" else None, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        waited = time.monotonic() - start
+        return Answer(resp.status, json.loads(raw or b"{}"), {k.lower(): v for k, v in resp.getheaders()}, waited)
+    finally:
+        conn.close()
+
+
+def under_load(fn: Callable[[], Answer], seconds: float, rate: float = 20.0, during: Callable[[], None] | None = None):
+    """``fn`` ``rate`` times a second for ``seconds`` (each on its own connection);
+    ``during`` runs meanwhile. Returns every outcome (an Answer or the exception)."""
+    results: list[Answer | BaseException] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            out: Answer | BaseException = fn()
+        except BaseException as exc:
+            out = exc
+        with lock:
+            results.append(out)
+
+    side = threading.Thread(target=during) if during else None
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        start = time.monotonic()
+        if side:
+            side.start()
+        n = 0
+        while (due := start + n / rate) < start + seconds:
+            time.sleep(max(0.0, due - time.monotonic()))
+            pool.submit(one)
+            n += 1
+    if side:
+        side.join()
+    return results
+
+
+def failures(results: list) -> list:
+    return [r for r in results if not isinstance(r, Answer) or r.status != 200]
+
+
+# --- tokens, paths, bodies, TLS --------------------------------------------------------------------------------------
+def test_tokens_scopes_and_paths(edge):
+    ws = edge.workspace
+    read = tokens.create(ws, "reader")
+    write = tokens.create(ws, "writer", write=True)
+    old = tokens.create(ws, "old", expires_in=3600, now=datetime.now(timezone.utc) - timedelta(hours=2))
+    gone = tokens.create(ws, "gone")
+    assert read.live_now and write.live_now
+
+    ok = call(edge, token=read.token)
+    assert ok.status == 200 and ok.body["path"] == "/get-online-features"
+    assert ok.body["authorization"] is None, "the token must not reach the feature server"
+    assert "server" not in ok.headers
+
+    for token, status, error in [
+        (None, 401, "missing or malformed bearer token"),
+        ("", 401, "missing or malformed bearer token"),
+        ("fct_" + "x" * 43, 401, "unknown token"),
+        (old.token, 401, "token expired"),
+    ]:
+        a = call(edge, token=token)
+        assert (a.status, a.body) == (status, {"error": error}), token
+        assert a.headers["content-type"] == "application/json"
+    assert call(edge, token=gone.token).status == 200
+    tokens.revoke(ws, "gone")
+    assert call(edge, token=gone.token).body == {"error": "unknown token"}
+
+    assert call(edge, "/push", read.token).status == 403
+    assert call(edge, "/write-to-online-store", read.token).status == 403
+    for path in ("/push", "/write-to-online-store", "/get-online-features"):
+        a = call(edge, path, write.token)
+        assert a.status == 200 and a.body["path"] == path
+    for path in ("/materialize", "/materialize-incremental", "/health", "/featctl/v1/info", "/docs", "/openapi.json", "/"):
+        for token in (read.token, write.token):
+            a = call(edge, path, token)
+            assert (a.status, a.body) == (404, {"error": "not found"}), path
+    assert call(edge, "/get-online-features", read.token, method="GET").status == 404
+
+    listed = {r["name"]: r for r in tokens.listing(ws)}
+    assert listed["old"]["status"] == "expired" and listed["reader"]["status"] == "live"
+    assert "gone" not in listed
+    stored = (ws / "tokens.json").read_text() + edge.files.tokens_map.read_text()
+    assert read.token not in stored and tokens.token_hash(read.token) in stored
+    assert (ws / "tokens.json").stat().st_mode & 0o777 == 0o600
+    assert edge.files.tokens_map.stat().st_mode & 0o777 == 0o600
+    assert read.token not in edge.files.log.read_text(), "a token reached HAProxy's log"
+
+
+def test_body_limits(edge):
+    t = tokens.create(edge.workspace, "bodies").token
+    big = call(edge, token=t, body=b"x" * (2 * 1048576))
+    assert (big.status, big.body) == (413, {"error": "request body too large"})
+    assert call(edge, token=t, body=b"x" * 900_000).body["bytes"] == 900_000
+
+    ctx = ssl.create_default_context(cafile=str(edge.ca))
+    with socket.create_connection((HERE_IP, edge.port)) as raw, ctx.wrap_socket(raw, server_hostname=HERE_IP) as s:
+        s.sendall(
+            b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + t.encode()
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        )
+        assert s.recv(100).startswith(b"HTTP/1.1 411")
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_tls_needs_the_ca_and_tls12(edge, tmp_path):
+    t = tokens.create(edge.workspace, "tls").token
+    other = tmp_path / "other"
+    from featctl.provision.tls import ensure_endpoint_cert
+
+    ensure_endpoint_cert(Workspace(tmp_path / "ws"), [HERE_IP], other)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        call(edge, token=t, ca=other / "ca.pem")
+    ctx = ssl.create_default_context(cafile=str(edge.ca))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    with pytest.raises((ssl.SSLError, ConnectionError)), socket.create_connection((HERE_IP, edge.port)) as raw:
+        ctx.wrap_socket(raw, server_hostname=HERE_IP)
+
+
+def ns_curl(edge: Edge, token: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", NS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+         "--cacert", str(edge.ca), "-H", f"Authorization: Bearer {token}", "-d", "{}",
+         f"https://{HERE_IP}:{edge.port}/get-online-features"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+
+
+def test_a_source_outside_allow_is_refused(edge):
+    t = tokens.create(edge.workspace, "outside").token
+    res = ns_curl(edge, t)
+    assert res.returncode != 0 and res.stdout == "000", res  # refused before TLS
+    assert call(edge, token=t).status == 200
+
+
+# --- failures of the backends ----------------------------------------------------------------------------------------
+def test_kill_one_backend_under_load(edge):
+    t = tokens.create(edge.workspace, "killer").token
+
+    def kill() -> None:
+        time.sleep(3)
+        edge.backends.signal("h1", signal.SIGKILL)
+
+    results = under_load(lambda: call(edge, token=t), 10, during=kill)
+    assert len(results) == 200
+    assert len(failures(results)) <= 1, failures(results)[:3]
+    assert edge.states()["h1"] == "down"
+    edge.backends.start("h1", 6567)
+    assert edge.wait_state("h1", "up", 3) < 3
+
+
+def test_a_stopped_backend_is_bounded_and_marked_down(edge):
+    t = tokens.create(edge.workspace, "stopper").token
+    marks: dict[str, float] = {}
+
+    def stop_and_resume() -> None:
+        time.sleep(1)
+        edge.backends.signal("h0", signal.SIGSTOP)
+        marks["down"] = edge.wait_state("h0", "down", 3.5)
+        time.sleep(0.5)
+        edge.backends.signal("h0", signal.SIGCONT)
+        marks["up"] = edge.wait_state("h0", "up", 3.5)
+
+    try:
+        results = under_load(lambda: call(edge, token=t), 7, during=stop_and_resume)
+    finally:
+        edge.backends.signal("h0", signal.SIGCONT)
+    answers = [r for r in results if isinstance(r, Answer)]
+    assert len(answers) == len(results), [r for r in results if not isinstance(r, Answer)][:3]
+    slowest = max(a.waited for a in answers)
+    assert slowest <= TIMEOUT + 0.1, slowest
+    assert {a.status for a in answers} <= {200, 504}
+    assert all(a.body == {"error": "gateway timeout"} for a in answers if a.status == 504)
+    assert marks["down"] < 3 and marks["up"] < 3, marks
+
+
+def test_both_backends_down_is_503_within_3s(edge):
+    t = tokens.create(edge.workspace, "dark").token
+    for name in ("h0", "h1"):
+        edge.backends.signal(name, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        edge.wait_state("h0", "down", 3)
+        edge.wait_state("h1", "down", 3)
+        a = call(edge, token=t)
+        assert (a.status, a.body) == (503, {"error": "service unavailable"})
+        assert time.monotonic() - stopped < 3
+        with urlopen_monitor(edge) as status:
+            assert status == 503
+    finally:
+        for name in ("h0", "h1"):
+            edge.backends.signal(name, signal.SIGCONT)
+    edge.wait_state("h0", "up", 3)
+    edge.wait_state("h1", "up", 3)
+    with urlopen_monitor(edge) as status:
+        assert status == 200
+
+
+@contextlib.contextmanager
+def urlopen_monitor(edge: Edge) -> Iterator[int]:
+    conn = http.client.HTTPConnection(HERE_IP, edge.port + 1, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        yield conn.getresponse().status
+    finally:
+        conn.close()
+
+
+# --- changes under load ----------------------------------------------------------------------------------------------
+def test_revoke_under_load_drops_nothing(edge):
+    t = tokens.create(edge.workspace, "steady").token
+    victim = tokens.create(edge.workspace, "victim").token
+    seen: dict[str, int] = {}
+
+    def revoke() -> None:
+        time.sleep(2)
+        tokens.revoke(edge.workspace, "victim")
+        seen["after"] = call(edge, token=victim).status
+        tokens.create(edge.workspace, "newcomer")
+
+    results = under_load(lambda: call(edge, token=t), 5, during=revoke)
+    assert failures(results) == []
+    assert seen["after"] == 401
+
+
+def test_reload_under_load_drops_nothing(edge):
+    t = tokens.create(edge.workspace, "reloads").token
+    edge.backends.start("h2", 6568)
+    bigger = record_for(edge.root, [("h0", 6566), ("h1", 6567), ("h2", 6568)])
+    took: list[float] = []
+
+    def change() -> None:
+        time.sleep(1.5)
+        start = time.monotonic()
+        st = endpoint.sync(edge.configure([f"{HERE_IP}/32"]), bigger)  # a backend more
+        took.append(time.monotonic() - start)
+        assert st is not None and [b.name for b in st.backends] == ["h0", "h1", "h2"]
+        time.sleep(1.5)
+        assert endpoint.plan_rows(edge.configure([f"{HERE_IP}/30"]).settings, bigger)[0].fields == ("allow",)
+        start = time.monotonic()
+        endpoint.sync(edge.configure([f"{HERE_IP}/30"]), bigger)  # the namespace may connect now
+        took.append(time.monotonic() - start)
+
+    results = under_load(lambda: call(edge, token=t), 6, during=change)
+    print(f"reloads took {', '.join(f'{s:.2f}' for s in took)} s")
+    assert failures(results) == [], failures(results)[:3]
+    assert len(took) == 2
+    assert ns_curl(edge, t).stdout == "200"
+    edge.wait_state("h2", "up", 3)
+    assert endpoint.plan_rows(edge.configure([f"{HERE_IP}/30"]).settings, bigger) == []
+
+
+def test_a_dead_haproxy_is_started_again(edge):
+    session = edge.configure([f"{HERE_IP}/30"])
+    pid = int(edge.files.pid.read_text())
+    os.kill(int(edge.files.supervise_pid.read_text()), signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not haproxy.running(edge.files):
+            break
+        time.sleep(0.05)
+    assert endpoint.ensure_running(session) is True
+    st = endpoint.status(session)
+    assert st.tokens_live >= 1 and st.ca_file.endswith(".pem")
+    t = tokens.create(edge.workspace, "revived").token
+    edge.wait_state("h0", "up", 3)
+    assert call(edge, token=t).status == 200
