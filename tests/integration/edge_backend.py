@@ -43,15 +43,34 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
-        self._send(
-            200,
-            {
-                "server": NAME,
-                "path": self.path,
-                "bytes": len(body),
-                "authorization": self.headers.get("authorization"),
-            },
-        )
+        doc = {
+            "server": NAME,
+            "path": self.path,
+            "bytes": len(body),
+            "authorization": self.headers.get("authorization"),
+        }
+        if self.path == "/get-online-features":
+            doc.update(_features(body))
+        self._send(200, doc)
+
+
+def _features(body: bytes) -> dict:
+    """An answer in Feast's shape: each entity key back, then 0.5 for every feature."""
+    try:
+        req = json.loads(body)
+        entities = dict(req["entities"])
+        names = [ref.split(":")[-1] for ref in req["features"]]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    rows = len(next(iter(entities.values()), []))
+    columns = [*entities.values(), *([0.5] * rows for _ in names)]
+    return {
+        "metadata": {"feature_names": [*entities, *names]},
+        "results": [
+            {"values": list(col), "statuses": ["PRESENT"] * rows, "event_timestamps": ["2026-12-01T00:00:00Z"] * rows}
+            for col in columns
+        ],
+    }
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

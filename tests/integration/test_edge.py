@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from featctl.config import load_settings
+from featctl.errors import UsageError
 from featctl.lifecycle import endpoint, tokens
 from featctl.provision import haproxy
 from featctl.session import Session
@@ -311,19 +312,37 @@ def test_tokens_scopes_and_paths(edge):
     assert read.token not in edge.files.log.read_text(), "a token reached HAProxy's log"
 
 
-def test_body_limits(edge):
-    t = tokens.create(edge.workspace, "bodies").token
-    big = call(edge, token=t, body=b"x" * (2 * 1048576))
-    assert (big.status, big.body) == (413, {"error": "request body too large"})
-    assert call(edge, token=t, body=b"x" * 900_000).body["bytes"] == 900_000
-
+def raw_request(edge: Edge, head: bytes, body: bytes = b"") -> bytes:
+    """One HTTP/1.1 request as bytes over TLS; the first bytes of the answer."""
     ctx = ssl.create_default_context(cafile=str(edge.ca))
     with socket.create_connection((HERE_IP, edge.port)) as raw, ctx.wrap_socket(raw, server_hostname=HERE_IP) as s:
-        s.sendall(
-            b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + t.encode()
-            + b"\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-        )
-        assert s.recv(100).startswith(b"HTTP/1.1 411")
+        s.sendall(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body)
+        s.settimeout(5)
+        return s.recv(300)
+
+
+def test_body_limits(edge, tmp_path):
+    t = tokens.create(edge.workspace, "bodies").token
+    auth = b"Authorization: Bearer " + t.encode() + b"\r\n"
+    # Refused on its headers, before any of the body is sent.
+    start = time.monotonic()
+    answer = raw_request(edge, auth + b"Content-Length: 2097152\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b'{"error":"request body too large"}')
+    assert time.monotonic() - start < 1
+    # A client that sends the 2 MiB anyway (curl, without waiting for 100-continue).
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * (2 * 1048576))
+    res = subprocess.run(
+        ["curl", "-s", "--cacert", str(edge.ca), "--max-time", "10", "-H", f"Authorization: Bearer {t}", "-H", "Expect:",
+         "--data-binary", f"@{big}", "-w", " %{http_code}", f"https://{HERE_IP}:{edge.port}/get-online-features"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert res.stdout == '{"error":"request body too large"} 413', res
+    assert call(edge, token=t, body=b"x" * 900_000).body["bytes"] == 900_000
+    chunked = raw_request(edge, auth + b"Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411")
+    # No token: refused before the body, whatever its size.
+    assert raw_request(edge, b"Content-Length: 900000\r\n").startswith(b"HTTP/1.1 401")
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
@@ -490,3 +509,96 @@ def test_a_dead_haproxy_is_started_again(edge):
     t = tokens.create(edge.workspace, "revived").token
     edge.wait_state("h0", "up", 3)
     assert call(edge, token=t).status == 200
+
+
+# --- what applications get -------------------------------------------------------------------------------------------
+FEAST_PYTHON = Path(__file__).resolve().parents[2] / ".venv-feast" / "bin" / "python"
+VIEW = {
+    "name": "driver_hourly_stats",
+    "features": [{"name": "conv_rate", "dtype": "Float32"}, {"name": "acc_rate", "dtype": "Float32"}],
+    "join_keys": [{"name": "driver_id", "dtype": "Int64"}],
+}
+
+
+class LocalHost:
+    """A boundary fake of featctl's SSH connection to a local-target host: its
+    files are this machine's (what the local target's hosts are)."""
+
+    class _Sftp:
+        def open(self, path: str, mode: str = "r"):
+            return open(path, mode)
+
+    sftp = _Sftp()
+
+    def get_file(self, remote: str, local: Path) -> None:
+        shutil.copyfile(remote, local)
+
+    def close(self) -> None:
+        pass
+
+
+def test_featctl_endpoint_shows_url_ca_backends_and_tokens(edge):
+    from tests.conftest import featctl
+
+    tokens.create(edge.workspace, "shown")
+    res = featctl("endpoint", "--output", "json", cwd=edge.root).ok()
+    doc = json.loads(res.stdout)
+    assert doc["url"] == f"https://{HERE_IP}:{edge.port}" and doc["ca_file"].endswith("ca.pem")
+    assert {b["name"]: b["state"] for b in doc["backends"]}.keys() >= {"h0", "h1"}
+    assert all(b["since"] for b in doc["backends"]) and doc["tokens_live"] >= 1
+    assert "fct_" not in res.stdout + res.stderr
+
+
+def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):
+    from featctl.lifecycle.client_config import client_config
+
+    current = edge.root / "h0" / "current"
+    (current / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "feature_repo" / "feature_store.yaml", current / "feature_store.yaml")
+    (current / "data" / "registry.db").write_bytes(b"")  # an empty Registry proto: Feast parses it
+    rec = Workspace(edge.workspace).require()
+    rec.registry = {"feature_views": [VIEW], "entities": [{"name": "driver", "join_keys": ["driver_id"]}]}
+    rec.probe = {"views": {"driver_hourly_stats": {"entity": {"driver_id": 1001}}}}
+    Workspace(edge.workspace).save(rec)
+
+    session = edge.configure([f"{HERE_IP}/30"])
+    session.adopt(LocalHost())  # type: ignore[arg-type]
+    out = tmp_path / "app"
+    done = client_config(session, "bundle", out)
+    assert done.files == ["ca.pem", "example.py", "example.sh", "feature_store.yaml", "registry.db", "token"]
+    for name in ("token", "feature_store.yaml"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+    token = (out / "token").read_text().strip()
+    assert token.startswith("fct_") and (out / "registry.db").exists()
+
+    sh_run = subprocess.run(["sh", str(out / "example.sh")], capture_output=True, text=True, timeout=30)
+    assert sh_run.returncode == 0, sh_run.stderr
+    assert json.loads(sh_run.stdout)["metadata"]["feature_names"] == ["driver_id", "conv_rate", "acc_rate"]
+    py_run = subprocess.run([str(FEAST_PYTHON), str(out / "example.py")], capture_output=True, text=True, timeout=60)
+    assert py_run.returncode == 0 and json.loads(py_run.stdout)["path"] == "/get-online-features", py_run.stderr
+
+    sdk = (
+        "from feast import FeatureStore\n"
+        f"fs = FeatureStore(repo_path={str(out)!r})\n"
+        "r = fs.get_online_features(features=['driver_hourly_stats:conv_rate'], entity_rows=[{'driver_id': 1001}])\n"
+        "print(r.to_dict())\n"
+    )
+    feast_run = subprocess.run([str(FEAST_PYTHON), "-c", sdk], capture_output=True, text=True, timeout=120, cwd="/")
+    assert feast_run.returncode == 0, feast_run.stderr[-2000:]
+    assert "'conv_rate': [0.5]" in feast_run.stdout and "'driver_id': [1001]" in feast_run.stdout
+
+    with pytest.raises(UsageError, match="has a token already"):
+        client_config(session, "bundle", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    k8s = client_config(session, "bundle", tmp_path / "k8s", fmt="k8s", replace=True)
+    assert k8s.files == ["ca.pem", "featctl-bundle.yaml"]
+    assert call(edge, token=token).body == {"error": "unknown token"}, "--replace rotates the old token out"
+    import yaml
+
+    secret, config = yaml.safe_load_all((tmp_path / "k8s" / "featctl-bundle.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["stringData"]["token"].startswith("fct_")
+    assert call(edge, token=secret["stringData"]["token"]).status == 200
+    store = yaml.safe_load(config["data"]["feature_store.yaml"])
+    assert store["auth"] == {"type": "oidc", "token_env_var": "FEATCTL_TOKEN"}
+    assert store["online_store"]["cert"] == "/etc/featctl/secret/ca.pem"
+    assert "registry.db" in config["binaryData"]

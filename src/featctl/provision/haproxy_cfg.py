@@ -15,8 +15,9 @@ What the configuration does:
 * bodies: a Content-Length over ``max_body`` -> 413; chunked bodies are refused
   with 411 (a body is buffered whole before a backend sees it, and HAProxy
   could count only what fits its buffer); the buffer holds ``max_body`` plus
-  the headers, so slow clients never hold a backend worker
-  (``http-buffer-request``, ``timeout http-request``);
+  the headers, so slow clients never hold a backend worker (``wait-for-body``
+  after the header checks: a refused request is answered before its body,
+  ``timeout http-request`` for the headers);
 * every error as JSON, no ``Server`` header, a backend's 500 body replaced;
 * reads retried on another server when a connection fails or the answer is
   empty; writes retried only when they never reached a server;
@@ -152,7 +153,7 @@ def render(
         # Old workers finish in-flight requests after a reload, then stop.
         f"    hard-stop-after {max(30, 3 * round(settings.timeout))}s",
         "    maxconn 4096",
-        # The whole body is buffered (http-buffer-request): a slow client never holds a backend.
+        # The whole body is buffered (wait-for-body): a slow client never holds a backend.
         f"    tune.bufsize {bufsize}",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
         "    ssl-default-bind-ciphers ECDHE+AESGCM:ECDHE+CHACHA20",
@@ -163,7 +164,6 @@ def render(
         # No header is captured: the Authorization header never reaches the log.
         "    option httplog",
         "    option dontlognull",
-        "    option http-buffer-request",
         "    timeout connect 1s",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 10s",
@@ -203,6 +203,9 @@ def render(
         # Chunked bodies are refused: HAProxy could count only what fits its buffer.
         _return(411, "send a Content-Length (chunked bodies are not accepted)", "if { req.hdr(transfer-encoding) -m found }"),
         _return(413, "request body too large", f"if {{ req.hdr_val(content-length) gt {settings.max_body} }}"),
+        # Only now, for an authorized request of an allowed size, wait for the whole body (it fits the
+        # buffer): a backend sees complete requests only, and reads can be retried on another server.
+        "    http-request wait-for-body time 10s",
         _return(413, "request body too large", f"if {{ req.body_size gt {settings.max_body} }}"),
         "    http-request del-header authorization",
         "    option forwardfor",

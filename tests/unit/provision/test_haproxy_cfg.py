@@ -54,7 +54,7 @@ def section(text: str, name: str) -> list[str]:
         ({"max_body": 4096}, "frontend edge", "http-request return status 413 content-type application/json string '{\"error\":\"request body too large\"}' if { req.hdr_val(content-length) gt 4096 }"),
         ({}, "global", "tune.bufsize 1114112"),
         ({"max_body": 100}, "global", "tune.bufsize 65636"),
-        ({}, "defaults", "option http-buffer-request"),
+        ({}, "frontend edge", "http-request wait-for-body time 10s"),
         # slow clients and servers
         ({}, "defaults", "timeout http-request 10s"),
         ({}, "defaults", "timeout server 5000ms"),
