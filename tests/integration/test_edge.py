@@ -130,10 +130,10 @@ class Edge:
     def files(self) -> haproxy.Files:
         return endpoint.files_of(self.workspace)
 
-    def configure(self, allow: list[str]) -> Session:
+    def configure(self, allow: list[str], port: int | None = None) -> Session:
         (self.root / "featctl.toml").write_text(
             "[endpoint]\n"
-            f'listen = "{HERE_IP}"\nport = {self.port}\nallow = {json.dumps(allow)}\n'
+            f'listen = "{HERE_IP}"\nport = {port or self.port}\nallow = {json.dumps(allow)}\n'
             f"timeout = {TIMEOUT}\nhealth_port = {self.port + 1}\nnames = [\"edge.test\"]\n"
         )
         return Session(load_settings({}, environ={}, cwd=self.root))
@@ -492,6 +492,23 @@ def test_reload_under_load_drops_nothing(edge):
     assert ns_curl(edge, t).stdout == "200"
     edge.wait_state("h2", "up", 3)
     assert endpoint.plan_rows(edge.configure([f"{HERE_IP}/30"]).settings, bigger) == []
+
+
+def test_a_reload_that_cannot_bind_keeps_the_old_endpoint(edge):
+    t = tokens.create(edge.workspace, "binder").token
+    before = edge.files.cfg.read_text()
+    with socket.socket() as taken:
+        taken.bind((HERE_IP, 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(haproxy.EndpointError, match=r"keeps serving the old one: .*Address already in use"):
+            endpoint.sync(edge.configure([f"{HERE_IP}/30"], port=busy), edge.record)
+    assert edge.files.cfg.read_text() == before
+    assert call(edge, token=t).status == 200
+    session = edge.configure([f"{HERE_IP}/30"])
+    assert endpoint.plan_rows(session.settings, edge.record)[0].fields == ("backends",)
+    endpoint.sync(session, edge.record)  # back to two backends
+    assert sorted(edge.states()) == ["h0", "h1"]
 
 
 def test_a_dead_haproxy_is_started_again(edge):

@@ -177,22 +177,37 @@ def sync(session: Session, record: Deployment) -> EndpointStatus | None:
         files.root.chmod(0o700)
         tls.ensure_endpoint_cert(Workspace(root), state["names"], files.root, label=session.settings.name)
         tokens.write_map(root, tokens.load(root))
+        before = _read(files.cfg), _read(files.edge_pem)
         staged = files.root / ".haproxy.cfg.new"
         write_private(staged, cfg)
         haproxy.check(staged)
         staged.replace(files.cfg)
         started = False
-        if haproxy.running(files):
-            session.reporter.step(f"reloading the endpoint {url(ep)}")
-            haproxy.reload(files)
-        else:
+        if not haproxy.running(files):
+            if before[0] is not None:
+                session.reporter.info(f"the endpoint {url(ep)} was not running: starting it again")
             session.reporter.step(f"starting the endpoint {url(ep)}")
             haproxy.stop(files)  # whatever is left of an earlier run
             haproxy.start(files)
             started = True
+        elif before != (_read(files.cfg), _read(files.edge_pem)):
+            session.reporter.step(f"reloading the endpoint {url(ep)}")
+            try:
+                haproxy.reload(files, checked=True)
+            except haproxy.EndpointError:
+                if before[0] is not None:  # what the running HAProxy serves, for the next deploy to retry
+                    write_private(files.cfg, before[0])
+                raise
         write_private(files.root / STATE, json.dumps(state, indent=2) + "\n")
     _listening(ep)
     return _status(session.settings, record, started=started)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _status(settings: Settings, record: Deployment, *, started: bool = False) -> EndpointStatus:

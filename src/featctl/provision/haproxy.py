@@ -45,6 +45,9 @@ from featctl.provision.haproxy_cfg import EndpointError, check_word
 from featctl.provision.haproxy_cfg import Files as Files
 from featctl.provision.haproxy_cfg import render as render
 
+#: haproxy.log beyond this size is moved to haproxy.log.1 when HAProxy starts.
+LOG_KEEP_BYTES = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ServerState:
@@ -122,17 +125,20 @@ def log_tail(files: Files, lines: int = 5) -> list[str]:
         return []
 
 
-def _master_reloads(files: Files) -> int | None:
-    """The master's reload count (``show proc``), None when it does not answer."""
+def _master_state(files: Files) -> tuple[int, int, bool] | None:
+    """(reloads, failed reloads, a worker of the last load runs) from the
+    master's ``show proc``; None when it does not answer (re-executing)."""
+    import re
+
     try:
         text = _ask(files.master_sock, "show proc", timeout=1.0)
     except EndpointError:
         return None
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[1] == "master" and parts[2].isdigit():
-            return int(parts[2])
-    return None
+    master = re.search(r"^\d+\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?", text, re.M)
+    if master is None:
+        return None
+    fresh = re.search(r"^\d+\s+worker\s+0\s", text, re.M) is not None
+    return int(master.group(1)), int(master.group(2) or 0), fresh
 
 
 def _wait(files: Files, ready: object, seconds: float, what: str) -> None:
@@ -149,6 +155,9 @@ def start(files: Files, *, wait_seconds: float = 15.0) -> None:
     """Start HAProxy (master-worker) under featctl's supervisor, detached;
     return once its worker answers."""
     check(files.cfg)
+    with contextlib.suppress(OSError):
+        if files.log.stat().st_size > LOG_KEEP_BYTES:  # the log of the run before this one, once
+            files.log.replace(files.log.with_name(files.log.name + ".1"))
     argv = [
         sys.executable,
         "-m",
@@ -176,11 +185,14 @@ def start(files: Files, *, wait_seconds: float = 15.0) -> None:
     _wait(files, lambda: running(files), wait_seconds, "start")
 
 
-def reload(files: Files, *, wait_seconds: float = 15.0) -> None:
+def reload(files: Files, *, wait_seconds: float = 15.0, checked: bool = False) -> None:
     """Hitless reload: check the new configuration, ask the master to load it
-    (new worker, old worker drains), return once the new worker answers."""
-    check(files.cfg)
-    before = _master_reloads(files)
+    (new worker, old worker drains), return once the new worker answers. A
+    load that fails (an address in use) leaves the old worker serving the old
+    configuration and raises with HAProxy's reason."""
+    if not checked:
+        check(files.cfg)
+    before = _master_state(files)
     if before is None:
         pid = _pid(files.pid)
         if pid is None:
@@ -191,12 +203,24 @@ def reload(files: Files, *, wait_seconds: float = 15.0) -> None:
         return
     with contextlib.suppress(EndpointError):
         _ask(files.master_sock, "reload", timeout=2.0)
+    after: list[tuple[int, int, bool]] = []
 
-    def reloaded() -> bool:
-        count = _master_reloads(files)
-        return count is not None and count > before and running(files)
+    def loaded() -> bool:
+        state = _master_state(files)
+        if state is None or state[0] <= before[0]:
+            return False
+        after[:] = [state]
+        return state[1] > before[1] or (state[2] and running(files))
 
-    _wait(files, reloaded, wait_seconds, "reload")
+    _wait(files, loaded, wait_seconds, "reload")
+    if after and after[0][1] > before[1]:
+        tail = log_tail(files, 40)
+        last_load = max((i for i, ln in enumerate(tail) if "haproxy version is" in ln), default=0)
+        alerts = [ln.split(":", 1)[-1].strip() for ln in tail[last_load:] if "ALERT" in ln]
+        raise EndpointError(
+            "HAProxy could not load the new configuration and keeps serving the old one: "
+            + (alerts[0] if alerts else f"see {files.log}")
+        )
 
 
 def stop(files: Files, timeout: float = 10.0) -> None:
