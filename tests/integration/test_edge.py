@@ -557,13 +557,15 @@ class LocalHost:
 def test_featctl_endpoint_shows_url_ca_backends_and_tokens(edge):
     from tests.conftest import featctl
 
-    tokens.create(edge.workspace, "shown")
+    assert call(edge, token=tokens.create(edge.workspace, "shown").token).status == 200
     res = featctl("endpoint", "--output", "json", cwd=edge.root).ok()
     doc = json.loads(res.stdout)
     assert doc["url"] == f"https://{HERE_IP}:{edge.port}" and doc["ca_file"].endswith("ca.pem")
     assert {b["name"]: b["state"] for b in doc["backends"]}.keys() >= {"h0", "h1"}
     assert all(b["since"] for b in doc["backends"]) and doc["tokens_live"] >= 1
     assert "fct_" not in res.stdout + res.stderr
+    logged = featctl("endpoint", "--logs", "50", cwd=edge.root).ok().stdout
+    assert "/get-online-features" in logged and "fct_" not in logged and "Bearer" not in logged
 
 
 def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):

@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
 
 
 def endpoint(
+    logs: Annotated[
+        int | None,
+        typer.Option("--logs", help="Print the last N lines of HAProxy's log instead (no Authorization header is ever logged).", min=1, show_default=False),
+    ] = None,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -55,6 +59,12 @@ def endpoint(
 
     fmt = output_format(output)
     session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    if logs is not None:
+        from featctl.lifecycle.endpoint import log_lines
+
+        text = log_lines(session.settings, logs)
+        ENV.stdout.write(text + ("\n" if text else ""))
+        return
     try:
         st = status(session)
     finally:

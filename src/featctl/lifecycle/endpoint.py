@@ -250,6 +250,12 @@ def ensure_running(session: Session) -> bool:
     return True
 
 
+def log_lines(settings: Settings, lines: int) -> str:
+    """The end of HAProxy's log (requests, health check changes, reloads)."""
+    _require(settings)
+    return "\n".join(haproxy.log_tail(files_of(settings.workspace), lines))
+
+
 def status(session: Session) -> EndpointStatus:
     """``featctl endpoint``: URL, CA file, each backend as HAProxy sees it, live tokens."""
     _require(session.settings)
