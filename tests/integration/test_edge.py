@@ -310,6 +310,9 @@ def test_tokens_scopes_and_paths(edge):
     assert (ws / "tokens.json").stat().st_mode & 0o777 == 0o600
     assert edge.files.tokens_map.stat().st_mode & 0o777 == 0o600
     assert read.token not in edge.files.log.read_text(), "a token reached HAProxy's log"
+    assert edge.files.root.stat().st_mode & 0o777 == 0o700
+    for p in edge.files.root.iterdir():  # files 0600, sockets 0600 (srw-------)
+        assert p.stat().st_mode & 0o777 == 0o600, p
 
 
 def raw_request(edge: Edge, head: bytes, body: bytes = b"") -> bytes:
@@ -585,6 +588,7 @@ def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):
     out = tmp_path / "app"
     done = client_config(session, "bundle", out)
     assert done.files == ["ca.pem", "example.py", "example.sh", "feature_store.yaml", "registry.db", "token"]
+    assert (out / ".gitignore").read_text().endswith("*\n")
     for name in ("token", "feature_store.yaml"):
         assert (out / name).stat().st_mode & 0o777 == 0o600
     token = (out / "token").read_text().strip()

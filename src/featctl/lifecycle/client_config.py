@@ -27,7 +27,7 @@ the ConfigMap at ``/etc/featctl/repo`` and the Secret at
 ``/etc/featctl/secret``, set FEATCTL_TOKEN from the Secret's ``token``.
 
 Nothing is half-written: the bundle is built beside DIR and renamed into
-place; DIR must not exist or be empty.
+place; DIR must not exist or be empty. DIR gets a ``.gitignore`` of ``*``.
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ def client_config(
                 registry = (tmp / "registry.db").read_bytes()
                 (tmp / "registry.db").unlink()
                 write_private(tmp / f"featctl-{app}.yaml", _k8s(app, new.token, ca, store, registry))
+            (tmp / ".gitignore").write_text("# featctl client-config: holds a token. Never commit.\n*\n")
             if out.exists():
                 out.rmdir()
             tmp.replace(out)
@@ -253,7 +254,7 @@ def client_config(
     return ClientConfig(
         app=app,
         out=out,
-        files=sorted(p.name for p in out.iterdir()),
+        files=sorted(p.name for p in out.iterdir() if p.name != ".gitignore"),
         scope=new.record.scope,
         expires=new.record.expires,
         url=ep.url,

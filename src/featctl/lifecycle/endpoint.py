@@ -170,6 +170,11 @@ def sync(session: Session, record: Deployment) -> EndpointStatus | None:
             _remove(files, keep=KEPT)
         return None
     ep = session.settings.endpoint
+    if session.settings.target != "local":
+        raise UsageError(
+            f"[endpoint] runs on the local target only so far (this deployment's target: {session.settings.target})",
+            hint="remove [endpoint] from featctl.toml",
+        )
     state = desired_state(session.settings, record)
     cfg = haproxy.render(ep, allow=state["allow"], backends=backends(record), state_dir=files.root)
     with tokens.endpoint_lock(root):

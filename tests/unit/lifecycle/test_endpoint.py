@@ -68,3 +68,15 @@ def test_sync_without_the_table_keeps_tokens_and_teardown_removes_all(tmp_path):
     endpoint.teardown(ws)
     assert not (ws / "endpoint").exists() and not (ws / "tokens.json").exists()
     assert not (ws / "endpoint.lock").exists()
+
+
+def test_sync_refuses_other_targets_before_touching_anything(tmp_path):
+    import pytest
+
+    from featctl.errors import UsageError
+    from featctl.session import Session
+
+    s = settings(tmp_path, "[endpoint]\n", target="vm")
+    with pytest.raises(UsageError, match="local target only"):
+        endpoint.sync(Session(s), record())
+    assert not (s.workspace / "endpoint").exists()
