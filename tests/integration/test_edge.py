@@ -488,9 +488,37 @@ def test_reload_under_load_drops_nothing(edge):
         endpoint.sync(edge.configure([f"{HERE_IP}/30"]), bigger)  # the namespace may connect now
         took.append(time.monotonic() - start)
 
-    results = under_load(lambda: call(edge, token=t), 6, during=change)
-    print(f"reloads took {', '.join(f'{s:.2f}' for s in took)} s")
+    kept: list[Answer | BaseException] = []
+    done = threading.Event()
+
+    def keep_alive() -> None:
+        """One client on one kept-alive connection, as Feast's SDK and requests' sessions do."""
+        ctx = ssl.create_default_context(cafile=str(edge.ca))
+        conn = http.client.HTTPSConnection(HERE_IP, edge.port, context=ctx, timeout=15)
+        headers = {"authorization": f"Bearer {t}", "content-type": "application/json"}
+        while not done.is_set():
+            try:
+                conn.request("POST", "/get-online-features", body=b"{}", headers=headers)
+                resp = conn.getresponse()
+                kept.append(Answer(resp.status, json.loads(resp.read()), {}, 0.0))
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+            except BaseException as exc:
+                kept.append(exc)
+                conn.close()
+            time.sleep(0.05)
+        conn.close()
+
+    client = threading.Thread(target=keep_alive)
+    client.start()
+    try:
+        results = under_load(lambda: call(edge, token=t), 6, during=change)
+    finally:
+        done.set()
+        client.join()
+    print(f"reloads took {', '.join(f'{s:.2f}' for s in took)} s; {len(results)} new-connection and {len(kept)} kept-alive reads")
     assert failures(results) == [], failures(results)[:3]
+    assert failures(kept) == [] and len(kept) > 50, failures(kept)[:3]
     assert len(took) == 2
     assert ns_curl(edge, t).stdout == "200"
     edge.wait_state("h2", "up", 3)

@@ -164,6 +164,9 @@ def render(
         # No header is captured: the Authorization header never reaches the log.
         "    option httplog",
         "    option dontlognull",
+        # A reload's old worker closes a kept-alive connection after its next answer, not while idle:
+        # a client that reuses connections (Feast's SDK) never writes into a closed one.
+        "    option idle-close-on-response",
         "    timeout connect 1s",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 10s",

@@ -55,6 +55,7 @@ def section(text: str, name: str) -> list[str]:
         ({}, "global", "tune.bufsize 1114112"),
         ({"max_body": 100}, "global", "tune.bufsize 65636"),
         ({}, "frontend edge", "http-request wait-for-body time 10s"),
+        ({}, "defaults", "option idle-close-on-response"),
         # slow clients and servers
         ({}, "defaults", "timeout http-request 10s"),
         ({}, "defaults", "timeout server 5000ms"),
