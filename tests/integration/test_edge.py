@@ -389,6 +389,7 @@ def test_kill_one_backend_under_load(edge):
         edge.backends.signal("h1", signal.SIGKILL)
 
     results = under_load(lambda: call(edge, token=t), 10, during=kill)
+    print(f"kill -9 h1 under load: {len(failures(results))} of {len(results)} reads failed")
     assert len(results) == 200
     assert len(failures(results)) <= 1, failures(results)[:3]
     assert edge.states()["h1"] == "down"
@@ -404,19 +405,21 @@ def test_a_stopped_backend_is_bounded_and_marked_down(edge):
         time.sleep(1)
         edge.backends.signal("h0", signal.SIGSTOP)
         marks["down"] = edge.wait_state("h0", "down", 3.5)
-        time.sleep(0.5)
+        time.sleep(TIMEOUT)  # stalled longer than the timeout: its first requests get 504
         edge.backends.signal("h0", signal.SIGCONT)
         marks["up"] = edge.wait_state("h0", "up", 3.5)
 
     try:
-        results = under_load(lambda: call(edge, token=t), 7, during=stop_and_resume)
+        results = under_load(lambda: call(edge, token=t), 8, during=stop_and_resume)
     finally:
         edge.backends.signal("h0", signal.SIGCONT)
     answers = [r for r in results if isinstance(r, Answer)]
     assert len(answers) == len(results), [r for r in results if not isinstance(r, Answer)][:3]
     slowest = max(a.waited for a in answers)
+    late = sum(1 for a in answers if a.status == 504)
+    print(f"SIGSTOP h0: slowest answer {slowest:.3f} s, {late} of {len(answers)} got 504, down after {marks.get('down', -1):.2f} s, up {marks.get('up', -1):.2f} s after SIGCONT")
     assert slowest <= TIMEOUT + 0.1, slowest
-    assert {a.status for a in answers} <= {200, 504}
+    assert {a.status for a in answers} == {200, 504}
     assert all(a.body == {"error": "gateway timeout"} for a in answers if a.status == 504)
     assert marks["down"] < 3 and marks["up"] < 3, marks
 
@@ -431,6 +434,7 @@ def test_both_backends_down_is_503_within_3s(edge):
         edge.wait_state("h1", "down", 3)
         a = call(edge, token=t)
         assert (a.status, a.body) == (503, {"error": "service unavailable"})
+        print(f"both stopped: 503 after {time.monotonic() - stopped:.2f} s")
         assert time.monotonic() - stopped < 3
         with urlopen_monitor(edge) as status:
             assert status == 503
