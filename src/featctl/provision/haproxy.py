@@ -125,20 +125,24 @@ def log_tail(files: Files, lines: int = 5) -> list[str]:
         return []
 
 
-def _master_state(files: Files) -> tuple[int, int, bool] | None:
+def parse_proc(text: str) -> tuple[int, int, bool] | None:
     """(reloads, failed reloads, a worker of the last load runs) from the
-    master's ``show proc``; None when it does not answer (re-executing)."""
+    master CLI's ``show proc``."""
     import re
 
-    try:
-        text = _ask(files.master_sock, "show proc", timeout=1.0)
-    except EndpointError:
-        return None
     master = re.search(r"^\d+\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?", text, re.M)
     if master is None:
         return None
     fresh = re.search(r"^\d+\s+worker\s+0\s", text, re.M) is not None
     return int(master.group(1)), int(master.group(2) or 0), fresh
+
+
+def _master_state(files: Files) -> tuple[int, int, bool] | None:
+    """``parse_proc`` of the master's answer; None when it does not answer (re-executing)."""
+    try:
+        return parse_proc(_ask(files.master_sock, "show proc", timeout=1.0))
+    except EndpointError:
+        return None
 
 
 def _wait(files: Files, ready: object, seconds: float, what: str) -> None:
@@ -259,12 +263,10 @@ def _alive(pid: int) -> bool:
 
 
 # --- runtime API ------------------------------------------------------------------------------------------------------
-def show_stat(files: Files, backend: str = "reads") -> list[ServerState]:
-    """Each server of ``backend``: its status and how long it has had it."""
-    text = _ask(files.admin_sock, "show stat")
-    rows = list(csv.DictReader(io.StringIO(text.lstrip("# "))))
+def parse_stat(text: str, backend: str = "reads") -> list[ServerState]:
+    """The servers of ``backend`` in the runtime API's ``show stat`` CSV."""
     out = []
-    for row in rows:
+    for row in csv.DictReader(io.StringIO(text.lstrip("# "))):
         if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
             continue
         since = row.get("lastchg") or ""
@@ -277,6 +279,11 @@ def show_stat(files: Files, backend: str = "reads") -> list[ServerState]:
             )
         )
     return out
+
+
+def show_stat(files: Files, backend: str = "reads") -> list[ServerState]:
+    """Each server of ``backend``: its status and how long it has had it."""
+    return parse_stat(_ask(files.admin_sock, "show stat"), backend)
 
 
 def _map_command(files: Files, command: str) -> None:
