@@ -540,9 +540,8 @@ def test_a_reload_that_cannot_bind_keeps_the_old_endpoint(edge):
             endpoint.sync(edge.configure([f"{HERE_IP}/30"], port=busy), edge.record)
     assert edge.files.cfg.read_text() == before
     assert call(edge, token=t).status == 200
-    session = edge.configure([f"{HERE_IP}/30"])
-    assert endpoint.plan_rows(session.settings, edge.record)[0].fields == ("backends",)
-    endpoint.sync(session, edge.record)  # back to two backends
+    assert endpoint.applied_state(edge.workspace)["port"] == edge.port  # what serves is what plan compares
+    endpoint.sync(edge.configure([f"{HERE_IP}/30"]), edge.record)
     assert sorted(edge.states()) == ["h0", "h1"]
 
 
@@ -657,3 +656,23 @@ def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):
     assert store["auth"] == {"type": "oidc", "token_env_var": "FEATCTL_TOKEN"}
     assert store["online_store"]["cert"] == "/etc/featctl/secret/ca.pem"
     assert "registry.db" in config["binaryData"]
+
+
+def test_a_start_that_cannot_bind_says_why_and_leaves_nothing_running(tmp_path):
+    root = Path(tempfile.mkdtemp(prefix="fe-", dir="/tmp"))
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            (root / "featctl.toml").write_text(f"[endpoint]\nport = {taken.getsockname()[1]}\n")
+            session = Session(load_settings({}, environ={}, cwd=root))
+            start = time.monotonic()
+            with pytest.raises(haproxy.EndpointError, match=r"did not start: .*Address already in use"):
+                endpoint.sync(session, record_for(root, [("h0", 6566)]))
+            assert time.monotonic() - start < 5
+        files = endpoint.files_of(root / ".featctl")
+        assert not haproxy.running(files) and not files.supervise_pid.exists()
+        assert not any(str(files.cfg) in line for line in sh("ps", "-eww", "-o", "args").stdout.splitlines())
+    finally:
+        endpoint.teardown(root / ".featctl")
+        shutil.rmtree(root, ignore_errors=True)

@@ -181,12 +181,42 @@ def start(files: Files, *, wait_seconds: float = 15.0) -> None:
         str(files.pid),
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        offset = files.log.stat().st_size
+    except OSError:
+        offset = 0
     old = os.umask(0o077)
     try:
         subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False, timeout=30)
     finally:
         os.umask(old)
-    _wait(files, lambda: running(files), wait_seconds, "start")
+    failed: list[str] = []
+
+    def up() -> bool:
+        if running(files):
+            return True
+        failed[:] = _alerts_since(files, offset)
+        return bool(failed)
+
+    try:
+        _wait(files, up, wait_seconds, "start")
+    except EndpointError:
+        stop(files)
+        raise
+    if failed:  # HAProxy refused to start (an address in use): do not let the supervisor try again and again
+        stop(files)
+        raise EndpointError(f"HAProxy did not start: {failed[0]}")
+
+
+def _alerts_since(files: Files, offset: int) -> list[str]:
+    """HAProxy's ALERT lines written to its log after ``offset`` (bytes)."""
+    try:
+        with files.log.open("rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [ln.split(":", 1)[-1].strip() for ln in text.splitlines() if "[ALERT]" in ln]
 
 
 def reload(files: Files, *, wait_seconds: float = 15.0, checked: bool = False) -> None:
@@ -197,6 +227,10 @@ def reload(files: Files, *, wait_seconds: float = 15.0, checked: bool = False) -
     if not checked:
         check(files.cfg)
     before = _master_state(files)
+    try:
+        offset = files.log.stat().st_size
+    except OSError:
+        offset = 0
     if before is None:
         pid = _pid(files.pid)
         if pid is None:
@@ -218,9 +252,7 @@ def reload(files: Files, *, wait_seconds: float = 15.0, checked: bool = False) -
 
     _wait(files, loaded, wait_seconds, "reload")
     if after and after[0][1] > before[1]:
-        tail = log_tail(files, 40)
-        last_load = max((i for i, ln in enumerate(tail) if "haproxy version is" in ln), default=0)
-        alerts = [ln.split(":", 1)[-1].strip() for ln in tail[last_load:] if "ALERT" in ln]
+        alerts = _alerts_since(files, offset)
         raise EndpointError(
             "HAProxy could not load the new configuration and keeps serving the old one: "
             + (alerts[0] if alerts else f"see {files.log}")
