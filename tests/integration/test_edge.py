@@ -527,6 +527,12 @@ def test_reload_under_load_drops_nothing(edge):
     assert ns_curl(edge, t).stdout == "200"
     edge.wait_state("h2", "up", 3)
     assert endpoint.plan_rows(edge.configure([f"{HERE_IP}/30"]).settings, bigger) == []
+    # A new name in the certificate: only edge.pem changes, and HAProxy serves the new one.
+    (edge.root / "featctl.toml").write_text((edge.root / "featctl.toml").read_text().replace('"edge.test"', '"edge2.test"'))
+    endpoint.sync(Session(load_settings({}, environ={}, cwd=edge.root)), bigger)
+    ctx = ssl.create_default_context(cafile=str(edge.ca))
+    with socket.create_connection((HERE_IP, edge.port)) as raw, ctx.wrap_socket(raw, server_hostname="edge2.test") as s:
+        assert ("DNS", "edge2.test") in s.getpeercert()["subjectAltName"]
 
 
 def test_a_reload_that_cannot_bind_keeps_the_old_endpoint(edge):

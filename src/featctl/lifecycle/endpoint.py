@@ -180,12 +180,16 @@ def sync(session: Session, record: Deployment) -> EndpointStatus | None:
     with tokens.endpoint_lock(root):
         files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.root.chmod(0o700)
+        before = _read(files.cfg), _read(files.edge_pem)
         tls.ensure_endpoint_cert(Workspace(root), state["names"], files.root, label=session.settings.name)
         tokens.write_map(root, tokens.load(root))
-        before = _read(files.cfg), _read(files.edge_pem)
         staged = files.root / ".haproxy.cfg.new"
         write_private(staged, cfg)
-        haproxy.check(staged)
+        try:
+            haproxy.check(staged)
+        except haproxy.EndpointError:
+            staged.unlink()
+            raise
         staged.replace(files.cfg)
         started = False
         if not haproxy.running(files):
