@@ -247,7 +247,7 @@ def client_config(
             tmp.replace(out)
         except BaseException:
             with contextlib.suppress(Exception):
-                tokens.revoke(root, app)
+                tokens.put_back(root, new)  # nothing half-done: a replaced token works again
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

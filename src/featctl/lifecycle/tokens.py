@@ -66,6 +66,8 @@ class NewToken:
     token: str
     #: The running HAProxy took it at once (False: it takes it when it starts).
     live_now: bool
+    #: The token it replaced (``replace``), for ``put_back``.
+    replaced: TokenRecord | None = None
 
 
 def records_path(root: Path) -> Path:
@@ -178,7 +180,22 @@ def create(
             haproxy.add_map(files, files.tokens_map, record.sha256, record.map_line().split(" ", 1)[1])
             if old is not None:
                 haproxy.del_map(files, files.tokens_map, old.sha256)
-    return NewToken(record, token, live)
+    return NewToken(record, token, live, old)
+
+
+def put_back(root: Path, new: NewToken) -> None:
+    """Undo ``create``: the new token goes, the one it replaced (if any) works again."""
+    with endpoint_lock(root):
+        records = [r for r in load(root) if r.name != new.record.name]
+        if new.replaced is not None:
+            records.append(new.replaced)
+        _save(root, records)
+        files = endpoint_files(root)
+        if haproxy.running(files):
+            haproxy.del_map(files, files.tokens_map, new.record.sha256)
+            if new.replaced is not None:
+                old = new.replaced
+                haproxy.add_map(files, files.tokens_map, old.sha256, old.map_line().split(" ", 1)[1])
 
 
 def revoke(root: Path, app: str) -> TokenRecord:

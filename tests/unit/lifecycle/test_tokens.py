@@ -81,3 +81,14 @@ def test_list_and_revoke(tmp_path):
 def test_the_map_line_says_never_with_0():
     rec = tokens.TokenRecord("a", "read", "2026-12-01T00:00:00+00:00", None, "ab" * 32)
     assert rec.map_line() == f"{'ab' * 32} read:0"
+
+
+def test_put_back_undoes_a_create(tmp_path):
+    first = tokens.create(tmp_path, "app")
+    second = tokens.create(tmp_path, "app", replace=True)
+    assert second.replaced == first.record
+    tokens.put_back(tmp_path, second)
+    assert tokens.load(tmp_path) == [first.record]
+    assert (tmp_path / "endpoint" / "tokens.map").read_text() == first.record.map_line() + "\n"
+    tokens.put_back(tmp_path, tokens.create(tmp_path, "other"))
+    assert [r.name for r in tokens.load(tmp_path)] == ["app"]
