@@ -190,9 +190,12 @@ def _parse_endpoint(path: Path, table: Mapping[str, Any]) -> EndpointSettings:
 
     listen = table.get("listen", "127.0.0.1")
     try:
-        listen = str(ipaddress.ip_address(listen if isinstance(listen, str) else ""))
+        address = ipaddress.ip_address(listen if isinstance(listen, str) else "")
     except ValueError:
         raise ConfigError(f"{path}: [endpoint] listen must be an IP address, got {table.get('listen')!r}") from None
+    if address.is_unspecified:
+        raise ConfigError(f"{path}: [endpoint] listen must be the address applications connect to, not {address}")
+    listen = str(address)
     allow = []
     for item in strings("allow"):
         try:

@@ -77,6 +77,7 @@ def test_endpoint_defaults_and_values(tmp_path):
     [
         ('listen = "localhost"', "listen must be an IP address"),
         ("listen = 1", "listen must be an IP address"),
+        ('listen = "0.0.0.0"', "the address applications connect to, not 0.0.0.0"),
         ("port = 0", "port must be an integer from 1 to 65535"),
         ("port = 70000", "port must be an integer from 1 to 65535"),
         ('port = "8443"', "port must be an integer"),
