@@ -180,7 +180,8 @@ def start(files: Files, *, wait_seconds: float = 15.0) -> None:
         "-p",
         str(files.pid),
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # A small environment: HAProxy needs none, and the caller's may hold cloud credentials.
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
         offset = files.log.stat().st_size
     except OSError:
