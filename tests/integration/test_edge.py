@@ -579,7 +579,8 @@ VIEW = {
 
 class LocalHost:
     """A boundary fake of featctl's SSH connection to a local-target host: its
-    files are this machine's (what the local target's hosts are)."""
+    files are this machine's and its commands run in a shell here (what the
+    local target's hosts are), without sshd."""
 
     class _Sftp:
         def open(self, path: str, mode: str = "r"):
@@ -587,11 +588,44 @@ class LocalHost:
 
     sftp = _Sftp()
 
+    def run(self, command: str, *, timeout: float = 600.0, check: bool = True, **_: object):
+        from featctl.remote.ssh import Result
+
+        proc = subprocess.run(["sh", "-c", command], capture_output=True, timeout=timeout)
+        return Result(command, proc.returncode, proc.stdout, proc.stderr)
+
     def get_file(self, remote: str, local: Path) -> None:
         shutil.copyfile(remote, local)
 
     def close(self) -> None:
         pass
+
+
+def host_with_agent(base: Path) -> None:
+    """What a deployed host has that client-config uses: featctl's agent and the Feast environment."""
+    from featctl.remote.layout import DEFAULT_ENV
+
+    shutil.rmtree(base / "agent", ignore_errors=True)
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "src" / "featctl" / "agent",
+        base / "agent" / "featctl_agent",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (base / "envs").mkdir(exist_ok=True)
+    env = base / "envs" / DEFAULT_ENV
+    if not env.exists():
+        env.symlink_to(FEAST_PYTHON.parents[1])
+
+
+def registry_bytes(base: Path) -> bytes:
+    """A real (small) Registry proto, made with Feast's generated classes."""
+    code = (
+        "import sys; from featctl_agent.registry import import_registry_pb2_fast\n"
+        "r = import_registry_pb2_fast().Registry(); r.version_id = 'edge-test'\n"
+        "sys.stdout.buffer.write(r.SerializeToString())\n"
+    )
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(base / "agent")}
+    return subprocess.run([str(FEAST_PYTHON), "-c", code], capture_output=True, check=True, env=env).stdout
 
 
 def test_featctl_endpoint_shows_url_ca_backends_and_tokens(edge):
@@ -614,7 +648,9 @@ def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):
     current = edge.root / "h0" / "current"
     (current / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(__file__).resolve().parents[2] / "feature_repo" / "feature_store.yaml", current / "feature_store.yaml")
-    (current / "data" / "registry.db").write_bytes(b"")  # an empty Registry proto: Feast parses it
+    host_with_agent(edge.root / "h0")
+    snapshot = registry_bytes(edge.root / "h0")
+    (current / "data" / "registry.db").write_bytes(snapshot)
     rec = Workspace(edge.workspace).require()
     rec.registry = {"feature_views": [VIEW], "entities": [{"name": "driver", "join_keys": ["driver_id"]}]}
     rec.probe = {"views": {"driver_hourly_stats": {"entity": {"driver_id": 1001}}}}
@@ -629,7 +665,8 @@ def test_client_config_bundle_reads_through_the_endpoint(edge, tmp_path):
     for name in ("token", "feature_store.yaml"):
         assert (out / name).stat().st_mode & 0o777 == 0o600
     token = (out / "token").read_text().strip()
-    assert token.startswith("fct_") and (out / "registry.db").exists()
+    assert token.startswith("fct_") and (out / "registry.db").read_bytes() == snapshot
+    assert not list((edge.root / "h0" / "tmp").iterdir()), "the host's copy of the snapshot is removed"
 
     sh_run = subprocess.run(["sh", str(out / "example.sh")], capture_output=True, text=True, timeout=30)
     assert sh_run.returncode == 0, sh_run.stderr

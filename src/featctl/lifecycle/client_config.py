@@ -10,7 +10,8 @@ stops working at once).
 
     DIR/ca.pem              the deployment's CA (verifies the endpoint)
     DIR/token               the token (0600)
-    DIR/registry.db         a read-only snapshot of the serving registry (host 0)
+    DIR/registry.db         a read-only snapshot of the serving registry (host 0;
+                            a SQL registry too, as a file registry)
     DIR/feature_store.yaml  Feast's remote online store through the endpoint,
                             the token as ``auth: {type: oidc, token: ...}``
                             (0600); ``FeatureStore(repo_path=DIR)`` works as is
@@ -77,17 +78,33 @@ def _release_yaml(session: Session, record: Deployment) -> dict[str, Any]:
     return data
 
 
-def _registry_path(data: dict[str, Any]) -> str:
-    reg = data.get("registry", "data/registry.db")
-    reg = {"path": reg} if isinstance(reg, str) else dict(reg or {})
-    kind = str(reg.get("registry_type") or "file").lower()
-    path = str(reg.get("path") or "")
-    if kind != "file" or "://" in path:
-        raise UsageError(
-            f"client-config copies a file registry, and this deployment's registry is {kind} ({path.split('://')[0]})",
-            hint="point the application's feature_store.yaml at that registry yourself",
-        )
-    return path
+def _fetch_registry(session: Session, record: Deployment, local: Path) -> None:
+    """The serving release's registry as a file registry (``agent/snapshot.py``
+    on host 0: a file or a SQL registry alike), copied here over SFTP."""
+    import secrets
+
+    from featctl.errors import RemoteCommandError
+    from featctl.remote.layout import AGENT_PACKAGE
+    from featctl.remote.ssh import q
+
+    conn = session.connection(record)
+    layout = session.layout(record)
+    remote = posixpath.join(layout.tmp, f"registry-{secrets.token_hex(8)}.db")
+    command = (
+        f"mkdir -p {q(layout.tmp)} && "
+        f"{layout.agent_shell(module=f'{AGENT_PACKAGE}.snapshot')} {q(layout.current)} {q(remote)}"
+    )
+    try:
+        result = conn.run(command, timeout=300, check=False)
+        if result.exit_status != 0:
+            try:
+                why = json.loads(result.text.strip().splitlines()[-1])["error"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                why = result.last_error_line()
+            raise RemoteCommandError(f"cannot read the serving registry on the host: {why}")
+        conn.get_file(remote, local)
+    finally:
+        conn.run(f"rm -f {q(remote)} {q(remote + '.tmp')}", timeout=60, check=False)
 
 
 def _example_request(record: Deployment) -> tuple[list[str], dict[str, list[Any]]]:
@@ -214,12 +231,10 @@ def client_config(
             hint="pass --replace to rotate it into this bundle, or `featctl token revoke` it",
         )
     release = _release_yaml(session, record)
-    registry_rel = _registry_path(release)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         os.chmod(tmp, 0o700)
-        remote_registry = posixpath.join(Layout(record.remote_base_dir).current, registry_rel)
-        session.connection(record).get_file(remote_registry, tmp / "registry.db")
+        _fetch_registry(session, record, tmp / "registry.db")
         os.chmod(tmp / "registry.db", 0o644)
         ca = Path(ep.ca_file).read_text()
         (tmp / "ca.pem").write_text(ca)
