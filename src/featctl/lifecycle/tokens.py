@@ -177,7 +177,11 @@ def create(
         files = endpoint_files(root)
         live = haproxy.running(files)
         if live:
-            haproxy.add_map(files, files.tokens_map, record.sha256, record.map_line().split(" ", 1)[1])
+            try:
+                haproxy.add_map(files, files.tokens_map, record.sha256, record.map_line().split(" ", 1)[1])
+            except haproxy.EndpointError:
+                _save(root, records)  # nobody saw the token: keep no record of it
+                raise
             if old is not None:
                 haproxy.del_map(files, files.tokens_map, old.sha256)
     return NewToken(record, token, live, old)
