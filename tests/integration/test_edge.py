@@ -474,6 +474,27 @@ def test_revoke_under_load_drops_nothing(edge):
     assert seen["after"] == 401
 
 
+def test_revoke_reaches_a_draining_worker(edge):
+    """A reload's old worker keeps a kept-alive connection until its next answer:
+    a token revoked meanwhile is refused there too."""
+    doomed = tokens.create(edge.workspace, "doomed").token
+    ctx = ssl.create_default_context(cafile=str(edge.ca))
+    conn = http.client.HTTPSConnection(HERE_IP, edge.port, context=ctx, timeout=10)
+    headers = {"authorization": f"Bearer {doomed}", "content-type": "application/json"}
+    try:
+        conn.request("POST", "/get-online-features", body=b"{}", headers=headers)
+        first = conn.getresponse()
+        assert first.status == 200 and first.read()
+        haproxy.reload(edge.files)  # the connection stays with the old worker
+        assert haproxy.old_workers(haproxy._ask(edge.files.master_sock, "show proc"))
+        tokens.revoke(edge.workspace, "doomed")
+        conn.request("POST", "/get-online-features", body=b"{}", headers=headers)
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())) == (401, {"error": "unknown token"})
+    finally:
+        conn.close()
+
+
 def test_reload_under_load_drops_nothing(edge):
     t = tokens.create(edge.workspace, "reloads").token
     edge.backends.start("h2", 6568)

@@ -334,9 +334,29 @@ def add_map(files: Files, map_path: Path, key: str, value: str) -> None:
     _map_command(files, f"add map {map_path} {key} {value}")
 
 
+def old_workers(text: str) -> list[int]:
+    """The pids under ``# old workers`` in the master CLI's ``show proc``."""
+    pids, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            inside = line.strip() == "# old workers"
+        elif inside and line.split() and line.split()[0].isdigit():
+            pids.append(int(line.split()[0]))
+    return pids
+
+
 def del_map(files: Files, map_path: Path, key: str) -> None:
-    """Remove ``key`` from the running HAProxy's map (gone for the next request)."""
+    """Remove ``key`` from the running HAProxy's map (gone for the next
+    request), in old workers still draining after a reload too (their kept-alive
+    connections would take one more request)."""
     check_word("map key", key)
     reply = _ask(files.admin_sock, f"del map {map_path} {key}").strip()
     if reply and reply != "Done." and "not found" not in reply.lower():
         raise EndpointError(f"HAProxy's runtime API refused a map change: {reply.splitlines()[0]}")
+    try:
+        draining = old_workers(_ask(files.master_sock, "show proc", timeout=1.0))
+    except EndpointError:
+        draining = []
+    for pid in draining:
+        with contextlib.suppress(EndpointError):
+            _ask(files.master_sock, f"@!{pid} del map {map_path} {key}", timeout=1.0)

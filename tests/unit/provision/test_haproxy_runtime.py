@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featctl.provision.haproxy import ServerState, parse_proc, parse_stat
+from featctl.provision.haproxy import ServerState, old_workers, parse_proc, parse_stat
 
 #: HAProxy 2.6.12's answer to `show stat` for the endpoint (h0 up, h1 without a socket), as captured.
 STAT = (
@@ -53,3 +53,14 @@ def test_parse_stat():
 )
 def test_parse_proc(text, state):
     assert parse_proc(text) == state
+
+
+def test_old_workers():
+    text = (
+        "21009           master          2 [failed: 0]   0d00h01m00s     2.6.12\n# workers\n"
+        "21100           worker          0               0d00h00m01s     2.6.12\n# old workers\n"
+        "21051           worker          2               0d00h01m00s     2.6.12\n"
+        "21077           worker          1               0d00h00m30s     2.6.12\n# programs\n\n"
+    )
+    assert old_workers(text) == [21051, 21077]
+    assert old_workers(text.replace("# old workers\n", "")) == []
