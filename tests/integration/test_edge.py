@@ -348,6 +348,27 @@ def test_body_limits(edge, tmp_path):
     assert raw_request(edge, b"Content-Length: 900000\r\n").startswith(b"HTTP/1.1 401")
 
 
+def test_a_slow_body_never_reaches_a_backend(edge):
+    """A client that sends its headers and part of its body, then stalls, holds
+    HAProxy's buffer only: no backend has a session for it."""
+    import csv
+    import io
+
+    t = tokens.create(edge.workspace, "slowpoke").token
+    ctx = ssl.create_default_context(cafile=str(edge.ca))
+    with socket.create_connection((HERE_IP, edge.port)) as raw, ctx.wrap_socket(raw, server_hostname=HERE_IP) as s:
+        s.sendall(
+            b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + t.encode()
+            + b"\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100
+        )  # fmt: skip
+        time.sleep(1.0)
+        stat = haproxy._ask(edge.files.admin_sock, "show stat")
+        rows = list(csv.DictReader(io.StringIO(stat.lstrip("# "))))
+        servers = {r["svname"]: int(r["scur"] or 0) for r in rows if r["pxname"] == "reads" and r["svname"].startswith("h")}
+        edge_sessions = next(int(r["scur"]) for r in rows if r["pxname"] == "edge" and r["svname"] == "FRONTEND")
+        assert edge_sessions >= 1 and servers and set(servers.values()) == {0}, (edge_sessions, servers)
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 def test_tls_needs_the_ca_and_tls12(edge, tmp_path):
     t = tokens.create(edge.workspace, "tls").token
