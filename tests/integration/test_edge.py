@@ -286,7 +286,7 @@ def test_tokens_scopes_and_paths(edge):
     ]:
         a = call(edge, token=token)
         assert (a.status, a.body) == (status, {"error": error}), token
-        assert a.headers["content-type"] == "application/json"
+        assert a.headers["content-type"] == "application/json" and a.headers["www-authenticate"] == "Bearer"
     assert call(edge, token=gone.token).status == 200
     tokens.revoke(ws, "gone")
     assert call(edge, token=gone.token).body == {"error": "unknown token"}

@@ -84,7 +84,12 @@ def _json(message: str) -> str:
 
 
 def _return(status: int, message: str, condition: str) -> str:
-    return f"    http-request return status {status} content-type application/json string {_json(message)} {condition}"
+    # RFC 6750: a 401 names the scheme it wants.
+    challenge = " hdr www-authenticate Bearer" if status == 401 else ""
+    return (
+        f"    http-request return status {status} content-type application/json string {_json(message)}"
+        f"{challenge} {condition}"
+    )
 
 
 _ERRORS = {
