@@ -69,6 +69,13 @@ DESCRIPTIONS: dict[str, str] = {
     "score.view": "The on-demand view `featctl score` uses (else the one whose request fields are <feature>_coef).",
     "host.requirements": "Extra pip requirements for the host's Feast environment, "
     'e.g. ["scikit-learn==1.5.2"].',
+    "endpoint.listen": "The address applications connect to (an IP of this machine on the local target; not 0.0.0.0).",
+    "endpoint.port": "The endpoint's TCP port (HTTPS).",
+    "endpoint.allow": "Networks (CIDRs) that may connect; default: the deployment's own network (local target: 127.0.0.0/8).",
+    "endpoint.max_body": "Largest request body in bytes; larger ones get 413 before any body is read.",
+    "endpoint.timeout": "Seconds a feature server may take per request (then 504); a hung server is out within 3 s.",
+    "endpoint.names": "Extra subject alternative names (DNS names or IPs) of the endpoint's certificate.",
+    "endpoint.health_port": "A plain-HTTP port answering GET /healthz (200 while a backend is up): a cloud load balancer's check.",
     "ssh.host": "ssh target: user@host[:port] of an existing machine (--host).",
     "ssh.identity": "ssh target: private key to log in with (--identity); default: ssh-agent, ~/.ssh.",
     "ssh.host_key_fingerprint": "ssh target: the host key's SHA256:... fingerprint, required on the first "

@@ -48,6 +48,9 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
     from featctl.lifecycle.services import disconnect
 
     disconnect(session, stop_servers=False)
+    from featctl.lifecycle.endpoint import teardown
+
+    teardown(ws.root)  # HAProxy first: nothing answers applications while the hosts go
     with ws.lock():
         if record and record.host:
             # Followers first, host 0 (the owner record, the stores' teardown) last.

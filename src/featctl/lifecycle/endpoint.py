@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl.config import EndpointSettings, Settings
-from featctl.errors import UsageError
+from featctl.errors import FeatctlError, UsageError
 from featctl.lifecycle import tokens
 from featctl.provision import haproxy, tls
 from featctl.remote.layout import Layout
@@ -210,6 +210,20 @@ def sync(session: Session, record: Deployment) -> EndpointStatus | None:
         write_private(files.root / STATE, json.dumps(state, indent=2) + "\n")
     _listening(ep)
     return _status(session.settings, record, started=started)
+
+
+def after_switch(session: Session, record: Deployment) -> None:
+    """A host switched releases: point the endpoint at its new feature server
+    (a hitless reload) before the old server stops, so no read is dropped. A
+    failure is reported, not raised: the switch is done and serving goes on
+    through the tunnel; the deploy's closing ``sync`` tries again and fails
+    loudly."""
+    if session.settings.endpoint is None or not haproxy.running(files_of(session.settings.workspace)):
+        return
+    try:
+        sync(session, record)
+    except FeatctlError as exc:
+        session.reporter.info(f"warning: the endpoint still points at the old release: {exc.message}")
 
 
 def _read(path: Path) -> bytes | None:

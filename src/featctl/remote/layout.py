@@ -102,9 +102,6 @@ class Layout:
     def run_dir(self) -> str:
         return posixpath.join(self.base, "run")
 
-    def socket(self, port: int) -> str:
-        return posixpath.join(self.base, "run", "s", str(port))
-
     @property
     def sockets(self) -> str:
         """The servers' Unix sockets (0700): nothing of the deployment listens on TCP."""
