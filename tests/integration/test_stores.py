@@ -365,12 +365,12 @@ def test_one_host_down_under_200_queries_then_deploy_heals_it(chain: Chain) -> N
     assert broken.is_set()
     failed = [r for r in results if r[0] != 0]
     assert failed == [], f"{len(failed)} of 200 queries failed: {failed[:3]}"
-    info = d.json("status")["deployment"]
+    info = d.status()["deployment"]
     assert info["hosts"][1]["feature_server"].startswith(("unknown", "unhealthy", "not running")), info["hosts"]
     assert "host(s) 1" in info["repair"]
     res = featctl("deploy", cwd=d.root, timeout=900).ok()
     assert "host 1: release" in res.stderr
-    info = d.json("status")["deployment"]
+    info = d.status()["deployment"]
     assert [h["feature_server"].startswith("healthy") for h in info["hosts"]] == [True, True]
     assert answers(d) == chain.baseline
 
