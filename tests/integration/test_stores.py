@@ -304,6 +304,7 @@ def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
     assert "nothing changed" in res.stderr
     after = {h["remote_base_dir"]: h.get("release") for h in d.record()["hosts"][1:]}
     assert after == before
+    assert d.record()["stack_vars"]["store_dirs"] == chain.store_dirs  # chosen once (as root: a random name)
     loaded = _psql(chain, "SELECT count(*) FROM featctl_loads")
     assert int(loaded) == 2  # nothing loaded twice
 
@@ -459,6 +460,8 @@ def test_destroy_leaves_no_process_port_data_or_key(chain: Chain) -> None:
     assert [p for p in ports if _port_open(p)] == []
     for path in chain.store_dirs.values():
         assert not Path(path).exists(), path
+    if os.geteuid() == 0:  # and the private directory featctl made for PostgreSQL's data
+        assert not Path(chain.store_dirs["postgres"]).parent.exists()
     assert not (d.workspace / "secrets").exists() and not (d.workspace / "keys").exists()
     assert not (d.workspace / "tls").exists()
     assert not (d.workspace / "deployment.json").exists()
