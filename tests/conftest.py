@@ -43,6 +43,18 @@ def featctl(
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+def readme_tour() -> list[str]:
+    """The featctl commands of README.md's five-minute tour, in order, as typed
+    after ``.venv/bin/featctl `` (shell syntax such as ``$(date ...)`` kept)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## A five-minute tour\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```console\n(.*?)```", section, re.DOTALL)
+    prefix = "$ .venv/bin/featctl "
+    return [line[len(prefix) :] for block in blocks for line in block.splitlines() if line.startswith(prefix)]
+
+
 @pytest.fixture
 def run_featctl():
     return featctl

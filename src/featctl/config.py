@@ -43,6 +43,32 @@ _DEFAULTS: dict[str, Any] = {
     "hosts": 1,
 }
 
+#: One line per setting for the configuration reference (scripts/gen-docs writes
+#: docs/reference/config.md from this, _DEFAULTS and TABLES): the keys of
+#: _DEFAULTS, "<table>.<key>" for TABLES, and the [ssh] table's keys.
+DESCRIPTIONS: dict[str, str] = {
+    "repo": "The Feast feature repository to deploy or query.",
+    "workspace": "featctl's state for the deployment: record, keys, pinned host keys, Terraform state (0700).",
+    "target": "Where the hosts come from: local (an sshd on loopback), yandex (Yandex Cloud VMs), "
+    "vm (Debian guests with systemd and cloud-init on this machine) or ssh (an existing machine).",
+    "name": "Deployment name, used to name cloud resources: a-z, 0-9 and '-', starting with a letter.",
+    "server_port": "Feature server port on the host's loopback (the next release takes the other blue/green port).",
+    "server_workers": "Feature server worker processes (gunicorn).",
+    "ssh_wait_seconds": "How long deploy waits for SSH to answer.",
+    "command_timeout": "Limit in seconds for one remote command (install, apply, retrieval).",
+    "stores": "Shared stores Terraform runs next to the hosts: redis, postgres and/or spark "
+    "(--stores redis,postgres). Empty: sqlite, a file registry and parquet files on the host's disk.",
+    "hosts": "Serving hosts (1-9); more than one needs shared stores.",
+    "score.view": "The on-demand view `featctl score` uses (else the one whose request fields are <feature>_coef).",
+    "host.requirements": "Extra pip requirements for the host's Feast environment, "
+    'e.g. ["scikit-learn==1.5.2"].',
+    "ssh.host": "ssh target: user@host[:port] of an existing machine (--host).",
+    "ssh.identity": "ssh target: private key to log in with (--identity); default: ssh-agent, ~/.ssh.",
+    "ssh.host_key_fingerprint": "ssh target: the host key's SHA256:... fingerprint, required on the first "
+    "connection unless confirmed on a terminal (--host-key-fingerprint).",
+    "ssh.remote_base_dir": "ssh target: the directory on the host that holds the deployment (default ~/featctl).",
+}
+
 
 def _parse_int(name: str, raw: Any) -> int:
     try:

@@ -68,6 +68,7 @@ class Session:
     confirm: Callable[[str], bool] | None = None
     _conns: dict[int, Connection] = field(default_factory=dict)
     _servers: dict[int, FeatureServer] = field(default_factory=dict)
+    _batch: FeatureServer | None = None
 
     @property
     def workspace(self) -> Workspace:
@@ -146,12 +147,34 @@ class Session:
                 tunnel.start_background(self.workspace.root, index)
         return self.server(record, index)
 
+    def batch_server(self, record: Deployment, *, direct: bool = False) -> FeatureServer:
+        """Host 0's batch server (historical and batch scoring: a process of its
+        own beside the serving feature server), through the tunnel process when
+        one runs, else over SSH."""
+        from featctl.query import tunnel
+        from featctl.query.server import FeatureServer
+
+        if self._batch is not None and not (direct and self._batch.tunnelled):
+            return self._batch
+        if self._batch is not None:
+            self._batch.close()
+        port = int(record.server_port)
+        path = None if direct else tunnel.available(self.workspace.root, 0)
+        if path is not None:
+            self._batch = FeatureServer(None, port, tunnel=path, batch=True)
+        else:
+            self._batch = FeatureServer(self.connection_to(record, 0), port, batch=True)
+        return self._batch
+
     def direct_server(self, record: Deployment, index: int = 0) -> FeatureServer:
         """Drop a tunnelled client and talk over a direct SSH connection."""
         self.close_server(index)
         return self.server(record, index)
 
     def close_server(self, index: int | None = None) -> None:
+        if self._batch is not None and index in (None, 0):
+            self._batch.close()
+            self._batch = None
         for i in [index] if index is not None else list(self._servers):
             server = self._servers.pop(i, None)
             if server is not None:

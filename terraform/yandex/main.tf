@@ -14,8 +14,9 @@ locals {
 
   # One user-data per host, each with that host's own key pair. It contains
   # the host PRIVATE key: sensitive() keeps it out of plan output. It is still
-  # stored in the Terraform state and in the instance metadata.
-  user_data = [for key in var.host_keys : sensitive(templatefile("${path.module}/cloud-init.yaml.tftpl", {
+  # stored in the Terraform state and in the instance metadata. The vm stack
+  # renders the same template with the same values.
+  rendered_user_data = [for key in var.host_keys : sensitive(templatefile("${path.module}/cloud-init.yaml.tftpl", {
     ssh_user         = var.ssh_user
     ssh_public_key   = trimspace(var.ssh_public_key)
     host_private_key = file(key.private_key_path)
@@ -25,6 +26,16 @@ locals {
     ca_dir           = local.ca_dir
     ca_file          = local.ca_file
   }))]
+
+  # What each host gets. Without the endpoint: the template's rendering byte
+  # for byte, so hosts made before the endpoint existed keep their user-data
+  # (a change would replace them). With it: the same document plus the
+  # endpoint's packages and commands (endpoint.tf), appended to its lists and
+  # encoded again as YAML (the template's comments do not survive that).
+  user_data = [for doc in local.rendered_user_data : !var.endpoint_enabled ? doc : "#cloud-config\n${yamlencode(merge(yamldecode(doc), {
+    packages = concat(yamldecode(doc).packages, local.endpoint_cloud_init.packages)
+    runcmd   = concat(yamldecode(doc).runcmd, local.endpoint_cloud_init.runcmd)
+  }))}"]
 }
 
 data "yandex_compute_image" "os" {
@@ -47,7 +58,7 @@ resource "yandex_vpc_subnet" "this" {
 
 resource "yandex_vpc_security_group" "this" {
   name        = "${var.name}-sg"
-  description = "featctl ${var.name}: SSH in from allowed CIDRs only, all egress"
+  description = var.endpoint_enabled ? "featctl ${var.name}: SSH in from allowed CIDRs, the endpoint from endpoint_allow and health checks, all egress" : "featctl ${var.name}: SSH in from allowed CIDRs only, all egress"
   network_id  = yandex_vpc_network.this.id
   labels      = local.labels
 
@@ -56,6 +67,18 @@ resource "yandex_vpc_security_group" "this" {
     protocol       = "TCP"
     port           = 22
     v4_cidr_blocks = var.ssh_allowed_cidrs
+  }
+
+  # The application endpoint's rules (endpoint.tf), none while it is off.
+  dynamic "ingress" {
+    for_each = local.endpoint_ingress
+    content {
+      description       = ingress.value.description
+      protocol          = "TCP"
+      port              = ingress.value.port
+      v4_cidr_blocks    = ingress.value.v4_cidr_blocks
+      predefined_target = ingress.value.predefined_target
+    }
   }
 
   egress {

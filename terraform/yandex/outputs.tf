@@ -71,3 +71,20 @@ output "stores" {
   description = "Enabled store name -> endpoint, without secrets. redis: {host, port, tls, ca_file}; postgres: {host, port, database, user, sslmode, ca_file}. ca_file is the CA certificate's path on every host. {} when no store is enabled."
   value       = local.stores
 }
+
+locals {
+  # The endpoint's internal address (the listener's, allocated in the hosts'
+  # subnet) and ports; null while the endpoint is off. listener and its
+  # internal_address_spec are sets in the provider's schema, one element each.
+  endpoint = one([for lb in yandex_lb_network_load_balancer.endpoint : {
+    address     = one(one(lb.listener).internal_address_spec).address
+    port        = var.endpoint_port
+    health_port = var.endpoint_health_port
+    health_path = local.endpoint_health_path
+  }])
+}
+
+output "endpoint" {
+  description = "The application endpoint, null unless endpoint_enabled: {address, port, health_port, health_path}. address is the internal load balancer's IPv4 address in the hosts' subnet, port the TLS port HAProxy serves on every host behind it; the load balancer checks http://<host>:<health_port><health_path> on each host."
+  value       = local.endpoint
+}

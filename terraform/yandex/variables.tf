@@ -355,3 +355,66 @@ variable "postgres_user" {
     error_message = "The postgres_user must be 1-63 letters, digits, '_' or '-', must not start with pg_ and must not be a name Yandex reserves (admin, repl, monitor, postgres, mdb_*)."
   }
 }
+
+# ---------------------------------------------------------------------------
+# Application endpoint (featctl passes these from the [endpoint] table of
+# featctl.toml; see endpoint.tf). Off by default: nothing of it exists then.
+# ---------------------------------------------------------------------------
+
+variable "endpoint_enabled" {
+  description = "Create the application endpoint: an internal network load balancer over every host's HAProxy (installed by cloud-init; featctl writes its configuration), and the security group rules it needs. Turning it on or off changes the hosts' user-data, which replaces the VMs."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "endpoint_port" {
+  description = "TCP port of the endpoint: the load balancer's listener and HAProxy's TLS frontend on every host."
+  type        = number
+  default     = 8443
+  nullable    = false
+
+  validation {
+    condition     = floor(var.endpoint_port) == var.endpoint_port && var.endpoint_port >= 1 && var.endpoint_port <= 65535
+    error_message = "The endpoint_port must be a whole number from 1 to 65535."
+  }
+
+  validation {
+    # The load balancer blocks its target port on the targets for everything but
+    # its own traffic, and the port's rule admits endpoint_allow: on 22 that
+    # would take SSH from featctl and give it to the endpoint's clients.
+    condition     = var.endpoint_port != 22
+    error_message = "The endpoint_port must not be 22, the hosts' SSH port."
+  }
+}
+
+variable "endpoint_health_port" {
+  description = "TCP port of HAProxy's plain-HTTP health frontend on every host (GET /healthz answers 200 only while HAProxy has a live backend). Only the load balancer's health checks may reach it."
+  type        = number
+  default     = 8442
+  nullable    = false
+
+  validation {
+    condition     = floor(var.endpoint_health_port) == var.endpoint_health_port && var.endpoint_health_port >= 1 && var.endpoint_health_port <= 65535
+    error_message = "The endpoint_health_port must be a whole number from 1 to 65535."
+  }
+
+  validation {
+    condition     = var.endpoint_health_port != 22 && var.endpoint_health_port != var.endpoint_port
+    error_message = "The endpoint_health_port must differ from endpoint_port and from 22 (SSH)."
+  }
+}
+
+variable "endpoint_allow" {
+  description = "IPv4 CIDR blocks whose clients may reach the endpoint port. [] (the default) = the hosts' subnet (subnet_cidr) only. The load balancer is internal: only addresses inside the VPC (or networks connected to it) can reach its address at all."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    # cidrnetmask() accepts IPv4 CIDR blocks only; cidrhost() would take IPv6
+    # too, which the rule's v4_cidr_blocks refuses at apply time.
+    condition     = alltrue([for c in var.endpoint_allow : can(cidrnetmask(c))])
+    error_message = "Every endpoint_allow entry must be an IPv4 CIDR block such as \"10.10.0.0/24\" or \"10.20.1.7/32\"."
+  }
+}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, featctl
+from tests.conftest import ROOT, featctl, readme_tour
 from tests.integration.conftest import processes_under
 from tests.integration.expected import as_of, latest, load
 
@@ -61,6 +64,82 @@ def test_score_matches_pandas(deployment):
         assert row["conv_rate_coef"] == 0.7 and row["acc_rate_coef"] == 0.3
         expected = 0.7 * float(want.conv_rate) + 0.3 * float(want.acc_rate)
         assert row["linear_combination"] == pytest.approx(expected, rel=1e-6)
+
+
+def _run_as_typed(root: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """A README command line through bash, as a user types it in the repository: its
+    `.venv/bin/featctl` is this featctl (a shim to the interpreter running the tests)."""
+    shim = root / ".venv" / "bin" / "featctl"
+    if not shim.exists():
+        shim.parent.mkdir(parents=True)
+        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m featctl "$@"\n')
+        shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "FEATCTL_CONFIG"}
+    return subprocess.run(
+        ["bash", "-c", f".venv/bin/featctl {command}"],
+        cwd=root,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_readme_tour_runs_and_matches_pandas(deployment):
+    """README.md's five-minute tour, read from the README: every command exits 0 and its
+    values are pandas' (not a terminal, so each prints JSON). Its deploy is this module's
+    deployment (the same command); its destroy is test_destroy_leaves_nothing_running's."""
+    tour = readme_tour()
+    assert tour[0] == "deploy" and tour[-1] == "destroy --yes", tour
+    out = {}
+    for command in tour[1:-1]:
+        res = _run_as_typed(deployment.root, command)
+        assert res.returncode == 0, f"{command}: exit {res.returncode}\n{res.stderr}"
+        out[command.split()[0]] = json.loads(res.stdout)
+    assert set(out) == {"score", "online", "historical", "status"}
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+
+    def drivers(name: str) -> list[int]:
+        args = shlex.split(next(c for c in tour if c.startswith(name + " ")).replace("$(", "x("))
+        return [int(args[i + 1]) for i, a in enumerate(args) if a == "--driver"]
+
+    # score: the weighted features are the newest rows, the score their weighted sum.
+    assert [r["driver_id"] for r in out["score"]] == drivers("score")
+    for row in out["score"]:
+        want = latest(df, row["driver_id"])
+        weights = {k.removesuffix("_coef"): v for k, v in row.items() if k.endswith("_coef")}
+        assert weights, row
+        for feature in weights:
+            assert row[feature] == pytest.approx(float(want[feature]), rel=1e-6)
+        total = sum(w * float(want[f]) for f, w in weights.items())
+        assert row["linear_combination"] == pytest.approx(total, rel=1e-6)
+    # online: every feature asked for, the newest value.
+    assert [r["driver_id"] for r in out["online"]] == drivers("online")
+    for row in out["online"]:
+        want = latest(df, row["driver_id"])
+        features = [k for k in row if k != "driver_id"]
+        assert features, row
+        for feature in features:
+            assert row[feature] == pytest.approx(float(want[feature]), rel=1e-6), feature
+    # historical: each row's value as of its time, within its view's TTL (from the tour's status).
+    ttl = {v["view"]: v["ttl_seconds"] for v in out["status"]["feature_views"]}
+    refs = shlex.split(next(c for c in tour if c.startswith("historical ")).replace("$(", "x("))
+    refs = [ref for i, a in enumerate(refs) if a == "--features" for ref in refs[i + 1].split(",")]
+    assert [r["driver_id"] for r in out["historical"]] == drivers("historical")
+    for row in out["historical"]:
+        ts = pd.Timestamp(row["event_timestamp"])
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        assert abs(pd.Timestamp.now(tz="UTC") - timedelta(days=1) - ts) < timedelta(minutes=10), ts
+        for ref in refs:
+            view, feature = ref.split(":")
+            want = as_of(df, row["driver_id"], ts, timedelta(seconds=ttl[view]))
+            assert want is not None and row[feature] == pytest.approx(float(want[feature]), rel=1e-6), ref
+    # status: the deployment answers and serves what the tour read.
+    info = out["status"]["deployment"]
+    assert info["target"] == "local" and info["ssh"] == "answers"
+    assert info["feature_server"].startswith("healthy")
+    assert {r.split(":")[0] for r in refs} <= set(ttl)
 
 
 def test_weight_not_given_is_zero(deployment):
@@ -511,7 +590,8 @@ def test_destroy_leaves_nothing_running(deployment):
     refused = deployment.run("destroy")  # no terminal and no --yes: refuse, touch nothing
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert processes_under(deployment.workspace)
-    res = deployment.run("destroy", "--yes").ok()
+    # The README tour's last command, as written there.
+    res = deployment.run(*shlex.split(readme_tour()[-1])).ok()
     assert "destroyed the local deployment" in res.stderr
     assert processes_under(deployment.workspace) == []
     ws = deployment.workspace

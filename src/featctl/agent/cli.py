@@ -134,13 +134,13 @@ def parser() -> argparse.ArgumentParser:
         if name == "procs":
             sp.add_argument("--kill", action="store_true")
         if name == "free-port":
-            sp.add_argument("--port", type=int, required=True)
+            sp.add_argument("--port", required=True, help="a server's socket name under run/s: its port, or <port>-batch")
         if name == "lock":
             sp.add_argument("--holder", default="{}")
         if name.startswith("materialize-") or name == "timer-start":
             sp.add_argument("--every", type=int, default=3600)
         if name == "unit-start":
-            sp.add_argument("--service", choices=("server", "ui", "registry", "offline"), required=True)
+            sp.add_argument("--service", choices=("server", "batch", "ui", "registry", "offline"), required=True)
             sp.add_argument("--log", required=True)
         if name in ("unit-start", "timer-start"):
             sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command the unit runs")

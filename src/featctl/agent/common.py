@@ -66,3 +66,35 @@ def pgid_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class HTTPStatus(Exception):
+    """A feature server's answer with an error status."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+def unix_post(path: str, url: str, payload: object, timeout: float) -> tuple[int, str]:
+    """POST JSON to a server on the Unix socket ``path`` (the deployment's
+    servers listen on nothing else); returns (status, body)."""
+    import http.client
+    import json
+    import socket
+
+    class _Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(path)
+            self.sock = sock
+
+    conn = _Conn("localhost", timeout=timeout)
+    try:
+        conn.request("POST", url, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()

@@ -6,7 +6,8 @@ of a new agent process that pays Python's and Feast's start (~8-10 s).
 ``feast serve`` runs through featctl's wrapper (feast_cli.py), which wraps
 Feast's ``feature_server.get_app``: gunicorn's master builds the app once and
 forks its workers from it, so every worker has these routes. They bind nothing
-new: they answer on the server's own 127.0.0.1 port.
+new: they answer on the server's own Unix socket (``run/s/<port>``); the
+application endpoint (HAProxy) never forwards ``/featctl/*``.
 
 ``GET  /featctl/v1/info``: ``{"api": 1, "agent": <digest of the agent files
 this server loaded>}``; the client uses the server only when the digest is its

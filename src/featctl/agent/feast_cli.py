@@ -8,11 +8,67 @@ from __future__ import annotations
 
 import sys
 
+#: The Unix socket a server binds instead of its --host/--port (featctl sets it
+#: for every server it starts: nothing of a deployment listens on TCP).
+BIND = "FEATCTL_BIND"
+
+
+def bind_unix(command: str, path: str) -> None:
+    """Make Feast's ``serve`` / ``ui`` / ``serve_offline`` listen on the Unix
+    socket ``path`` (its directory is the deployment's 0700 ``run/s``) instead
+    of a TCP port any local account could reach. Feast builds each server's
+    address from --host/--port inside its own start function, so the address
+    is replaced where the server takes it."""
+    import os
+
+    os.umask(0o077)
+    if command == "serve":
+        from feast import feature_server
+
+        app_class = feature_server.FeastServeApplication
+        load_config = app_class.load_config
+
+        def bound(self: object) -> None:
+            load_config(self)
+            cfg = self.cfg  # type: ignore[attr-defined]
+            cfg.set("bind", [f"unix:{path}"])
+            cfg.set("umask", "0o077")
+            # gunicorn's control socket defaults to ~/.gunicorn/gunicorn.ctl,
+            # shared by every feature server of the user; featctl does not use it.
+            if "control_socket_disable" in cfg.settings:
+                cfg.set("control_socket_disable", True)
+
+        app_class.load_config = bound
+    elif command == "ui":
+        import uvicorn
+
+        run = uvicorn.run
+
+        def run_unix(app: object, **kwargs: object) -> None:
+            kwargs.pop("host", None)
+            kwargs.pop("port", None)
+            run(app, uds=path, **kwargs)
+
+        uvicorn.run = run_unix
+    elif command == "serve_offline":
+        from feast import offline_server
+
+        init = offline_server.OfflineServer.__init__
+
+        def init_unix(self: object, store: object, location: str, *args: object, **kwargs: object) -> None:
+            init(self, store, f"grpc+unix://{path}", *args, **kwargs)
+
+        offline_server.OfflineServer.__init__ = init_unix
+
 
 def main() -> None:
+    import os
+
     from .compat import patch_feast
 
     patch_feast()
+    if os.environ.get(BIND) and sys.argv[1:2]:
+        bind_unix(sys.argv[1], os.environ[BIND])
     if sys.argv[1:2] == ["serve"]:
         from .compat import fork_safe_registry
         from .endpoints import extend_feature_server

@@ -1,5 +1,5 @@
-"""Which processes belong to the deployment, and who holds a port (stdlib only,
-Linux /proc).
+"""Which processes belong to the deployment, and who holds a server's Unix
+socket (stdlib only, Linux /proc).
 
 A process belongs to the deployment when its working directory is inside the
 deployment directory or an argument of its command line names a path inside
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import time
 from typing import Any
@@ -20,8 +21,6 @@ from typing import Any
 from . import units
 from .common import alive, pgid_alive
 from .output import InputError
-
-_LISTEN = "0A"
 
 
 def _ancestors() -> set[int]:
@@ -85,23 +84,22 @@ def deployment_processes(base: str) -> list[dict[str, Any]]:
     return found
 
 
-def _listening_inodes(port: int) -> set[str]:
+def _listening_unix_inodes(path: str) -> set[str]:
+    """Inodes of the Unix sockets listening at ``path`` (/proc/net/unix: flag
+    __SO_ACCEPTCON, 0x10000, marks a listener)."""
     inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as fh:
-            next(fh, None)
-            for line in fh:
-                cols = line.split()
-                if len(cols) < 10 or cols[3] != _LISTEN:
-                    continue
-                if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
+    with contextlib.suppress(OSError), open("/proc/net/unix") as fh:
+        next(fh, None)
+        for line in fh:
+            cols = line.split(None, 7)
+            if len(cols) == 8 and cols[7].rstrip("\n") == path and int(cols[3], 16) & 0x10000:
+                inodes.add(cols[6])
     return inodes
 
 
-def port_holders(port: int) -> tuple[bool, list[int]]:
-    """(is the port listened on, pids whose sockets listen on it that we can see)."""
-    inodes = _listening_inodes(port)
+def socket_holders(path: str) -> tuple[bool, list[int]]:
+    """(is a server listening at the Unix socket ``path``, pids holding it that we can see)."""
+    inodes = _listening_unix_inodes(path)
     if not inodes:
         return False, []
     wanted = {f"socket:[{i}]" for i in inodes}
@@ -116,6 +114,21 @@ def port_holders(port: int) -> tuple[bool, list[int]]:
                         pids.append(int(entry))
                         break
     return True, sorted(pids)
+
+
+def socket_dir(base: str) -> str:
+    """``run/s`` under ``base``, 0700 and ours: every server's socket lives there."""
+    path = os.path.join(base, "run", "s")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.geteuid():
+        raise InputError(f"{path} is not a directory of this user; remove it and deploy again")
+    os.chmod(path, 0o700)
+    return path
+
+
+#: sun_path holds 108 bytes with its terminating NUL.
+SOCKET_PATH_MAX = 107
 
 
 def kill_groups(pgids: set[int], timeout: float = 15.0) -> None:
@@ -156,36 +169,49 @@ def cmd_procs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
-    """Make ``--port`` free for a new server of this deployment.
+    """Make server ``--port``'s Unix socket (``run/s/<port>``) free for a new
+    server of this deployment.
 
     A server of this deployment holding it (an orphan of a killed supervisor, a
     release that was never stopped) is stopped; anything else is reported and
-    left alone.
+    left alone. A socket file nobody listens on is removed (a killed server
+    leaves it, and a server cannot bind over it).
     """
-    busy, pids = port_holders(args.port)
+    if not re.fullmatch(r"[0-9]{1,5}(-batch)?", str(args.port)):
+        raise InputError(f"--port {args.port!r}: a port, or <port>-batch")
+    path = os.path.join(socket_dir(args.base), str(args.port))
+    if len(path.encode()) > SOCKET_PATH_MAX:
+        raise InputError(
+            f"the server socket path {path} is {len(path.encode())} bytes, longer than Unix sockets allow "
+            f"({SOCKET_PATH_MAX}); use a shorter workspace or remote_base_dir"
+        )
+    busy, pids = socket_holders(path)
+    if busy:
+        ours = {p["pid"]: p for p in deployment_processes(args.base)}
+        if not pids or any(pid not in ours for pid in pids):
+            foreign = [pid for pid in pids if pid not in ours]
+            return {"free": False, "owner": foreign[0] if foreign else None}
+        releases = sorted({ours[pid]["release"] for pid in pids if ours[pid]["release"]})
+        # Its supervisor (or systemd unit) first, if it still runs (it would start the server again).
+        for rid in releases:
+            units.stop_release(args.base, rid)
+        for p in ours.values():
+            if p["release"] in releases and "featctl_agent.supervise" in p["cmd"]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p["pid"], signal.SIGKILL)
+        kill_groups({ours[pid]["pgid"] for pid in pids if ours[pid]["pgid"] in ours})
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while socket_holders(path)[0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if socket_holders(path)[0]:
+            raise InputError(f"{path} is still held after stopping this deployment's old server")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
     if not busy:
         return {"free": True}
-    ours = {p["pid"]: p for p in deployment_processes(args.base)}
-    if not pids or any(pid not in ours for pid in pids):
-        foreign = [pid for pid in pids if pid not in ours]
-        return {"free": False, "owner": foreign[0] if foreign else None}
-    releases = sorted({ours[pid]["release"] for pid in pids if ours[pid]["release"]})
-    # Its supervisor (or systemd unit) first, if it still runs (it would start the server again).
-    for rid in releases:
-        units.stop_release(args.base, rid)
-    for p in ours.values():
-        if p["release"] in releases and "featctl_agent.supervise" in p["cmd"]:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p["pid"], signal.SIGKILL)
-    kill_groups({ours[pid]["pgid"] for pid in pids if ours[pid]["pgid"] in ours})
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while port_holders(args.port)[0] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if port_holders(args.port)[0]:
-        raise InputError(f"port {args.port} is still held after stopping this deployment's old server")
     return {"free": True, "stopped": {"pids": pids, "releases": releases}}
 
 

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from .common import now, read, write
+from .common import HTTPStatus, now, read, unix_post, write
 from .lock import lock_paths
 from .releases import META, current
 
@@ -31,9 +31,6 @@ def _load_schedule(base: str) -> dict[str, Any]:
 
 def materialize_once(base: str, every: int) -> dict[str, Any]:
     """One incremental materialization through the serving release's feature server."""
-    import urllib.error
-    import urllib.request
-
     state = _load_schedule(base)
     state.update({"every_seconds": every, "last_run": now()})
     lock, _ = lock_paths(base)
@@ -50,16 +47,13 @@ def materialize_once(base: str, every: int) -> dict[str, Any]:
             state.update({"last_status": "error", "last_error": "no serving release"})
             return state
         end = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/materialize-incremental",
-            data=json.dumps({"end_ts": end}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=3600) as resp:
-                resp.read()
+            status, body = unix_post(
+                os.path.join(base, "run", "s", port), "/materialize-incremental", {"end_ts": end}, timeout=3600
+            )
+            if status >= 400:
+                raise HTTPStatus(status, body)
             state.update(
                 {
                     "last_status": "ok",
@@ -68,9 +62,8 @@ def materialize_once(base: str, every: int) -> dict[str, Any]:
                     "last_seconds": round(time.monotonic() - started, 3),
                 }
             )
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")[:300]
-            state.update({"last_status": "error", "last_error": f"HTTP {exc.code}: {body}"})
+        except HTTPStatus as exc:
+            state.update({"last_status": "error", "last_error": f"HTTP {exc.status}: {exc.body[:300]}"})
         except OSError as exc:
             state.update({"last_status": "error", "last_error": str(exc)[:300]})
     finally:

@@ -30,7 +30,7 @@ from .common import write
 from .output import AgentError, InputError
 
 UNIT_DIR = "/etc/systemd/system"
-SERVICES = ("server", "ui", "registry", "offline")
+SERVICES = ("server", "batch", "ui", "registry", "offline")
 
 
 def available() -> bool:

@@ -223,6 +223,6 @@ def host_status(session: Session, record: Deployment, index: int, probe: dict[st
         verdict = health.check(server, probe)
     finally:
         server.close()
-    where = f"127.0.0.1:{cur.port}"
+    where = layout.socket(int(cur.port))
     row["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
     return row

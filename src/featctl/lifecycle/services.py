@@ -115,7 +115,7 @@ def ui(
             except FeatctlError:
                 return False
 
-        serve(lambda p: conn.open_channel("127.0.0.1", p), {listener: lambda: host_port}, stop, up)
+        serve(conn.open_server, {listener: lambda: host_port}, stop, up)
         if not stop.is_set():
             raise FeatctlError("the SSH connection to the host was lost; run `featctl ui` again")
     finally:

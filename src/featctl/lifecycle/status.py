@@ -76,7 +76,7 @@ def status(session: Session) -> Status:
             record.server_port = cur.port  # the host is the source of truth
         layout = layout.with_env(cur.env)
         verdict, desc = release_health(conn, layout, cur)
-        where = f"127.0.0.1:{cur.port} (host side)"
+        where = f"{layout.socket(int(cur.port))} (host side)" if cur.port else "no port (host side)"
         info["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
         info["supervised_by"] = _supervisor(cur)
         if not verdict:

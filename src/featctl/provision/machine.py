@@ -156,6 +156,7 @@ def provision_existing(session: Session, record: Deployment | None) -> Deploymen
         home = conn.run('printf %s "$HOME"', timeout=30).text.strip() or f"/home/{user}"
         remote_dir = posixpath.join(home, "featctl")
     base.remote_base_dir = str(remote_dir)
+    conn.base = base.remote_base_dir
     conn.run(f"mkdir -p {q(base.remote_base_dir)}", timeout=30)
     base.outputs = {"target": "ssh", "host": host, "port": port, "user": user, "remote_base_dir": base.remote_base_dir}
     return base

@@ -85,7 +85,8 @@ def _ask(server: FeatureServer, payload: bytes, digest: str, timeout: float) -> 
             raise NotOffered(f"the feature server on the host (port {server.port}) did not finish the request") from None
         raise
     if status == 200:
-        return decode(raw), f"{headers.get('x-featctl-engine', '?')} in the feature server {headers.get('x-featctl-timings', '')}"
+        where = "the release's batch server" if server.batch else "the feature server"
+        return decode(raw), f"{headers.get('x-featctl-engine', '?')} in {where} {headers.get('x-featctl-timings', '')}"
     try:
         detail = json.loads(raw)
         message, kind = str(detail["error"]), str(detail.get("kind"))
@@ -96,6 +97,30 @@ def _ask(server: FeatureServer, payload: bytes, digest: str, timeout: float) -> 
     if status == 400 or kind == "input":
         raise UsageError(message)
     raise FeastError(f"historical failed on the host: {message}")
+
+
+def _ask_batch_first(session: Session, record: Deployment, payload: bytes, digest: str, timeout: float) -> tuple[Any, str]:
+    """The release's batch server, so batch work never holds the serving
+    workers; the feature server itself when the release has no batch server
+    (started by an older featctl, or it failed to start). A tunnel that fails
+    is retried once over a direct SSH connection."""
+    for server_of in (
+        lambda direct: session.batch_server(record, direct=direct),
+        lambda direct: session.direct_server(record, 0) if direct else session.query_server(record, 0),
+    ):
+        server = server_of(False)
+        try:
+            try:
+                return _ask(server, payload, digest, timeout)
+            except FeatureServerError:
+                if not server.tunnelled:
+                    raise
+                return _ask(server_of(True), payload, digest, timeout)
+        except FeatureServerError as exc:
+            if getattr(exc, "sent", False) or not server.batch:
+                raise
+            # No batch server answers: the feature server takes the request.
+    raise AssertionError("unreachable")
 
 
 def served_frame(
@@ -115,14 +140,8 @@ def served_frame(
     payload = encode(frame, refs, service)
     digest = agent_digest()
     timeout = float(session.settings.command_timeout)
-    server = session.query_server(record, 0)
     try:
-        try:
-            result, how = _ask(server, payload, digest, timeout)
-        except FeatureServerError:
-            if not server.tunnelled:
-                raise
-            result, how = _ask(session.direct_server(record, 0), payload, digest, timeout)
+        result, how = _ask_batch_first(session, record, payload, digest, timeout)
         session.reporter.detail(f"historical: {len(result)} rows, {how}")
         return result
     except (NotOffered, FeatureServerError) as exc:

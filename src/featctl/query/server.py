@@ -27,13 +27,13 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 class _ChannelHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose socket is an SSH channel to the server."""
 
-    def __init__(self, conn: Connection, port: int, timeout: float) -> None:
-        super().__init__("127.0.0.1", port, timeout=timeout)
+    def __init__(self, conn: Connection, name: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
         self._ssh = conn
-        self._remote_port = port
+        self._name = name
 
     def connect(self) -> None:
-        chan = self._ssh.open_channel("127.0.0.1", self._remote_port)
+        chan = self._ssh.open_server(self._name)
         chan.settimeout(self.timeout)
         self.sock = chan
 
@@ -41,10 +41,10 @@ class _ChannelHTTPConnection(http.client.HTTPConnection):
 class _TunnelHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection through featctl's tunnel process (a Unix socket in the workspace)."""
 
-    def __init__(self, socket_path: str, port: int, timeout: float) -> None:
-        super().__init__("127.0.0.1", port, timeout=timeout)
+    def __init__(self, socket_path: str, name: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
         self._socket_path = socket_path
-        self._remote_port = port
+        self._name = name
 
     def connect(self) -> None:
         import socket
@@ -53,7 +53,7 @@ class _TunnelHTTPConnection(http.client.HTTPConnection):
         sock.settimeout(self.timeout)
         try:
             sock.connect(self._socket_path)
-            sock.sendall(f"{self._remote_port}\n".encode())
+            sock.sendall(f"{self._name}\n".encode())
         except OSError:
             sock.close()
             raise
@@ -62,16 +62,30 @@ class _TunnelHTTPConnection(http.client.HTTPConnection):
 
 class FeatureServer:
     """A keep-alive HTTP client for one feature server on the host, reached through
-    an SSH channel or through featctl's tunnel process (no SSH handshake)."""
+    an SSH channel or through featctl's tunnel process (no SSH handshake).
+    ``batch``: the release's batch server (historical and batch scoring, in a
+    process of its own so they never hold the serving workers)."""
 
-    def __init__(self, conn: Connection | None, port: int, *, timeout: float = 60.0, tunnel: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection | None,
+        port: int,
+        *,
+        timeout: float = 60.0,
+        tunnel: str | None = None,
+        batch: bool = False,
+    ) -> None:
+        from featctl.remote.layout import socket_name
+
         self._http: http.client.HTTPConnection
+        name = socket_name(port, batch=batch)
         if tunnel is not None:
-            self._http = _TunnelHTTPConnection(tunnel, port, timeout)
+            self._http = _TunnelHTTPConnection(tunnel, name, timeout)
         else:
             assert conn is not None
-            self._http = _ChannelHTTPConnection(conn, port, timeout)
+            self._http = _ChannelHTTPConnection(conn, name, timeout)
         self.port = port
+        self.batch = batch
         self.tunnelled = tunnel is not None
 
     def close(self) -> None:

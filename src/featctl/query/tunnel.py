@@ -3,9 +3,10 @@ query needs neither paramiko's import nor an SSH handshake.
 
 The process listens on ``<workspace>/tunnel.sock`` (a Unix socket, 0600, in the
 0700 workspace: only the user who holds the keys can use it). A client sends
-the feature server's port on one line, then speaks HTTP; the process carries
-the bytes over a direct-tcpip channel to 127.0.0.1:<port> on the host, exactly
-as a direct query would. Nothing listens on the network. It exits after
+the server's socket name (its port, or ``<port>-batch``) on one line, then
+speaks HTTP; the process carries the bytes over a streamlocal channel to that
+server's Unix socket on the host (``run/s/<name>``), exactly as a direct query
+would. Nothing listens on the network. It exits after
 ``IDLE_SECONDS`` without connections, when the SSH connection drops, on
 SIGTERM, and when the deployment is destroyed.
 
@@ -137,6 +138,7 @@ def _stop_strays(workspace: Path) -> None:
 
 def _serve(workspace: Path, index: int = 0) -> int:
     from featctl.remote.forward import pipe
+    from featctl.remote.layout import SOCKET_NAME
     from featctl.remote.ssh import connect, endpoint_for
     from featctl.workspace import Workspace
 
@@ -196,13 +198,15 @@ def _serve(workspace: Path, index: int = 0) -> int:
             client.settimeout(10)
             try:
                 line = b""
-                while not line.endswith(b"\n") and len(line) < 16:
+                while not line.endswith(b"\n") and len(line) < 24:
                     chunk = client.recv(1)
                     if not chunk:
                         break
                     line += chunk
-                port = int(line.strip())
-                chan = conn.open_channel("127.0.0.1", port)
+                name = line.strip().decode()
+                if not SOCKET_NAME.fullmatch(name):
+                    raise ValueError(name)
+                chan = conn.open_server(name)
             except Exception:
                 client.close()
                 continue

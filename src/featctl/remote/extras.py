@@ -1,6 +1,7 @@
 """Feast's other servers, per release, next to its feature server: the web UI
 (``feast ui``), the registry server (gRPC) and the offline server (Arrow
-Flight). Each listens on the host's 127.0.0.1 only and is reached through SSH;
+Flight). Each listens on a Unix socket in the deployment's 0700 ``run/s``
+(named by its port: ``Layout.socket``), never on TCP, and is reached through SSH;
 each runs in the release directory as a systemd unit where the host has
 systemd (as the feature server does), under featctl's supervisor otherwise,
 and is stopped with the release (``agent stop`` stops every service of a
@@ -27,11 +28,11 @@ START_SECONDS = 120.0
 
 def command(layout: Layout, name: str, port: int) -> list[str]:
     if name == "ui":
-        return [layout.feast, "ui", "--host", "127.0.0.1", "--port", str(port)]
+        return [*layout.agent_argv(layout.python, "featctl_agent.feast_cli", bind=port), "ui", "--host", "127.0.0.1", "--port", str(port)]
     if name == "offline":
         # Through featctl's wrapper: offline pushes from the SDK land here (agent/compat.py).
         return [
-            *layout.agent_argv(layout.python, "featctl_agent.feast_cli"),
+            *layout.agent_argv(layout.python, "featctl_agent.feast_cli", bind=port),
             "serve_offline",
             "--host",
             "127.0.0.1",
@@ -39,7 +40,7 @@ def command(layout: Layout, name: str, port: int) -> list[str]:
             str(port),
         ]
     if name == "registry":
-        return [*layout.agent_argv(layout.python, "featctl_agent.serve_registry"), str(port)]
+        return [*layout.agent_argv(layout.python, "featctl_agent.serve_registry", bind=port), str(port)]
     raise ValueError(name)
 
 
@@ -52,7 +53,7 @@ def start(conn: Connection, layout: Layout, release_id: str, name: str, port: in
     freed = free_port(conn, layout, port)
     if not freed.get("free"):
         who = f" (pid {freed['owner']})" if freed.get("owner") else ""
-        raise FeastError(f"port {port} on the host, for Feast's {name} server, is in use by another program{who}")
+        raise FeastError(f"the socket {layout.socket(port)} on the host, for Feast's {name} server, is held by another program{who}")
     rdir = layout.release(release_id)
     log = _meta(layout, release_id, name + ".log")
     if service_manager(conn, layout) == "systemd":
@@ -72,7 +73,7 @@ def start(conn: Connection, layout: Layout, release_id: str, name: str, port: in
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:
-            conn.open_channel("127.0.0.1", port, timeout=5).close()
+            conn.open_unix(layout.socket(port), timeout=5).close()
             return
         except FeatctlError:
             pass

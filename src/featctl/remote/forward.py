@@ -7,7 +7,10 @@ port). ``featctl ui`` runs it in the foreground; ``featctl connect`` runs it as
 a background process (``python -m featctl.remote.forward WORKSPACE``) that
 reads ``connect.json`` in the workspace, reconnects when SSH drops and exits on
 SIGTERM or when ``connect --stop`` removes its record. Nothing listens beyond
-this machine's loopback.
+this machine's loopback, and a connection from another account of this
+machine is closed before anything is forwarded (``peer_uid``): the forwards
+reach the deployment's registry, offline and feature servers, which take
+writes without a credential of their own.
 """
 
 from __future__ import annotations
@@ -57,6 +60,38 @@ def pipe(client: socket.socket, chan: Any) -> None:
             client.close()
 
 
+def _tcp_hex(addr: tuple[str, int]) -> str:
+    """An IPv4 address as /proc/net/tcp writes it (little-endian hex:port)."""
+    packed = socket.inet_aton(addr[0])
+    return f"{int.from_bytes(packed, 'little'):08X}:{addr[1]:04X}"
+
+
+def peer_uid(client: socket.socket, table: str = "/proc/net/tcp") -> int | None:
+    """The uid of the process that opened the loopback TCP connection ``client``
+    (accepted here): its end of the connection is the row of /proc/net/tcp
+    whose local address is our peer and whose remote address is us. None when
+    it cannot be told (not Linux, a row gone because the peer closed)."""
+    try:
+        peer, me = _tcp_hex(client.getpeername()), _tcp_hex(client.getsockname())
+        with open(table) as fh:
+            next(fh, None)
+            for line in fh:
+                cols = line.split()
+                if len(cols) > 7 and cols[1] == peer and cols[2] == me:
+                    return int(cols[7])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def same_user(client: socket.socket) -> bool:
+    """Whether the connection comes from this account (fails closed on Linux;
+    elsewhere, where /proc/net/tcp does not exist, the loopback bind is all)."""
+    if not os.path.exists("/proc/net/tcp"):
+        return True
+    return peer_uid(client) == os.geteuid()
+
+
 def listen(port: int) -> socket.socket:
     """A listening socket on this machine's 127.0.0.1 (port 0: any free one)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -84,6 +119,9 @@ def serve(
             try:
                 client, _ = sock.accept()
             except OSError:
+                continue
+            if not same_user(client):
+                client.close()  # another local account: nothing is forwarded
                 continue
             try:
                 chan = open_channel(listeners[sock]())
@@ -144,7 +182,7 @@ def _run(workspace: Path) -> int:
         backoff = 1.0
         try:
             serve(
-                functools.partial(conn.open_channel, "127.0.0.1"),
+                conn.open_server,
                 listeners,
                 stop,
                 alive=functools.partial(_still_up, conn, mine),

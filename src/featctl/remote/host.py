@@ -19,8 +19,9 @@ def processes(conn: Connection, layout: Layout, *, kill: bool = False) -> list[d
     return list(data.get("processes", []))
 
 
-def free_port(conn: Connection, layout: Layout, port: int) -> dict[str, Any]:
-    """Free ``port`` of this deployment's own servers; says who holds it otherwise."""
+def free_port(conn: Connection, layout: Layout, port: int | str) -> dict[str, Any]:
+    """Free server ``port``'s Unix socket (or a socket name such as ``6566-batch``)
+    of this deployment's own servers; says who holds it otherwise."""
     return hostops(conn, layout, "free-port", "--port", str(port), timeout=60)
 
 

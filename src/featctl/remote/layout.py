@@ -11,12 +11,15 @@ Layout under the remote base directory::
     tools/                     uv itself, when the host has none
     run/                       the deploy lock, the materialization schedule,
                                stores.env (0600): the shared stores' connections
+    run/s/<port>               every server's Unix socket (0700 directory): the
+                               feature servers, UI, registry and offline servers
     tmp/                       entity files and results of historical queries
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -27,6 +30,17 @@ AGENT_PACKAGE = "featctl_agent"
 
 
 DEFAULT_ENV = f"feast-{FEAST_VERSION}"
+
+
+#: A release's batch server (historical, batch scoring) listens beside its
+#: feature server on ``run/s/<port>-batch``.
+BATCH_SUFFIX = "-batch"
+SOCKET_NAME = re.compile(r"[0-9]{1,5}(-batch)?")
+
+
+def socket_name(port: int | str, *, batch: bool = False) -> str:
+    """The name of a server's socket under run/s: its port, ``-batch`` for the batch server."""
+    return f"{port}{BATCH_SUFFIX}" if batch else str(port)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,17 @@ class Layout:
         return posixpath.join(self.base, "run")
 
     @property
+    def sockets(self) -> str:
+        """The servers' Unix sockets (0700): nothing of the deployment listens on TCP."""
+        return posixpath.join(self.run_dir, "s")
+
+    def socket(self, port: int | str) -> str:
+        """The Unix socket of the deployment's server ``port`` (the port only names
+        the blue/green slot or service; nothing listens on it), or of a
+        ``socket_name`` such as ``6566-batch``."""
+        return posixpath.join(self.base, "run", "s", str(port))
+
+    @property
     def stores_env(self) -> str:
         """The shared stores' FEATCTL_* variables (0600), loaded by the agent."""
         return posixpath.join(self.run_dir, "stores.env")
@@ -97,13 +122,15 @@ class Layout:
     def tmp(self) -> str:
         return posixpath.join(self.base, "tmp")
 
-    def agent_argv(self, python: str, module: str = AGENT_PACKAGE) -> list[str]:
+    def agent_argv(self, python: str, module: str = AGENT_PACKAGE, *, bind: int | str | None = None) -> list[str]:
         """argv that runs the agent (or one of its modules) with ``python``:
-        ``env`` sets PYTHONPATH, so it works in a shell and in a systemd unit alike."""
+        ``env`` sets PYTHONPATH, so it works in a shell and in a systemd unit alike.
+        ``bind``: the server port whose Unix socket the server listens on."""
         return [
             "/usr/bin/env",
             f"PYTHONPATH={self.agent_dir}",
             f"FEATCTL_ENV_FILE={self.stores_env}",
+            *([f"FEATCTL_BIND={self.socket(bind)}"] if bind is not None else []),
             python,
             "-m",
             module,

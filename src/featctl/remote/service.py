@@ -3,7 +3,11 @@ a systemd unit where the host runs systemd and featctl may manage units (the
 agent's units.py), featctl's own supervisor (supervise.py) otherwise.
 
 Each release has its own server, on its own port, so a new release is started
-and checked while the previous one keeps serving (blue/green).
+and checked while the previous one keeps serving (blue/green). The port only
+names the slot: the server listens on the Unix socket ``run/s/<port>`` in the
+deployment's directory (``Layout.socket``), never on TCP, so no other account
+on the host can reach it; featctl reaches it through SSH (streamlocal) and the
+application endpoint's HAProxy through the socket.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from featctl.errors import FeastError, RemoteCommandError
 from featctl.remote.agent import hostops
 from featctl.remote.host import free_port
-from featctl.remote.layout import Layout
+from featctl.remote.layout import Layout, socket_name
 from featctl.remote.ssh import Connection, q
 
 
@@ -26,11 +30,21 @@ def log_path(layout: Layout, release_id: str) -> str:
     return posixpath.join(layout.release(release_id), ".featctl", "server.log")
 
 
-def server_command(layout: Layout, release_id: str, port: int, workers: int) -> list[str]:
+#: The batch server's CPU priority: below the serving workers, so a 100k-row
+#: historical request does not take the serving workers' core time.
+BATCH_NICE = 10
+
+
+def server_command(layout: Layout, release_id: str, port: int, workers: int, *, batch: bool = False) -> list[str]:
     """``feast serve`` through featctl's wrapper (agent/feast_cli.py: the stores'
-    variables and featctl's fixes for Feast, which gunicorn's workers inherit)."""
+    variables and featctl's fixes for Feast, which gunicorn's workers inherit;
+    the Unix socket of ``port`` instead of --host/--port). ``batch``: the
+    release's batch server, one worker at a lower priority on ``<port>-batch``:
+    historical and batch scoring go there, online reads never do."""
+    nice = ["/usr/bin/nice", "-n", str(BATCH_NICE)] if batch else []
     return [
-        *layout.agent_argv(layout.python, module="featctl_agent.feast_cli"),
+        *nice,
+        *layout.agent_argv(layout.python, module="featctl_agent.feast_cli", bind=socket_name(port, batch=batch)),
         "serve",
         "--host",
         "127.0.0.1",
@@ -60,7 +74,7 @@ def running_pid(conn: Connection, layout: Layout, release_id: str) -> int | None
     meta = posixpath.join(layout.release(release_id), ".featctl")
     out = conn.run(
         f'p=$(cat {q(pidfile(layout, release_id))} 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p" && exit 0; '
-        f'u=$(cat {q(posixpath.join(meta, "server.unit"))} 2>/dev/null) && '
+        f"u=$(cat {q(posixpath.join(meta, 'server.unit'))} 2>/dev/null) && "
         f'p=$(systemctl show -p MainPID --value "$u" 2>/dev/null) && [ "$p" != 0 ] && echo "$p"; true',
         timeout=30,
     ).text.strip()
@@ -68,38 +82,67 @@ def running_pid(conn: Connection, layout: Layout, release_id: str) -> int | None
 
 
 def start(conn: Connection, layout: Layout, release_id: str, *, port: int, workers: int) -> None:
-    """Start the release's server; refuse a port another program holds.
+    """Start the release's feature server and its batch server; refuse a socket
+    another program holds.
 
-    A server of this deployment on the port (left by a killed supervisor or an
+    A server of this deployment on the socket (left by a killed supervisor or an
     interrupted switch) is stopped first: only a foreign program is an error.
+    The batch server is not fatal: without it historical requests go to the
+    feature server, as before there was one.
     """
-    freed = free_port(conn, layout, port)
-    if not freed.get("free"):
-        who = f" (pid {freed['owner']})" if freed.get("owner") else ""
-        raise FeastError(
-            f"port {port} on the host is already in use by another program{who}",
-            hint="set server_port in featctl.toml or FEATCTL_SERVER_PORT",
-        )
-    command = server_command(layout, release_id, port, workers)
-    rdir = layout.release(release_id)
-    if service_manager(conn, layout) == "systemd":
-        try:
-            args = ["--id", release_id, "--service", "server", "--log", log_path(layout, release_id)]
-            hostops(conn, layout, "unit-start", *args, "--", *command, timeout=90)
-        except RemoteCommandError as exc:
-            raise FeastError(f"the feature server did not start: {exc.message}") from None
-    else:
-        cmd = " ".join(q(a) for a in command)
-        conn.run(
-            f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(pidfile(layout, release_id))} "
-            f"--log {q(log_path(layout, release_id))} --cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
-            timeout=60,
-        )
+    for batch in (False, True):
+        freed = free_port(conn, layout, socket_name(port, batch=batch))
+        if not freed.get("free"):
+            who = f" (pid {freed['owner']})" if freed.get("owner") else ""
+            raise FeastError(
+                f"the feature server's socket {layout.socket(socket_name(port, batch=batch))} on the host is held by another program{who}",
+                hint="stop that program, or set server_port in featctl.toml or FEATCTL_SERVER_PORT",
+            )
+    systemd = service_manager(conn, layout) == "systemd"
+    for service, command in (
+        ("server", server_command(layout, release_id, port, workers)),
+        ("batch", server_command(layout, release_id, port, 1, batch=True)),
+    ):
+        _launch(conn, layout, release_id, service, command, systemd=systemd)
     deadline = time.monotonic() + 10
     while running_pid(conn, layout, release_id) is None:
         if time.monotonic() > deadline:
             raise FeastError(f"the feature server did not start: {tail_log(conn, layout, release_id, 1)}")
         time.sleep(0.2)
+
+
+def _launch(
+    conn: Connection, layout: Layout, release_id: str, service: str, command: list[str], *, systemd: bool
+) -> None:
+    rdir = layout.release(release_id)
+    meta = posixpath.join(rdir, ".featctl")
+    log = posixpath.join(meta, f"{service}.log")
+    if systemd:
+        try:
+            hostops(
+                conn,
+                layout,
+                "unit-start",
+                "--id",
+                release_id,
+                "--service",
+                service,
+                "--log",
+                log,
+                "--",
+                *command,
+                timeout=90,
+            )
+        except RemoteCommandError as exc:
+            if service == "server":
+                raise FeastError(f"the feature server did not start: {exc.message}") from None
+        return
+    cmd = " ".join(q(a) for a in command)
+    conn.run(
+        f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(posixpath.join(meta, service + '.pid'))} "
+        f"--log {q(log)} --cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
+        timeout=60,
+    )
 
 
 def stop(conn: Connection, layout: Layout, release_id: str) -> bool:

@@ -37,6 +37,9 @@ class Endpoint:
     #: featctl's own key; None means the user's keys (ssh-agent, ~/.ssh/id_*).
     key_path: Path | None
     known_hosts: Path
+    #: The deployment's directory on the host: its servers' Unix sockets live
+    #: under ``run/s/`` there (``Layout.socket``).
+    base: str = ""
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
@@ -48,7 +51,7 @@ def endpoint_for(workspace: Workspace, record: Deployment) -> Endpoint:
         key = Path(record.identity).expanduser() if record.identity else None
     else:
         key = workspace.client_key
-    return Endpoint(record.host, int(record.port), record.user, key, workspace.known_hosts)
+    return Endpoint(record.host, int(record.port), record.user, key, workspace.known_hosts, record.remote_base_dir)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Connection:
     def __init__(self, client: paramiko.SSHClient, endpoint: Endpoint) -> None:
         self._client = client
         self.endpoint = endpoint
+        self.base = endpoint.base  # the deployment's directory on the host (run/s: sockets)
         self._sftp: paramiko.SFTPClient | None = None
 
     # lifecycle -----------------------------------------------------------
@@ -248,6 +252,26 @@ class Connection:
             raise
         except Exception as exc:
             raise SSHError(f"cannot open a tunnel to {host}:{port} on {self.endpoint}: {exc}") from None
+
+    def open_unix(self, path: str, timeout: float = 10.0) -> paramiko.Channel:
+        """A channel to the Unix socket ``path`` on the host (remote/streamlocal.py)."""
+        try:
+            from featctl.remote.streamlocal import open_streamlocal
+
+            return open_streamlocal(self.transport, path, timeout)
+        except SSHError:
+            raise
+        except Exception as exc:
+            raise SSHError(f"cannot open a tunnel to {path} on {self.endpoint}: {exc or type(exc).__name__}") from None
+
+    def open_server(self, port: int | str, timeout: float = 10.0) -> paramiko.Channel:
+        """A channel to the deployment's server ``port``: its Unix socket in the
+        0700 ``run/s`` on the host (only the deployment's user reaches it)."""
+        from featctl.remote.layout import Layout
+
+        if not self.base:
+            raise SSHError(f"the deployment's directory on {self.endpoint} is unknown; run `featctl deploy`")
+        return self.open_unix(Layout(self.base).socket(port), timeout)
 
 
 def _remote_errors() -> tuple[type[BaseException], ...]:

@@ -19,7 +19,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.unit.provision.tfeval import TEMPLATE, render_templates
+from tests.unit.provision.tfeval import TEMPLATE, render_templates, user_data
 
 SSH_USER = "featctl"
 REMOTE_BASE_DIR = "/opt/featctl"
@@ -63,11 +63,14 @@ BROKEN = "#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\n"
 
 @pytest.fixture(scope="module")
 def renderings(host_key: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The default rendering and one with unusual but valid values (one terraform console run)."""
+    """The default rendering and one with unusual but valid values (one terraform
+    console run), and both as the stack sends them with the endpoint enabled
+    (main.tf's user_data: the same document plus HAProxy, encoded again)."""
     private, public = host_key
     values = [template_values(private, public), template_values(private, public, **UNUSUAL)]
     default, unusual = render_templates(TEMPLATE, values, tmp_path_factory.mktemp("tf"))
-    return {"default": default, "unusual": unusual}
+    endpoint, endpoint_unusual = user_data([default, unusual], True, tmp_path_factory.mktemp("endpoint"))
+    return {"default": default, "unusual": unusual, "endpoint": endpoint, "endpoint_unusual": endpoint_unusual}
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,30 @@ def test_rendered_values_survive_yaml(rendered: str, host_key: tuple[str, str]) 
     assert doc["runcmd"].index(fetch) > doc["runcmd"].index(["install", "-d", "-m", "0755", f"{REMOTE_BASE_DIR}/tls"])
     assert ["chmod", "0644", ca_file] in doc["runcmd"]
     assert "curl" in doc["packages"]
+
+
+@pytest.mark.parametrize("name", ["endpoint", "endpoint_unusual"])
+def test_user_data_with_the_endpoint_passes_cloud_init_schema(
+    name: str, renderings: dict[str, str], verdicts: dict[str, tuple[int, str]]
+) -> None:
+    code, out = verdicts[name]
+    assert code == 0, f"cloud-init rejects the endpoint's user-data:\n{out}"
+    assert "Valid cloud-config" in out, out
+    doc = yaml.safe_load(renderings[name])
+    assert "haproxy" in doc["packages"]
+    assert doc["runcmd"][-1] == ["systemctl", "disable", "--now", "haproxy"]
+
+
+def test_endpoint_keeps_unusual_values_as_they_were(renderings: dict[str, str]) -> None:
+    """Encoded again as YAML, nothing changes type or text (a user "feast_ops-1",
+    mode "0755" stays a string, the key stays byte for byte)."""
+    for base, with_endpoint in (("default", "endpoint"), ("unusual", "endpoint_unusual")):
+        before, after = yaml.safe_load(renderings[base]), yaml.safe_load(renderings[with_endpoint])
+        assert after["runcmd"][:-1] == before["runcmd"]
+        assert after["packages"][:-1] == before["packages"]
+        assert {k: v for k, v in after.items() if k not in ("runcmd", "packages")} == {
+            k: v for k, v in before.items() if k not in ("runcmd", "packages")
+        }
 
 
 def test_unusual_but_valid_values_stay_valid(renderings: dict[str, str], verdicts: dict[str, tuple[int, str]]) -> None:

@@ -13,14 +13,12 @@ true.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.provision.hclstack import parse_file
-from tests.unit.provision.tfeval import YANDEX_DIR, console
+from tests.unit.provision.tfeval import YANDEX_DIR, console, hcl_expr, inline, raw_blocks
 
 REMOTE_BASE_DIR = "/srv/featctl"
 CA_FILE = f"{REMOTE_BASE_DIR}/tls/YandexInternalRootCA.crt"
@@ -33,28 +31,7 @@ NAT_IPS = ["198.51.100.10", "198.51.100.11"]
 HOSTS_KEYS = {"host", "port", "host_public_key", "remote_base_dir"}
 REDIS_FQDN = "rc1a-redis0000000000.mdb.yandexcloud.net"
 POSTGRES_FQDN = "rc1a-pg0000000000000.mdb.yandexcloud.net"
-
-
-def _raw(directory: Path, kind: str) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for tf in sorted(directory.glob("*.tf")):
-        for block in parse_file(tf).get(kind, []):
-            for name, value in block.items():
-                if not name.startswith("__"):
-                    merged[name.strip('"')] = value
-    return merged
-
-
-def _expr(raw: Any) -> str:
-    """python-hcl2's value back to HCL expression text."""
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    if isinstance(raw, (int, float)):
-        return str(raw)
-    assert isinstance(raw, str), raw
-    if raw.startswith("${") and raw.endswith("}") and not raw.startswith('"'):
-        return raw[2:-1]
-    return raw  # a quoted string or template, already HCL
+ENDPOINT_ADDRESS = "10.10.0.30"
 
 
 def _hcl(value: Any) -> str:
@@ -92,44 +69,39 @@ def _postgres(enabled: bool) -> dict[str, str]:
     return refs if enabled else dict.fromkeys(refs, "[]")
 
 
-def _inline(expr: str, bindings: dict[str, str], local_values: dict[str, Any]) -> str:
-    for _ in range(10):
-        before = expr
-        expr = re.sub(
-            r"\blocal\.([A-Za-z_]\w*)",
-            lambda m: f"({_expr(local_values[m.group(1)])})",
-            expr,
-        )
-        for ref in sorted(bindings, key=len, reverse=True):
-            literal = f"({bindings[ref]})"
-            expr = re.sub(rf"(?<![\w.]){re.escape(ref)}\b", lambda _, lit=literal: lit, expr)
-        if expr == before:
-            break
-    unresolved = re.findall(r"(?<![\w.\"])(?:local|var|yandex_\w+|terraform_data|data)\.\w+", expr)
-    assert not unresolved, f"no stand-in for {sorted(set(unresolved))} in {expr}"
-    return expr
-
-
 def evaluate_outputs(scenarios: list[dict[str, str]], scratch: Path) -> list[dict[str, Any]]:
     """Every output of the stack, for each scenario of stand-in bindings, in one console call."""
-    outputs = _raw(YANDEX_DIR, "output")
-    local_values = _raw(YANDEX_DIR, "locals")
+    outputs = raw_blocks(YANDEX_DIR, "output")
+    local_values = raw_blocks(YANDEX_DIR, "locals")
     objects = []
     for bindings in scenarios:
         fields = ", ".join(
-            f'"{name}" = ({_inline(_expr(body["value"]), bindings, local_values)})' for name, body in outputs.items()
+            f'"{name}" = ({inline(hcl_expr(body["value"]), bindings, local_values)})' for name, body in outputs.items()
         )
         objects.append(f"{{ {fields} }}")
     return json.loads(console(f"jsonencode([{', '.join(objects)}])", scratch))
 
 
-def scenario(*, hosts: int = 1, redis: bool = False, postgres: bool = False) -> dict[str, str]:
+def _load_balancer(enabled: bool) -> str:
+    """The provider's yandex_lb_network_load_balancer (count 0 or 1): listener and
+    internal_address_spec are sets, one element each; the address is allocated."""
+    if not enabled:
+        return "[]"
+    spec = f'{{ subnet_id = "e9b-subnet", address = "{ENDPOINT_ADDRESS}", ip_version = "ipv4" }}'
+    listener = f'{{ name = "endpoint", port = 9443, target_port = 9443, protocol = "tcp", internal_address_spec = [{spec}], external_address_spec = [] }}'
+    return f'[{{ type = "internal", listener = [{listener}] }}]'
+
+
+def scenario(*, hosts: int = 1, redis: bool = False, postgres: bool = False, endpoint: bool = False) -> dict[str, str]:
     return {
         "var.host_keys": _hcl(HOST_KEYS[:hosts]),
         "var.ssh_user": _hcl("featctl"),
         "var.remote_base_dir": _hcl(REMOTE_BASE_DIR),
+        "var.endpoint_port": "9443",
+        "var.endpoint_health_port": "9442",
         "yandex_compute_instance.this": _instances(hosts),
         "yandex_mdb_redis_cluster_v2.this": _redis(redis),
+        "yandex_lb_network_load_balancer.endpoint": _load_balancer(endpoint),
         **_postgres(postgres),
     }
 
@@ -139,6 +111,7 @@ SCENARIOS = {
     "two_hosts_redis": scenario(hosts=2, redis=True),
     "postgres": scenario(postgres=True),
     "both_stores": scenario(hosts=2, redis=True, postgres=True),
+    "endpoint": scenario(hosts=2, endpoint=True),
 }
 
 
@@ -177,6 +150,7 @@ def test_outputs_without_stores(results: dict[str, dict[str, Any]]) -> None:
         "user": "featctl",
         "remote_base_dir": REMOTE_BASE_DIR,
         "stores": {},
+        "endpoint": None,
     }
 
 
@@ -211,6 +185,20 @@ def test_every_hosts_element_has_the_contract_keys(name: str, results: dict[str,
 )
 def test_store_endpoints(name: str, stores: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     assert results[name]["stores"] == stores
+
+
+def test_endpoint_output(results: dict[str, dict[str, Any]]) -> None:
+    """The listener's internal address and the ports featctl configures HAProxy
+    with; null unless the endpoint is enabled."""
+    assert results["endpoint"]["endpoint"] == {
+        "address": ENDPOINT_ADDRESS,
+        "port": 9443,
+        "health_port": 9442,
+        "health_path": "/healthz",
+    }
+    for name in SCENARIOS:
+        if name != "endpoint":
+            assert results[name]["endpoint"] is None, name
 
 
 def test_no_output_value_carries_a_stand_in_secret(results: dict[str, dict[str, Any]]) -> None:

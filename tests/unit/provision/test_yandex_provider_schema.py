@@ -5,12 +5,17 @@ PROVIDER_SCHEMA below lists the settable arguments of each resource the stack
 uses, taken from yandex-cloud/terraform-provider-yandex v0.222.0
 (docs/resources/*.md, and for yandex_mdb_redis_cluster_v2 the framework schema
 in yandex-framework/services/mdb_redis_cluster_v2/resource.go, whose nested
-objects are attributes, written `config = {...}`, not blocks). Each argument
+objects are attributes, written `config = {...}`, not blocks;
+yandex_lb_network_load_balancer from yandex/resource_yandex_lb_network_load_balancer.go
+and yandex_lb_target_group from the generated framework schema in
+yandex-framework/gen/yandex/yandex_lb_target_group/resource_schema.go, both
+the same in v0.180.0). Each argument
 the stack uses was also checked to exist in v0.180.0, the lowest version
 versions.tf allows. Nested blocks the stack does not use are listed with None.
 
 The test walks the parsed stack and fails on an unknown argument, on a block
 written as an attribute or the other way round, and on a missing required one.
+A `dynamic "x"` block is checked as the block x, through its content.
 """
 
 from __future__ import annotations
@@ -146,6 +151,31 @@ PROVIDER_SCHEMA: dict[str, Schema] = {
         {"cluster_id", "name", "owner"},
         extension=UNUSED, timeouts=UNUSED,
     ),
+    "yandex_lb_network_load_balancer": _node(
+        {"allow_zonal_shift", "deletion_protection", "description", "folder_id", "labels", "name", "region_id", "type"},
+        listener=_block(
+            {"name", "port", "protocol", "target_port"},
+            {"name", "port"},
+            internal_address_spec=_block({"address", "ip_version", "subnet_id"}, {"subnet_id"}),
+            external_address_spec=UNUSED,
+        ),
+        attached_target_group=_block(
+            {"target_group_id"},
+            {"target_group_id", "healthcheck"},
+            healthcheck=_block(
+                {"healthy_threshold", "interval", "name", "timeout", "unhealthy_threshold"},
+                {"name"},
+                http_options=_block({"path", "port"}, {"port"}),
+                tcp_options=UNUSED,
+            ),
+        ),
+        timeouts=UNUSED,
+    ),
+    "yandex_lb_target_group": _node(
+        {"description", "folder_id", "labels", "name", "region_id", "target_group_id"},
+        target=_block({"address", "subnet_id"}),
+        timeouts=UNUSED,
+    ),
 }  # fmt: skip
 
 # Terraform's own arguments, valid in every resource.
@@ -156,8 +186,36 @@ def _is_block(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get(BLOCK) for v in value)
 
 
+# Arguments of a `dynamic "x" { }` block besides its content.
+DYNAMIC_ARGS = {"for_each", "iterator", "labels"}
+
+
+def _dynamic_blocks(body: dict[str, Any], where: str, problems: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The blocks that `dynamic "x" { content { } }` generates, as if written `x { }`: x -> contents."""
+    generated: dict[str, list[dict[str, Any]]] = {}
+    for item in body.get("dynamic", []):
+        for label, dyn in item.items():
+            if label == BLOCK:
+                continue
+            here = f"{where}.dynamic[{label!r}]"
+            unknown = set(dyn) - DYNAMIC_ARGS - {"content", BLOCK}
+            if unknown:
+                problems.append(f"{here}: not arguments of a dynamic block: {sorted(unknown)}")
+            if "for_each" not in dyn or not _is_block(dyn.get("content")) or len(dyn["content"]) != 1:
+                problems.append(f"{here}: a dynamic block needs for_each and one content block")
+                continue
+            generated.setdefault(label, []).extend(dyn["content"])
+    return generated
+
+
 def _check(body: dict[str, Any], schema: Schema, where: str, problems: list[str], *, top: bool = False) -> None:
-    fields = {k: v for k, v in body.items() if k != BLOCK and not (top and k in META)}
+    fields = {k: v for k, v in body.items() if k not in (BLOCK, "dynamic") and not (top and k in META)}
+    for name, contents in _dynamic_blocks(body, where, problems).items():
+        written = fields.get(name, [])
+        if written and not _is_block(written):
+            problems.append(f"{where}.{name}: both an attribute and a dynamic block")
+            continue
+        fields[name] = [*written, *contents]  # checked like blocks written out
     for name, value in fields.items():
         here = f"{where}.{name}"
         if name in schema["args"]:
@@ -244,3 +302,26 @@ def test_checker_catches_mistakes() -> None:
     assert "r.hosts['a'].subnet: not an argument" in text
     assert "r.hosts['a']: missing required ['zone']" in text
     assert "missing required ['resources']" in text
+
+
+def test_checker_reads_dynamic_blocks() -> None:
+    """A dynamic block is checked as the block it generates: its content's arguments count."""
+    schema = PROVIDER_SCHEMA["yandex_vpc_security_group"]
+    content = {"protocol": "TCP", "port": "ingress.value.port", "predefined_targets": "x", BLOCK: True}
+    body = {
+        "network_id": "n",
+        "dynamic": [
+            {"ingress": {"for_each": "local.rules", "content": [content], BLOCK: True}},
+            {"egress": {"for_each": "local.rules", "content": [{"port": 1, BLOCK: True}], BLOCK: True}},
+            {"ingres": {"for_each": "local.rules", "content": [{"protocol": "TCP", BLOCK: True}], BLOCK: True}},
+            {"ingress": {"for_each": "local.rules", BLOCK: True}},
+        ],
+    }
+    problems: list[str] = []
+    _check(body, schema, "sg", problems, top=True)
+    text = "\n".join(problems)
+    assert "sg.ingress[0].predefined_targets: not an argument" in text
+    assert "sg.egress[0]: missing required ['protocol']" in text
+    assert "sg.ingres: not an argument" in text
+    assert "sg.dynamic['ingress']: a dynamic block needs for_each and one content block" in text
+    assert len(problems) == 4, problems

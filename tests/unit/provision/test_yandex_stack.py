@@ -188,7 +188,11 @@ def test_no_output_leaks_secrets(yandex: dict) -> None:
 
 
 def test_vm_security_group_only_ssh_ingress(yandex: dict) -> None:
+    """Written out: SSH only. The endpoint's rules come from one dynamic block
+    over local.endpoint_ingress, [] while it is off (test_yandex_endpoint)."""
     _, sg = _vm_security_group(yandex)
+    dynamic = [(label, body["for_each"]) for d in blocks(sg, "dynamic") for label, body in d.items()]
+    assert dynamic == [("ingress", "local.endpoint_ingress")], dynamic
     ingress = blocks(sg, "ingress")
     assert len(ingress) == 1, ingress
     rule = ingress[0]
@@ -317,7 +321,10 @@ def test_single_vm_state_moves_to_host_0(yandex: dict) -> None:
 def test_cloud_init_metadata(yandex: dict) -> None:
     vm = one(yandex, "yandex_compute_instance")
     assert vm["metadata"]["user-data"] == "local.user_data[count.index]"
-    user_data = re.sub(r"\s+", " ", str(locals_of(yandex)["user_data"]))
+    # user_data is this rendering, with the endpoint's additions when it is on
+    # (test_yandex_endpoint checks those).
+    assert re.match(r"\[for (\w+) in local\.rendered_user_data : ", str(locals_of(yandex)["user_data"]))
+    user_data = re.sub(r"\s+", " ", str(locals_of(yandex)["rendered_user_data"]))
     # One rendering per host, each with that host's own key pair.
     match = re.match(r"\[for (\w+) in var\.host_keys : sensitive\(templatefile\(", user_data)
     assert match, user_data
@@ -364,7 +371,7 @@ def test_cloud_init_template(yandex: dict) -> None:
     used: set[str] = set()
     for expr in re.findall(r"\$\{([^\n]*?)\}", text):
         used.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r'"[^"$]*"', "", expr)))
-    user_data = str(locals_of(yandex)["user_data"])
+    user_data = str(locals_of(yandex)["rendered_user_data"])
     args = user_data[user_data.index("cloud-init.yaml.tftpl") :]
     passed = set(re.findall(r"\b([a-z_]+)\s*=(?!=)", args[args.index("{") : args.rindex("}")]))
     assert {"host_private_key", "host_public_key", "ssh_user", "remote_base_dir"} <= passed, passed

@@ -125,6 +125,23 @@ CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "postgres_preset_valkey_class": (_with(postgres_resource_preset="b3-c1-m4"), "Managed PostgreSQL host class"),
     "postgres_preset_retired": (_with(postgres_resource_preset="b2.nano"), "Managed PostgreSQL host class"),
     "postgres_preset_garbage": (_with(postgres_resource_preset="large"), "Managed PostgreSQL host class"),
+    # The application endpoint ([endpoint] in featctl.toml).
+    "endpoint_on": (_with(endpoint_enabled=True), None),
+    "endpoint_on_all": (
+        _with(endpoint_enabled=True, endpoint_port=443, endpoint_health_port=65535, endpoint_allow=["10.20.0.0/16", "192.168.7.9/32"]),
+        None,
+    ),
+    "endpoint_port_1": (_with(endpoint_port=1), None),
+    "endpoint_port_0": (_with(endpoint_port=0), "1 to 65535"),
+    "endpoint_port_65536": (_with(endpoint_port=65536), "1 to 65535"),
+    "endpoint_port_fraction": (_with(endpoint_port=8443.5), "whole number"),
+    "endpoint_port_ssh": (_with(endpoint_port=22), "not be 22"),
+    "endpoint_health_port_0": (_with(endpoint_health_port=0), "1 to 65535"),
+    "endpoint_health_port_is_endpoint_port": (_with(endpoint_port=9000, endpoint_health_port=9000), "differ from endpoint_port"),
+    "endpoint_health_port_ssh": (_with(endpoint_health_port=22), "differ from endpoint_port and from 22"),
+    "endpoint_allow_no_prefix": (_with(endpoint_allow=["10.20.0.7"]), "IPv4 CIDR block"),
+    "endpoint_allow_ipv6": (_with(endpoint_allow=["fd00::/64"]), "IPv4 CIDR block"),
+    "endpoint_allow_garbage": (_with(endpoint_allow=["10.20.0.0/16", "office"]), "IPv4 CIDR block"),
 }
 
 

@@ -61,6 +61,9 @@ class _Session:
     def query_server(self, record, index=0):  # the feature server's historical endpoint
         raise AssertionError("score_at connected before checking its input")
 
+    def batch_server(self, record, direct=False):  # the release's batch server
+        raise AssertionError("score_at connected before checking its input")
+
 
 def test_score_refuses_a_weight_given_twice(tmp_path):
     from featctl.query.historical import score_at

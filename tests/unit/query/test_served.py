@@ -129,6 +129,7 @@ class Server:
     """The feature-server adapter as query/served.py sees it: canned answers."""
 
     tunnelled = False
+    batch = False
     port = 6566
 
     def __init__(self, info, status=200, body=b"", headers=None):
@@ -255,3 +256,59 @@ def test_a_request_the_server_took_but_did_not_finish_goes_to_the_agent_process_
         served._ask(Dropped(sent=True), b"x", "abc", 10)
     with pytest.raises(FeatureServerError, match="reset"):  # never reached it: the direct channel may
         served._ask(Dropped(sent=False), b"x", "abc", 10)
+
+
+class _Unreachable(Server):
+    """A batch server that is not there (a release started by an older featctl)."""
+
+    batch = True
+
+    def featctl_info(self):
+        raise FeatureServerError("the feature server on the host (port 6566-batch) is not reachable: refused")
+
+
+class _Sessions:
+    def __init__(self, batch, main):
+        self.batch, self.main, self.asked = batch, main, []
+
+    def batch_server(self, record, direct=False):
+        self.asked.append("batch")
+        return self.batch
+
+    def query_server(self, record, index=0):
+        self.asked.append("main")
+        return self.main
+
+    def direct_server(self, record, index=0):
+        self.asked.append("direct")
+        return self.main
+
+
+def test_batch_work_goes_to_the_batch_server_and_falls_back_to_the_feature_server():
+    frame = pd.DataFrame({"driver_id": [1], "event_timestamp": [NOW], "conv_rate": [0.5]})
+    info = {"api": 1, "agent": "abc", "historical": True}
+    batch = Server(info, body=answer(frame))
+    batch.batch = True
+    main = Server(info, body=answer(frame))
+    s = _Sessions(batch, main)
+    result, how = served._ask_batch_first(s, None, b"rows", "abc", 5.0)  # type: ignore[arg-type]
+    assert s.asked == ["batch"] and batch.posted == [b"rows"] and main.posted == []
+    assert "batch server" in how and result.equals(frame)
+    # No batch server: the feature server answers, as before there was one.
+    s = _Sessions(_Unreachable(info), main)
+    result, how = served._ask_batch_first(s, None, b"rows", "abc", 5.0)  # type: ignore[arg-type]
+    assert s.asked == ["batch", "main"] and main.posted == [b"rows"] and "the feature server" in how
+    # A batch server that took the rows and then failed is not asked twice, nor is another.
+    sent = Server(info)
+    sent.batch = True
+
+    def lost(payload, *, timeout):
+        exc = FeatureServerError("did not answer after it was sent")
+        exc.sent = True  # type: ignore[attr-defined]
+        raise exc
+
+    sent.featctl_historical = lost  # type: ignore[method-assign]
+    s = _Sessions(sent, main)
+    with pytest.raises(served.NotOffered):
+        served._ask_batch_first(s, None, b"rows", "abc", 5.0)  # type: ignore[arg-type]
+    assert s.asked == ["batch"]

@@ -51,19 +51,21 @@ def test_release_ids_sort_in_time_order():
     assert sorted([c, b, a]) == [a, b, c]
 
 
-def test_server_binds_loopback_only_and_never_recycles_workers():
+def test_server_binds_its_unix_socket_and_never_recycles_workers():
     cmd = server_command(Layout("/opt/featctl"), "R1", 6566, 2)
+    # On the Unix socket of slot 6566, never on TCP (agent/feast_cli.py binds it).
     # Feast's own CLI through featctl's wrapper (stores' variables, fixes for Feast).
     python = f"/opt/featctl/envs/feast-{FEAST_VERSION}/bin/python"
     assert cmd[: cmd.index("serve")] == [
         "/usr/bin/env",
         "PYTHONPATH=/opt/featctl/agent",
         "FEATCTL_ENV_FILE=/opt/featctl/run/stores.env",
+        "FEATCTL_BIND=/opt/featctl/run/s/6566",
         python,
         "-m",
         "featctl_agent.feast_cli",
     ]
-    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"  # ignored: FEATCTL_BIND replaces it
     assert cmd[cmd.index("--port") + 1] == "6566"
     assert cmd[cmd.index("--workers") + 1] == "2"
     assert cmd[cmd.index("--max-requests") + 1] == "0"
