@@ -515,11 +515,11 @@ def test_ssh_target_deploys_to_an_existing_host(deployment, tmp_path):
 
 
 def test_a_range_into_the_future_is_refused_and_later_rows_still_load(deployment):
-    """Changes the host's source file: last before destroy. Issue #23: ``--start 2026-12-06 --end 2026-12-08`` two days ahead was
+    """Issue #23: ``--start 2026-12-06 --end 2026-12-08``, two days ahead, was
     recorded as materialized up to 2026-12-08, so no incremental run loaded a
     row that arrived before then (``historical --at now`` and ``online``
-    disagreed, status said healthy)."""
-    import urllib.request
+    disagreed, status said healthy). It changes the host's source file, so it
+    runs last before destroy."""
 
     def last_materialized() -> dict[str, pd.Timestamp]:
         views = deployment.status()["feature_views"]
@@ -532,17 +532,17 @@ def test_a_range_into_the_future_is_refused_and_later_rows_still_load(deployment
     assert res.stderr.startswith(f"featctl: error: --end {ahead}T00:00:00+00:00 is in the future (now ")
     assert len(res.stderr.splitlines()) == 1
     assert all(t <= pd.Timestamp.now(tz="UTC") for t in last_materialized().values())
-    # A client whose clock runs two days ahead asks the feature server for "up to now":
-    # the host loads and records up to its own clock only.
-    port = deployment.record()["server_port"]
-    body = json.dumps({"end_ts": (now + timedelta(days=2)).isoformat(), "feature_views": ["driver_hourly_stats"]})
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/materialize-incremental",
-        data=body.encode(),
-        headers={"Content-Type": "application/json"},
+    # A client whose clock runs two days ahead asks the feature server for "up to now"
+    # (on its Unix socket, as the schedule does): the host loads and records up to its own clock only.
+    from featctl.agent.common import unix_post
+
+    record = deployment.record()
+    sock = Path(record["remote_base_dir"]) / "run" / "s" / str(record["server_port"])
+    ahead_now = (now + timedelta(days=2)).isoformat()
+    status, body = unix_post(
+        str(sock), "/materialize-incremental", {"end_ts": ahead_now, "feature_views": ["driver_hourly_stats"]}, 300
     )
-    with urllib.request.urlopen(request, timeout=300) as answer:
-        assert answer.status == 200
+    assert status == 200, body
     recorded = last_materialized()["driver_hourly_stats"]
     assert now <= recorded <= pd.Timestamp.now(tz="UTC"), recorded
     # A row arrives in the host's source after that (the local target's host is this machine)...
