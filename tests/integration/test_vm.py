@@ -89,7 +89,7 @@ def guest(dep: Deployed, command: str, *, check: bool = True) -> subprocess.Comp
 
 
 def status(dep: Deployed) -> dict:
-    return dep.json("status")["deployment"]
+    return dep.status()["deployment"]  # exit 8 when SSH or the server does not answer
 
 
 def server_unit(dep: Deployed) -> str:

@@ -87,16 +87,29 @@ def store_password(workspace: Workspace, store: str) -> str:
     return str(path)
 
 
-def _local_store_dir(workspace: Workspace, store: str) -> str:
+#: As root, the local PostgreSQL's data directory is ``<this><random>/data``.
+ROOT_POSTGRES_PREFIX = "/var/tmp/featctl-postgres-"
+
+
+def _local_store_dir(workspace: Workspace, store: str, previous: Mapping[str, Any]) -> str:
     """PostgreSQL refuses to run as root: as root the cluster runs as the
     ``postgres`` user, which cannot enter the 0700 workspace, so its data lives
-    in a directory of its own under /var/tmp (Terraform's destroy removes it)."""
-    import hashlib
+    in ``data`` of a directory of its own under /var/tmp whose name is random,
+    chosen once and kept in the stack's variables (``previous``):
+    start-postgres.sh makes that directory with mkdir, root's and 0711, and
+    refuses one that is a link or someone else's, so another local user can
+    neither guess the name nor plant a link there (the name was a digest of the
+    workspace's path, and root followed links planted beside it). Terraform's
+    destroy removes it. A directory of the old predictable form is not kept."""
     import os
+    import re
+    import secrets
 
     if store == "postgres" and os.geteuid() == 0:
-        digest = hashlib.sha256(str(workspace.root.resolve()).encode()).hexdigest()[:12]
-        return f"/var/tmp/featctl-postgres-{digest}"
+        kept = str((previous.get("store_dirs") or {}).get("postgres") or "")
+        if re.fullmatch(re.escape(ROOT_POSTGRES_PREFIX) + r"[0-9a-f]{32}/data", kept):
+            return kept
+        return f"{ROOT_POSTGRES_PREFIX}{secrets.token_hex(16)}/data"
     return str(workspace.local_dir / store)
 
 
@@ -158,7 +171,7 @@ def store_server_variables(
     for store in servers:
         ports.setdefault(store, free_loopback_port())
     out: dict[str, Any] = {
-        "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
+        "store_dirs": {s: _local_store_dir(workspace, s, previous) for s in servers},
         "store_ports": {s: int(ports[s]) for s in servers},
     }
     if servers:
