@@ -36,17 +36,30 @@ def main() -> None:
     ap.add_argument("--path", default="/get-online-features")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--warmup", type=int, default=0, help="requests sent first and not reported")
+    ap.add_argument("--unix", default=None, help="plain HTTP over this Unix socket instead of URL (a feature server's own socket)")
     args = ap.parse_args()
     url = urllib.parse.urlsplit(args.url)
-    ctx = ssl.create_default_context(cafile=args.ca)
+    ctx = ssl.create_default_context(cafile=args.ca) if not args.unix else None
     body = args.body.encode()
     headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
     local = threading.local()
 
-    def conn() -> http.client.HTTPSConnection:
+    class UnixHTTP(http.client.HTTPConnection):
+        def connect(self) -> None:
+            import socket
+
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(args.timeout)
+            sock.connect(args.unix)
+            self.sock = sock
+
+    def conn() -> http.client.HTTPConnection:
         c = getattr(local, "conn", None)
         if c is None:
-            c = local.conn = http.client.HTTPSConnection(url.hostname, url.port, context=ctx, timeout=args.timeout)
+            if args.unix:
+                c = local.conn = UnixHTTP("localhost", timeout=args.timeout)
+            else:
+                c = local.conn = http.client.HTTPSConnection(url.hostname, url.port, context=ctx, timeout=args.timeout)
         return c
 
     def one(offset: float, due: float | None = None) -> dict:
