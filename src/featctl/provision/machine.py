@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl import FEAST_VERSION
-from featctl.config import LOOPBACK_TARGETS
+from featctl.config import PROCESS_TARGETS
 from featctl.errors import HostKeyMismatch, TerraformError, UsageError
 from featctl.provision.targets import CONTRACT_OUTPUTS, HOST_OUTPUT_KEYS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
@@ -69,8 +69,14 @@ def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
     """Local and vm targets: (resource, what) for each process Terraform
     records but nothing answers for (after a reboot or a crash): its sshd (the
     local target) or its guest (vm) per host, the stores' servers. Replacing
-    those restarts them on the same data (a guest boots on the same disk)."""
+    those restarts them on the same data (a guest boots on the same disk).
+    The vm target's bridge too: a new one restarts the guests and the stores."""
     dead = []
+    bridge = str((record.outputs.get("network") or {}).get("bridge") or "") if record.target == "vm" else ""
+    if bridge and not Path(f"/sys/class/net/{bridge}").exists():
+        # This machine rebooted: the guests' network goes first, and what
+        # runs on it (guests, stores) is restarted with it.
+        dead.append(("terraform_data.network", "the guests' network (bridge " + bridge + ")"))
     hosts = record.hosts or [{"host": record.host, "port": record.port}]
     for i, h in enumerate(hosts):
         if h.get("host") and not port_open(str(h["host"]), int(h["port"])):
@@ -189,7 +195,7 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     session.reporter.step(f"terraform: {s.target} stack")
     stack, variables = prepared_stack(session, record, keys)
     replace: list[str] = []
-    if s.target in LOOPBACK_TARGETS and stack.has_state and record and record.host:
+    if s.target in PROCESS_TARGETS and stack.has_state and record and record.host:
         # The local hosts' sshd and the stores' servers are processes: after a
         # reboot or a crash Terraform still records them while nothing listens.
         # Restart them (and only them: what runs on the "machine" and the

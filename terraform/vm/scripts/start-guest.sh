@@ -1,11 +1,13 @@
 #!/bin/sh
 # Boot a guest: systemd-nspawn with systemd as PID 1 on the guest's disk.
 # Idempotent: a guest already running from this machine directory is left
-# alone. The guest shares this machine's network namespace; its sshd listens
-# on LISTEN_ADDRESS:PORT (vendor-data).
+# alone. The guest has a network namespace of its own: its end of a veth
+# pair (host0) on the deployment's BRIDGE, configured by its cloud-init from
+# the seed's network-config; the host's resolv.conf is copied in
+# (the guests' DNS goes out through the bridge's NAT, as their apt and PyPI).
 set -eu
 
-: "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${LISTEN_ADDRESS:?}" "${PORT:?}"
+: "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${BRIDGE:?}"
 here=$(dirname "$0")
 pidfile="$MACHINE_DIR/nspawn.pid"
 
@@ -24,9 +26,8 @@ if ! command -v systemd-nspawn >/dev/null 2>&1; then
 fi
 MACHINE_DIR="$MACHINE_DIR" IMAGE_DIR="$IMAGE_DIR" sh "$here/mount-disk.sh"
 
-hexport=$(printf '%04X' "$PORT")
-if grep -q -E "^ *[0-9]+: [0-9A-F]+:$hexport [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp 2>/dev/null; then
-  echo "featctl vm target: port $PORT on this machine is taken; the guest's sshd needs it" >&2
+if [ ! -d "/sys/class/net/$BRIDGE/bridge" ]; then
+  echo "featctl vm target: the deployment's bridge $BRIDGE is missing (featctl deploy brings the network back)" >&2
   exit 1
 fi
 
@@ -35,6 +36,7 @@ fi
 log="$MACHINE_DIR/guest.log"
 setsid systemd-nspawn --quiet --directory="$MACHINE_DIR/root" --machine="$MACHINE" \
   --register=no --keep-unit --boot --console=passive --link-journal=no \
+  --network-bridge="$BRIDGE" --resolv-conf=copy-host \
   --bind-ro="$MACHINE_DIR/ca:$CA_MOUNT" </dev/null >>"$log" 2>&1 &
 echo $! >"$pidfile"
 
