@@ -7,12 +7,15 @@ template; featctl then waits for cloud-init, installs Feast from PyPI with uv
 in the guest and runs every server as a systemd unit. The shared stores are
 featctl's TLS-only Redis and PostgreSQL on this machine, which the guest
 reaches with a Yandex VM's settings (the CA its user-data fetched,
-verify-full). One deployment serves the module; the last test destroys it and
-checks that nothing is left.
+verify-full). The guest has a network of its own: a bridge of the deployment's
+with a /28 of 198.19.0.0/16, the guest's sshd on its own address, port 22, the
+stores on the bridge's address, NAT out. One deployment serves the module; the
+last test destroys it and checks that nothing is left, network included.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shlex
@@ -105,7 +108,7 @@ def unit_props(dep: Deployed, unit: str, *props: str) -> dict[str, str]:
 
 def test_the_guest_is_a_systemd_machine_that_cloud_init_set_up_first(vm):
     err = vm.first_deploy.stderr
-    assert " to vm host 127.0.0.1:" in err
+    assert f" to vm host {vm.record()['host']}:22 " in err
     # Item 3: cloud-init is waited for right after SSH answers, before the agent goes up.
     ssh_at, cloud_at = err.index("waiting for SSH"), err.index("waiting for cloud-init to finish")
     assert ssh_at < cloud_at < err.index("installing featctl's host agent")
@@ -133,6 +136,95 @@ def test_the_guest_reaches_the_tls_stores_as_a_yandex_vm_does(vm):
     assert guest(vm, "stat -c %a /opt/featctl/run/stores.env").stdout.strip() == "600"
     # Loaded into PostgreSQL, materialized into Redis: the release reads no parquet file.
     assert "loaded " in vm.first_deploy.stderr and "into PostgreSQL table" in vm.first_deploy.stderr
+
+
+def _network(dep: Deployed) -> dict:
+    return dep.record()["outputs"]["network"]
+
+
+def _listeners() -> list[tuple[str, int]]:
+    """(pid, local address) of every listening TCP socket of this machine's network namespace."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        for pid in (p.split("=")[1] for p in line.replace(",", " ").split() if p.startswith("pid=")):
+            found.append((local, int(pid)))
+    return found
+
+
+def test_the_guest_has_a_network_of_its_own(vm):
+    rec, net = vm.record(), _network(vm)
+    cidr = ipaddress.IPv4Network(net["cidr"])
+    assert cidr.prefixlen == 28 and cidr.subnet_of(ipaddress.IPv4Network("198.19.0.0/16"))
+    assert net["gateway"] == str(cidr.network_address + 1)
+    # featctl logs in at the guest's own address, port 22; its key is pinned under that name.
+    assert (rec["host"], rec["port"]) == (str(cidr.network_address + 2), 22)
+    pinned = (vm.workspace / "known_hosts").read_text().split()
+    assert pinned[0] == rec["host"] and pinned[2] == rec["host_public_key"].split()[1]
+    # A network namespace of its own, its address on host0, the bridge its default route.
+    guest_ns = guest(vm, "stat -L -c %i /proc/self/ns/net").stdout.strip()
+    assert int(guest_ns) != os.stat("/proc/self/ns/net").st_ino
+    assert f"inet {rec['host']}/28 " in guest(vm, "ip -4 -o addr show dev host0").stdout
+    assert guest(vm, "ip -4 route show default").stdout.split()[:3] == ["default", "via", net["gateway"]]
+    assert "0.0.0.0:22 " in guest(vm, "ss -Hltn").stdout
+    # The guest's sshd is not on this machine's loopback: no socket listening
+    # here belongs to a process in the guest.
+    [m] = rec["outputs"]["machines"]
+    theirs = [local for local, pid in _listeners() if _root_of(Path(f"/proc/{pid}")).startswith(m["machine_dir"])]
+    assert theirs == []
+
+
+def test_a_machine_on_the_bridge_reaches_the_guest_and_the_stores(vm):
+    """As an application VM in the same subnet would: a network namespace with
+    the subnet's last address, its veth on the deployment's bridge."""
+    rec, net = vm.record(), _network(vm)
+    cidr = ipaddress.IPv4Network(net["cidr"])
+    ns, here, there = f"fct{os.getpid()}", f"fcta{os.getpid()}", f"fctb{os.getpid()}"
+
+    def sh(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", here, "type", "veth", "peer", "name", there)
+        sh("ip", "link", "set", there, "netns", ns)
+        sh("ip", "link", "set", here, "master", net["bridge"], "up")
+        sh("ip", "-n", ns, "addr", "add", f"{cidr.broadcast_address - 1}/{cidr.prefixlen}", "dev", there)
+        sh("ip", "-n", ns, "link", "set", there, "up")
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, "ssh",
+             "-i", str(vm.workspace / "keys" / "client_ed25519"),
+             "-o", f"UserKnownHostsFile={vm.workspace / 'known_hosts'}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+             f"{rec['user']}@{rec['host']}", "hostname"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == guest(vm, "hostname").stdout.strip()
+        # The stores answer on the bridge's address; nothing else of this machine does.
+        port = int(rec["stores"]["redis"]["port"])
+        probe = f"import socket; socket.create_connection(('{net['gateway']}', {{}}), timeout=3).close()"
+        ok = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe.format(port)], capture_output=True)
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", here], capture_output=True)
+
+
+def test_the_stores_listen_on_the_bridge_only_and_admit_the_subnet_only(vm):
+    rec, net = vm.record(), _network(vm)
+    for store, where in rec["stores"].items():
+        assert where["host"] == net["gateway"], store
+        at = [local for local, _ in _listeners() if local.endswith(f":{where['port']}")]
+        assert at == [f"{net['gateway']}:{where['port']}"], (store, at)
+    hba = Path(rec["stack_vars"]["store_dirs"]["postgres"], "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    admit = ["hostssl", "all", "all", net["cidr"], "scram-sha-256"]
+    assert rules == [admit, ["hostnossl", "all", "all", "all", "reject"]]
+    # The guests' egress is masqueraded, their subnet's only, in the deployment's own table.
+    table = subprocess.run(["nft", "list", "table", "ip", net["table"]], capture_output=True, text=True).stdout
+    assert f"ip saddr {net['cidr']} ip daddr != {net['cidr']} masquerade" in table, table
 
 
 def test_score_matches_pandas(vm):
@@ -244,14 +336,15 @@ def test_a_guest_that_went_down_is_booted_again_and_serves_the_same_release(vm):
     test_score_matches_pandas(vm)
 
 
-def test_destroy_leaves_no_process_port_disk_or_key(vm):
+def test_destroy_leaves_no_process_port_disk_key_or_network(vm):
     rec = vm.record()
     machines = rec["outputs"]["machines"]
     image = Path(rec["outputs"]["image"])
-    ports = [rec["port"], *rec["server_ports"], *rec.get("services", {}).values()]
-    ports += [where["port"] for where in rec["stores"].values()]
+    net = rec["outputs"]["network"]
+    ports = [int(where["port"]) for where in rec["stores"].values()]
     data = [Path(d) for d in rec["stack_vars"]["store_dirs"].values()]
     assert data and all(d.exists() for d in data)
+    assert Path("/sys/class/net", net["bridge"]).exists()
     vm.run("destroy", "--yes").ok()
     for m in machines:
         d = m["machine_dir"]
@@ -262,8 +355,21 @@ def test_destroy_leaves_no_process_port_disk_or_key(vm):
         assert roots == []
         assert d not in Path("/proc/self/mountinfo").read_text()
         assert d not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    listening = [local for local, _ in _listeners()]
     for port in ports:
-        assert not _listening(int(port)), port
+        assert not [a for a in listening if a.endswith(f":{port}")], port
+    # No bridge, no veth on it, no address, no NAT rule of the deployment's.
+    from featctl.provision.vmnet import leftovers
+
+    assert leftovers(net) == []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert net["bridge"] not in links
+    assert net["gateway"] not in subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert net["table"] not in tables
+    if "fcbr" not in links:
+        # The last featctl bridge gone: the forwarding net-up.sh turned on is off again.
+        assert not Path("/run/featctl-vm-net/forwarding").exists()
     for d in data:
         assert not d.exists(), d
     ws = vm.workspace
@@ -280,11 +386,3 @@ def _root_of(proc: Path) -> str:
         return os.readlink(proc / "root")
     except OSError:
         return ""
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
