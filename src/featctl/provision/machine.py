@@ -65,18 +65,19 @@ def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> list[dict[str, An
 STORES_MODULE = "module.stores"
 
 
-def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
+def _dead_servers(record: Deployment, sys_class_net: str = "/sys/class/net") -> list[tuple[str, str]]:
     """Local and vm targets: (resource, what) for each process Terraform
     records but nothing answers for (after a reboot or a crash): its sshd (the
     local target) or its guest (vm) per host, the stores' servers. Replacing
     those restarts them on the same data (a guest boots on the same disk).
     The vm target's bridge too: a new one restarts the guests and the stores."""
-    dead = []
     bridge = str((record.outputs.get("network") or {}).get("bridge") or "") if record.target == "vm" else ""
-    if bridge and not Path(f"/sys/class/net/{bridge}").exists():
-        # This machine rebooted: the guests' network goes first, and what
-        # runs on it (guests, stores) is restarted with it.
-        dead.append(("terraform_data.network", "the guests' network (bridge " + bridge + ")"))
+    if bridge and not Path(sys_class_net, bridge).exists():
+        # This machine rebooted: a new network restarts what runs on it (the
+        # guests, the stores). Nothing is probed: without the bridge their
+        # addresses would be routed out of this machine.
+        return [("terraform_data.network", f"the guests' network (bridge {bridge}, the guests and stores on it)")]
+    dead = []
     hosts = record.hosts or [{"host": record.host, "port": record.port}]
     for i, h in enumerate(hosts):
         if h.get("host") and not port_open(str(h["host"]), int(h["port"])):

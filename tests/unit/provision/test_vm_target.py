@@ -144,3 +144,28 @@ def test_deploy_on_a_machine_that_cannot_boot_a_guest_changes_nothing(tmp_path, 
     with pytest.raises(UsageError, match=r"^--target vm cannot run on this machine: it needs root"):
         deploy(Session(settings))
     assert not (tmp_path / "ws").exists()
+
+
+def test_a_missing_bridge_brings_the_network_back_without_probing_the_guests(monkeypatch, tmp_path):
+    """After a reboot the bridge is gone: probing the guests' addresses would
+    route them out of this machine, so the network alone is replaced (the
+    guests and stores restart with it by their triggers)."""
+    from featctl.provision import machine
+    from featctl.workspace import Deployment
+
+    monkeypatch.setattr(machine, "port_open", lambda host, port: pytest.fail(f"probed {host}:{port}"))
+    record = Deployment(
+        target="vm",
+        name="n",
+        host="198.19.7.18",
+        outputs={"network": {"bridge": "fcbrnothere0000"}},
+        stores={"redis": {"host": "198.19.7.17", "port": 40001}},
+    )
+    [(resource, what)] = machine._dead_servers(record, sys_class_net=str(tmp_path))
+    assert resource == "terraform_data.network" and "fcbrnothere0000" in what
+    # The bridge there: the guests and stores are probed as before.
+    (tmp_path / "fcbrnothere0000").mkdir()
+    probed = []
+    monkeypatch.setattr(machine, "port_open", lambda host, port: probed.append((host, port)) or host != "198.19.7.18")
+    assert machine._dead_servers(record, sys_class_net=str(tmp_path)) == [("terraform_data.guest[0]", "guest 0")]
+    assert probed == [("198.19.7.18", 22), ("198.19.7.17", 40001)]
