@@ -3,8 +3,10 @@
 # Idempotent: a guest already running from this machine directory is left
 # alone. The guest has a network namespace of its own: its end of a veth
 # pair (host0) on the deployment's BRIDGE, configured by its cloud-init from
-# the seed's network-config; the host's resolv.conf is copied in
-# (the guests' DNS goes out through the bridge's NAT, as their apt and PyPI).
+# the seed's network-config. This machine's resolvers are copied in (the
+# guests' DNS goes out through the bridge's NAT, as their apt and PyPI): its
+# resolv.conf, or systemd-resolved's uplink servers where resolv.conf names
+# the resolved stub on loopback (which is not the guest's).
 set -eu
 
 : "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${BRIDGE:?}"
@@ -31,12 +33,17 @@ if [ ! -d "/sys/class/net/$BRIDGE/bridge" ]; then
   exit 1
 fi
 
+resolv=copy-host
+if grep -q -E '^nameserver[[:space:]]+127\.' /etc/resolv.conf 2>/dev/null && [ -f /run/systemd/resolve/resolv.conf ]; then
+  resolv=copy-uplink
+fi
+
 # --register=no --keep-unit: no machined or system bus on the host needed
 # (this machine's PID 1 need not be systemd). Its console is not needed either.
 log="$MACHINE_DIR/guest.log"
 setsid systemd-nspawn --quiet --directory="$MACHINE_DIR/root" --machine="$MACHINE" \
   --register=no --keep-unit --boot --console=passive --link-journal=no \
-  --network-bridge="$BRIDGE" --resolv-conf=copy-host \
+  --network-bridge="$BRIDGE" --resolv-conf="$resolv" \
   --bind-ro="$MACHINE_DIR/ca:$CA_MOUNT" </dev/null >>"$log" 2>&1 &
 echo $! >"$pidfile"
 
