@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -202,11 +203,18 @@ def test_a_machine_on_the_bridge_reaches_the_guest_and_the_stores(vm):
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == guest(vm, "hostname").stdout.strip()
-        # The stores answer on the bridge's address; nothing else of this machine does.
+        # The stores answer on the bridge's address; nothing else of this machine does
+        # (here a server on all of this machine's addresses).
         port = int(rec["stores"]["redis"]["port"])
         probe = f"import socket; socket.create_connection(('{net['gateway']}', {{}}), timeout=3).close()"
         ok = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe.format(port)], capture_output=True)
         assert ok.returncode == 0, ok.stderr
+        with socket.create_server(("0.0.0.0", 0)) as other:
+            with socket.create_connection((net["gateway"], other.getsockname()[1]), timeout=3):
+                pass  # from this machine: yes
+            probe = probe.format(other.getsockname()[1])
+            blocked = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe], capture_output=True)
+            assert blocked.returncode != 0 and b"timed out" in blocked.stderr, blocked.stderr
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", here], capture_output=True)
@@ -333,6 +341,24 @@ def test_a_guest_that_went_down_is_booted_again_and_serves_the_same_release(vm):
     # systemd started the enabled unit at boot: the same release serves, nothing rebuilt.
     assert "nothing changed" in res.stderr, res.stderr
     assert vm.record()["release"] == rec["release"]
+    test_score_matches_pandas(vm)
+
+
+def test_after_a_reboot_the_network_comes_back_with_the_guest_and_stores_on_it(vm):
+    """A reboot takes the bridge and the nftables table too: deploy makes the
+    network again, boots the guest on it and restarts the stores bound to it."""
+    rec, net = vm.record(), _network(vm)
+    [m] = rec["outputs"]["machines"]
+    scripts = vm.workspace / "terraform" / "vm" / "scripts"
+    env = {**os.environ, "MACHINE_DIR": m["machine_dir"], "BRIDGE": net["bridge"]}
+    subprocess.run(["sh", str(scripts / "stop-guest.sh")], env=env, check=True, timeout=120)
+    subprocess.run(["sh", str(scripts / "firewall.sh")], env={**env, "DELETE": "1"}, check=True, timeout=60)
+    subprocess.run(["sh", str(scripts / "net-down.sh")], env=env, check=True, timeout=60)
+    res = vm.run("deploy").ok()
+    assert f"the guests' network (bridge {net['bridge']}" in res.stderr, res.stderr
+    assert "nothing changed" in res.stderr, res.stderr
+    assert _network(vm) == net and vm.record()["release"] == rec["release"]
+    test_the_stores_listen_on_the_bridge_only_and_admit_the_subnet_only(vm)
     test_score_matches_pandas(vm)
 
 
