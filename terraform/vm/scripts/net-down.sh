@@ -2,7 +2,7 @@
 # Take the deployment's network down: every veth a guest left on the bridge
 # (systemd-nspawn removes its own when the guest stops), the bridge with its
 # address and routes, and, when no featctl bridge is left, the uplinks'
-# forwarding net-up.sh turned on. Safe to run twice.
+# forwarding net-up.sh turned on and its state directory. Safe to run twice.
 set -u
 
 : "${BRIDGE:?}"
@@ -20,10 +20,13 @@ fi
 [ -d "$STATE" ] || exit 0
 exec 9>"$STATE/lock"
 flock 9
-if [ -f "$STATE/forwarding" ] && ! ip -o link show type bridge | grep -q ': fcbr[0-9a-f]*[:@]'; then
-  sort -u "$STATE/forwarding" | while read -r dev; do
-    [ -w "/proc/sys/net/ipv4/conf/$dev/forwarding" ] && echo 0 >"/proc/sys/net/ipv4/conf/$dev/forwarding"
-  done
-  rm -f "$STATE/forwarding"
+if ! ip -o link show type bridge | grep -q ': fcbr[0-9a-f]*[:@]'; then
+  if [ -f "$STATE/forwarding" ]; then
+    sort -u "$STATE/forwarding" | while read -r dev; do
+      [ -w "/proc/sys/net/ipv4/conf/$dev/forwarding" ] && echo 0 >"/proc/sys/net/ipv4/conf/$dev/forwarding"
+    done
+  fi
+  # The last one: nothing of featctl's stays in /run either.
+  rm -rf "$STATE"
 fi
 exit 0

@@ -68,7 +68,7 @@ ssl_key_file = 'server.key'
 ssl_min_protocol_version = 'TLSv1.2'
 CONF
 write "$DATA_DIR/pg_hba.conf" <<HBA
-# featctl: TLS only, from $CLIENT_CIDR only. A connection without TLS is rejected whoever asks.
+# featctl: TLS only (clients: $CLIENT_CIDR). A connection without TLS is rejected whoever asks.
 hostssl   all  all  $CLIENT_CIDR  scram-sha-256
 hostnossl all  all  all  reject
 HBA
