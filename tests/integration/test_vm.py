@@ -35,6 +35,7 @@ from tests.conftest import ROOT, featctl
 from tests.integration.conftest import Deployed
 from tests.integration.expected import latest, load
 from tests.integration.helpers import touch
+from tests.integration.vmnet import listeners, on_bridge
 
 pytestmark = pytest.mark.integration
 
@@ -143,17 +144,6 @@ def _network(dep: Deployed) -> dict:
     return dep.record()["outputs"]["network"]
 
 
-def _listeners() -> list[tuple[str, int]]:
-    """(pid, local address) of every listening TCP socket of this machine's network namespace."""
-    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        local = line.split()[3]
-        for pid in (p.split("=")[1] for p in line.replace(",", " ").split() if p.startswith("pid=")):
-            found.append((local, int(pid)))
-    return found
-
-
 def test_the_guest_has_a_network_of_its_own(vm):
     rec, net = vm.record(), _network(vm)
     cidr = ipaddress.IPv4Network(net["cidr"])
@@ -172,7 +162,7 @@ def test_the_guest_has_a_network_of_its_own(vm):
     # The guest's sshd is not on this machine's loopback: no socket listening
     # here belongs to a process in the guest.
     [m] = rec["outputs"]["machines"]
-    theirs = [local for local, pid in _listeners() if _root_of(Path(f"/proc/{pid}")).startswith(m["machine_dir"])]
+    theirs = [local for local, pid in listeners() if _root_of(Path(f"/proc/{pid}")).startswith(m["machine_dir"])]
     assert theirs == []
 
 
@@ -180,21 +170,9 @@ def test_a_machine_on_the_bridge_reaches_the_guest_and_the_stores(vm):
     """As an application VM in the same subnet would: a network namespace with
     the subnet's last address, its veth on the deployment's bridge."""
     rec, net = vm.record(), _network(vm)
-    cidr = ipaddress.IPv4Network(net["cidr"])
-    ns, here, there = f"fct{os.getpid()}", f"fcta{os.getpid()}", f"fctb{os.getpid()}"
-
-    def sh(*argv: str) -> None:
-        subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-    sh("ip", "netns", "add", ns)
-    try:
-        sh("ip", "link", "add", here, "type", "veth", "peer", "name", there)
-        sh("ip", "link", "set", there, "netns", ns)
-        sh("ip", "link", "set", here, "master", net["bridge"], "up")
-        sh("ip", "-n", ns, "addr", "add", f"{cidr.broadcast_address - 1}/{cidr.prefixlen}", "dev", there)
-        sh("ip", "-n", ns, "link", "set", there, "up")
+    with on_bridge(net["bridge"], net["cidr"]) as inside:
         proc = subprocess.run(
-            ["ip", "netns", "exec", ns, "ssh",
+            [*inside, "ssh",
              "-i", str(vm.workspace / "keys" / "client_ed25519"),
              "-o", f"UserKnownHostsFile={vm.workspace / 'known_hosts'}",
              "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
@@ -205,26 +183,22 @@ def test_a_machine_on_the_bridge_reaches_the_guest_and_the_stores(vm):
         assert proc.stdout.strip() == guest(vm, "hostname").stdout.strip()
         # The stores answer on the bridge's address; nothing else of this machine does
         # (here a server on all of this machine's addresses).
-        port = int(rec["stores"]["redis"]["port"])
         probe = f"import socket; socket.create_connection(('{net['gateway']}', {{}}), timeout=3).close()"
-        ok = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe.format(port)], capture_output=True)
+        port = int(rec["stores"]["redis"]["port"])
+        ok = subprocess.run([*inside, sys.executable, "-c", probe.format(port)], capture_output=True)
         assert ok.returncode == 0, ok.stderr
         with socket.create_server(("0.0.0.0", 0)) as other:
             with socket.create_connection((net["gateway"], other.getsockname()[1]), timeout=3):
                 pass  # from this machine: yes
-            probe = probe.format(other.getsockname()[1])
-            blocked = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe], capture_output=True)
+            blocked = subprocess.run([*inside, sys.executable, "-c", probe.format(other.getsockname()[1])], capture_output=True)
             assert blocked.returncode != 0 and b"timed out" in blocked.stderr, blocked.stderr
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", here], capture_output=True)
 
 
 def test_the_stores_listen_on_the_bridge_only_and_admit_the_subnet_only(vm):
     rec, net = vm.record(), _network(vm)
     for store, where in rec["stores"].items():
         assert where["host"] == net["gateway"], store
-        at = [local for local, _ in _listeners() if local.endswith(f":{where['port']}")]
+        at = [local for local, _ in listeners() if local.endswith(f":{where['port']}")]
         assert at == [f"{net['gateway']}:{where['port']}"], (store, at)
     hba = Path(rec["stack_vars"]["store_dirs"]["postgres"], "pg_hba.conf").read_text()
     rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
@@ -381,7 +355,7 @@ def test_destroy_leaves_no_process_port_disk_key_or_network(vm):
         assert roots == []
         assert d not in Path("/proc/self/mountinfo").read_text()
         assert d not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    listening = [local for local, _ in _listeners()]
+    listening = [local for local, _ in listeners()]
     for port in ports:
         assert not [a for a in listening if a.endswith(f":{port}")], port
     # No bridge, no veth on it, no address, no NAT rule of the deployment's.
