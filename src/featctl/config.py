@@ -19,8 +19,12 @@ from typing import Any
 from featctl.errors import ConfigError
 
 TARGETS = ("local", "yandex", "vm", "ssh")
-#: Targets whose hosts share this machine's loopback (their servers take free ports).
-LOOPBACK_TARGETS = ("local", "vm")
+#: Targets whose hosts share this machine's loopback (their servers take free
+#: ports). The vm guests have a network of their own (terraform/vm/network.tf).
+LOOPBACK_TARGETS = ("local",)
+#: Targets whose hosts are processes on this machine that Terraform restarts
+#: when they died (a reboot): the local sshd, the vm guests, the stores.
+PROCESS_TARGETS = ("local", "vm")
 STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
 #: [endpoint] keys (types are checked by _parse_endpoint).

@@ -91,6 +91,15 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
                     f"destroy ran, but port(s) {', '.join(map(str, busy))} on this machine still accept connections; "
                     "the record is kept: find the process (ss -ltnp) and run `featctl destroy` again"
                 )
+        if target == "vm" and record is not None:
+            from featctl.provision.vmnet import leftovers
+
+            left = leftovers(record.outputs.get("network") or {})
+            if left:
+                raise FeatctlError(
+                    f"destroy ran, but the guests' network is still here ({', '.join(left)}); "
+                    "the record is kept: run `featctl destroy` again"
+                )
         ws.forget(target)
         result.messages.append(
             "removed featctl's directory on the host and the pinned host key"

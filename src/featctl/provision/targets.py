@@ -136,23 +136,13 @@ def _local_host_dirs(
     return dirs
 
 
-def _vm_machines(workspace: Workspace, count: int, previous: Mapping[str, Any], first_port: Any) -> list[dict[str, Any]]:
-    """One element per vm guest: its machine name and directory, and the
-    loopback port of its sshd, chosen once and kept (a new port is a new instance)."""
+def _vm_machines(workspace: Workspace, count: int) -> list[dict[str, Any]]:
+    """One element per vm guest: its machine name and directory (its address
+    is its index's in the deployment's network: terraform/vm)."""
     from featctl.provision import vm
 
-    before = list(previous.get("machines") or [])
-    out = []
-    for i in range(count):
-        if i < len(before):
-            port = before[i]["port"]
-        elif i == 0 and first_port:
-            port = first_port
-        else:
-            port = free_loopback_port()
-        name = vm.machine_name(workspace, i)
-        out.append({"machine": name, "machine_dir": f"{vm.MACHINES_DIR}/{name}", "port": int(port)})
-    return out
+    names = [vm.machine_name(workspace, i) for i in range(count)]
+    return [{"machine": n, "machine_dir": f"{vm.MACHINES_DIR}/{n}"} for n in names]
 
 
 def store_server_variables(
@@ -232,22 +222,24 @@ def stack_variables(
             **extra,
         }
     if target == "vm":
-        from featctl.provision import vm
+        import ipaddress
+
+        from featctl.provision import vm, vmnet
         from featctl.provision.tls import ensure_store_tls
 
-        machines = _vm_machines(workspace, len(keys.hosts), previous, extra.pop("port", None))
-        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
-        # The guests share this machine's network: they reach the stores at
-        # listen_address, as the local target's hosts do. The CA exists without
-        # stores too: every guest's user-data fetches it, as a Yandex VM
-        # fetches Yandex's (enabling a store later must not change user-data).
-        names = [listen, "localhost"]
+        network = vmnet.network_variable(workspace, previous)
+        # The guests have a network of their own: they reach the stores at the
+        # bridge's address (.1), which the stores listen on and the server
+        # certificate names. The CA exists without stores too: every guest's
+        # user-data fetches it, as a Yandex VM fetches Yandex's (enabling a
+        # store later must not change the user-data).
+        names = [str(next(ipaddress.IPv4Network(network["cidr"]).hosts()))]
         return {
             **common,
             "ssh_user": extra.pop("ssh_user", "featctl"),
             "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
-            "machines": machines,
-            "listen_address": listen,
+            "machines": _vm_machines(workspace, len(keys.hosts)),
+            "network": network,
             "user_data_template": vm.user_data_template(),
             "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
             **store_server_variables(workspace, servers, previous, names=names, label=name),

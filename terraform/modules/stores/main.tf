@@ -8,8 +8,9 @@
 #
 # - Redis: `port 0` (no plain-text port), `tls-port`, `tls-auth-clients no`
 #   (clients log in with the password, not a certificate), requirepass.
-# - PostgreSQL: `ssl = on`, pg_hba with `hostssl` (scram-sha-256) and
-#   `hostnossl ... reject`: a connection without TLS is refused.
+# - PostgreSQL: `ssl = on`, pg_hba with `hostssl` (scram-sha-256) from
+#   client_cidr only and `hostnossl ... reject`: a connection without TLS is
+#   refused.
 #
 # Two resources per store: `<store>` is the data's lifetime (destroying it stops
 # the server and removes the data directory), `<store>_server` is the running
@@ -60,6 +61,7 @@ resource "terraform_data" "redis_server" {
     var.store_password_files["redis"],
     var.redis_server_path,
     var.listen_address,
+    var.restart_on,
     local.tls.digest,
   ]
 
@@ -131,6 +133,8 @@ resource "terraform_data" "postgres_server" {
     var.store_ports["postgres"],
     var.store_password_files["postgres"],
     var.listen_address,
+    var.client_cidr,
+    var.restart_on,
     local.tls.digest,
   ]
 
@@ -158,6 +162,7 @@ resource "terraform_data" "postgres_server" {
       DATABASE       = var.postgres_database
       DB_USER        = var.postgres_user
       LISTEN_ADDRESS = var.listen_address
+      CLIENT_CIDR    = var.client_cidr
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert
       TLS_KEY        = local.tls.server_key

@@ -18,6 +18,7 @@ set -eu
 : "${DATA_DIR:?}" "${PORT:?}" "${PASSWORD_FILE:?}" "${PG_BIN:?}" "${DATABASE:?}" "${DB_USER:?}"
 : "${TLS_CA:?}" "${TLS_CERT:?}" "${TLS_KEY:?}"
 LISTEN_ADDRESS="${LISTEN_ADDRESS:-127.0.0.1}"
+CLIENT_CIDR="${CLIENT_CIDR:-all}"
 
 for tool in initdb pg_ctl psql; do
   if [ ! -x "$PG_BIN/$tool" ]; then
@@ -85,7 +86,8 @@ fi
 write() { as sh -c 'umask 077 && cat > "$1.tmp" && mv "$1.tmp" "$1"' sh "$1"; }
 write "$DATA_DIR/server.crt" <"$TLS_CERT"
 write "$DATA_DIR/server.key" <"$TLS_KEY"
-# TCP on loopback only, no Unix socket: nothing of it outside DATA_DIR.
+# TCP on LISTEN_ADDRESS only (loopback, or the vm guests' bridge), no Unix
+# socket: nothing of it outside DATA_DIR.
 write "$DATA_DIR/featctl.conf" <<CONF
 listen_addresses = '$LISTEN_ADDRESS'
 port = $PORT
@@ -96,8 +98,8 @@ ssl_key_file = 'server.key'
 ssl_min_protocol_version = 'TLSv1.2'
 CONF
 write "$DATA_DIR/pg_hba.conf" <<HBA
-# featctl: TLS only. A connection without TLS is rejected whoever asks.
-hostssl   all  all  all  scram-sha-256
+# featctl: TLS only (clients: $CLIENT_CIDR). A connection without TLS is rejected whoever asks.
+hostssl   all  all  $CLIENT_CIDR  scram-sha-256
 hostnossl all  all  all  reject
 HBA
 # Included last, so it wins over what an earlier featctl appended.
