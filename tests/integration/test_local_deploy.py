@@ -169,6 +169,29 @@ def test_online_features_and_unknown_driver(deployment):
     assert "424242: not found" in res.stderr
 
 
+def test_the_score_beside_a_namesake_of_its_inputs_is_not_null(deployment):
+    """driver_hourly_stats:conv_rate beside the score, whose inputs are
+    driver_quality_metrics' conv_rate and acc_rate: Feast 0.67's server answers
+    such a request with a null score (HTTP 200), and drops it with full names;
+    featctl asks for them apart and gets the values pandas gives."""
+    hourly = load(deployment.repo / "data" / "driver_stats.parquet")
+    quality = load(deployment.repo / "data" / "driver_stats_with_productivity.parquet")
+    weights = ["--request", "conv_rate_coef=0.7", "--request", "acc_rate_coef=0.3"]
+    score = "driver_activity_rates_linear_combination_fv:linear_combination"
+    rows = deployment.json("online", "-d", "1001,1002", "-f", f"driver_hourly_stats:conv_rate,{score}", *weights)
+    both = deployment.json(
+        "online", "-d", "1001,1002", "-f", f"driver_hourly_stats:conv_rate,driver_quality_metrics:conv_rate,{score}", *weights
+    )
+    for row, full in zip(rows, both):
+        q, h = latest(quality, row["driver_id"]), latest(hourly, row["driver_id"])
+        want = 0.7 * float(q.conv_rate) + 0.3 * float(q.acc_rate)
+        assert row["linear_combination"] == pytest.approx(want, rel=1e-6)
+        assert row["conv_rate"] == pytest.approx(float(h.conv_rate), rel=1e-6)
+        assert full["driver_activity_rates_linear_combination_fv__linear_combination"] == pytest.approx(want, rel=1e-6)
+        assert full["driver_hourly_stats__conv_rate"] == pytest.approx(float(h.conv_rate), rel=1e-6)
+        assert full["driver_quality_metrics__conv_rate"] == pytest.approx(float(q.conv_rate), rel=1e-6)
+
+
 def test_online_feature_service_needing_request_data_is_a_clear_error(deployment):
     # The service includes the on-demand view, whose weights come with the request:
     # `online` has none to send, so the server's refusal must reach the user in one line.
