@@ -87,7 +87,7 @@ def main() -> None:
         one(0.0)
     n = int(args.rate * args.seconds)
     t0 = time.monotonic() + 0.05
-    with ThreadPoolExecutor(max(8, int(args.rate))) as pool:
+    with ThreadPoolExecutor(min(32, max(8, int(args.rate) // 10))) as pool:
         futures = []
         for i in range(n):
             due = t0 + i / args.rate
