@@ -340,7 +340,9 @@ def test_body_limits(edge, tmp_path):
          "--data-binary", f"@{big}", "-w", " %{http_code}", f"https://{HERE_IP}:{edge.port}/get-online-features"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert res.stdout == '{"error":"request body too large"} 413', res
+    # HAProxy answers 413 on the headers and closes; a client still sending its
+    # body may read the 413 or see the connection closed (curl 55/56): refused either way.
+    assert res.stdout == '{"error":"request body too large"} 413' or res.returncode in (55, 56), res
     assert call(edge, token=t, body=b"x" * 900_000).body["bytes"] == 900_000
     chunked = raw_request(edge, auth + b"Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n")
     assert chunked.startswith(b"HTTP/1.1 411")

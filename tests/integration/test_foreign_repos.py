@@ -30,10 +30,10 @@ SERVICES = ("driver_activity_v1", "driver_activity_v2", "driver_activity_v3")
 REQUEST = ("--request", "val_to_add=1", "--request", "val_to_add_2=10")
 
 
-def deploy(root: Path, repo: str, env: dict[str, str] | None = None) -> Deployed:
+def deploy(root: Path, repo: str, env: dict[str, str] | None = None, extra: str = "") -> Deployed:
     d = Deployed(root)
     d.repo = root / repo
-    (root / "featctl.toml").write_text(f'repo = "{repo}"\nserver_workers = 1\n')
+    (root / "featctl.toml").write_text(f'repo = "{repo}"\nserver_workers = 1\n' + extra)
     try:
         d.first_deploy = featctl("deploy", cwd=root, timeout=1200, env=env).ok()
     except BaseException:
@@ -97,13 +97,26 @@ SDK_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def app_net():
+    from tests.integration.appnet import app_network
+
+    with app_network("fctl-fr", 8) as net:
+        yield net
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, app_net):
+    from featctl.provision.targets import free_loopback_port
+
     root = tmp_path_factory.mktemp("template")
     subprocess.run([str(FEAST_BIN / "feast"), "init", "proj"], cwd=root, check=True, capture_output=True, timeout=300)
     local = tmp_path_factory.mktemp("template-sdk") / "feature_repo"
     shutil.copytree(root / "proj" / "feature_repo", local)
-    d = deploy(root, "proj/feature_repo")
+    port = free_loopback_port()
+    endpoint = f'\n[endpoint]\nlisten = "{app_net.here}"\nport = {port}\nallow = ["{app_net.subnet}"]\n'
+    d = deploy(root, "proj/feature_repo", extra=endpoint)
     d.local_copy = local
+    d.endpoint = f"https://{app_net.here}:{port}"
     try:
         yield d
     finally:
@@ -157,6 +170,44 @@ def test_template_queries_equal_the_feast_sdk(template, tmp_path):
     # Label views are views too: listed, and readable online (empty until pushed).
     rows = d.json("online", "-d", "1001", "-f", "driver_quality_labels:labeler")
     assert rows == [{"driver_id": 1001, "labeler": None}]
+
+
+def test_template_through_the_endpoint_equals_the_feast_sdk(template, app_net, tmp_path):
+    """An application on its own network reads Feast's template through the
+    endpoint (HTTPS, the deployment's CA, a token): the feature services'
+    values, on-demand views with their request data included, equal Feast's
+    SDK on a local copy of the repository."""
+    d = template
+    st = d.json("status")
+    end = max(v["last_materialized"] for v in st["feature_views"] if v["kind"] == "feature view")
+    entities = tmp_path / "entities.csv"
+    pd.DataFrame(
+        {"driver_id": [1001, 1002, 1003], "event_timestamp": ["2021-04-12T10:59:42+00:00"] * 3,
+         "val_to_add": [1, 1, 1], "val_to_add_2": [10, 10, 10]}
+    ).to_csv(entities, index=False)
+    sdk = subprocess.run(
+        [str(FEAST_BIN / "python"), "-c", SDK_SCRIPT, str(d.local_copy), end, str(entities), str(FEAST_BIN / "feast")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert sdk.returncode == 0, sdk.stderr[-3000:]
+    want = json.loads(sdk.stdout.strip().splitlines()[-1])["online"]
+    token = d.run("token", "create", "template-app").ok().stdout.strip().splitlines()[-1]
+    ca = d.workspace / "endpoint" / "ca.pem"
+    for name in SERVICES:
+        body = tmp_path / f"{name}.json"
+        body.write_text(json.dumps({
+            "feature_service": name,
+            "entities": {"driver_id": [1001, 1002, 1003], "val_to_add": [1, 1, 1], "val_to_add_2": [10, 10, 10]},
+        }))
+        res = app_net.run("curl", "-sS", "--fail-with-body", "--max-time", "10", "--cacert", str(ca), "-H",
+                          f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+                          "--data-binary", f"@{body}", f"{d.endpoint}/get-online-features", timeout=60)
+        assert res.returncode == 0, (name, res.stdout, res.stderr)
+        answer = json.loads(res.stdout)
+        got = {n: r["values"] for n, r in zip(answer["metadata"]["feature_names"], answer["results"])}
+        for col, values in want[name].items():
+            for i, value in enumerate(values):
+                assert close(got[col][i], value), (name, col, i, got[col][i], value)
 
 
 # --- a string-keyed repository with a composite key and a weighing view ----------------------

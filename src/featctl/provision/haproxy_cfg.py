@@ -147,7 +147,12 @@ def render(
             raise EndpointError(f"the endpoint directory's path is too long for a Unix socket: {path}")
     nets = " ".join(str(ipaddress.ip_network(n, strict=False)) for n in allow)
     timeout_ms = max(1, round(settings.timeout * 1000))
-    bufsize = max(16384, settings.max_body + HEADER_ROOM)
+    # Buffers of 64 KiB: a request body that fits (every online read does) is
+    # buffered whole before any backend sees it (wait-for-body), a larger one
+    # (up to max_body, checked on Content-Length) follows as it arrives. Buffers
+    # sized to max_body (1 MiB + headers) cost 1.3 ms per request with L7 retries
+    # (p50 3.07 vs 1.79 ms through HAProxy, 1.18-1.35 ms direct: /tmp bench of #22).
+    bufsize = HEADER_ROOM
     tokens = files.tokens_map
     out = [
         "# featctl's application endpoint. Written by featctl on every deploy; changes here are lost.",

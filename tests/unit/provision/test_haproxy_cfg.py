@@ -52,8 +52,8 @@ def section(text: str, name: str) -> list[str]:
         # bodies
         ({}, "frontend edge", "http-request return status 413 content-type application/json string '{\"error\":\"request body too large\"}' if { req.hdr_val(content-length) gt 1048576 }"),
         ({"max_body": 4096}, "frontend edge", "http-request return status 413 content-type application/json string '{\"error\":\"request body too large\"}' if { req.hdr_val(content-length) gt 4096 }"),
-        ({}, "global", "tune.bufsize 1114112"),
-        ({"max_body": 100}, "global", "tune.bufsize 65636"),
+        ({}, "global", "tune.bufsize 65536"),
+        ({"max_body": 100}, "global", "tune.bufsize 65536"),
         ({}, "frontend edge", "http-request wait-for-body time 10s"),
         ({}, "defaults", "option idle-close-on-response"),
         # slow clients and servers
