@@ -44,6 +44,10 @@ def status(session: Session) -> Status:
             + (" (TLS)" if where.get("tls") or where.get("sslmode") in ("require", "verify-ca", "verify-full") else "")
             for store, where in sorted(record.stores.items())
         }
+        from featctl.provision.machine import store_servers
+
+        if servers := store_servers(record):
+            info["store_servers"] = servers
     try:
         conn = session.connection(record)
         info["ssh"] = "answers"

@@ -11,6 +11,10 @@
 # - PostgreSQL: `ssl = on`, pg_hba with `hostssl` (scram-sha-256) and
 #   `hostnossl ... reject`: a connection without TLS is refused.
 #
+# - Both run under featctl's supervisor (the agent's supervise.py, stdlib only),
+#   which starts a killed or crashed server again within seconds on the same
+#   data (Redis' append-only file, PostgreSQL's WAL).
+#
 # Two resources per store: `<store>` is the data's lifetime (destroying it stops
 # the server and removes the data directory), `<store>_server` is the running
 # server alone (replacing it restarts the server on the same data: featctl
@@ -22,6 +26,11 @@ locals {
   postgres = contains(var.stores, "postgres")
   host     = coalesce(var.host_address, var.listen_address)
   tls      = var.tls == null ? { ca_cert = "", server_cert = "", server_key = "", digest = "" } : var.tls
+
+  # featctl's agent package (featctl_agent/), copied here by featctl beside the
+  # scripts: the servers run under its supervisor (supervise.py), which starts
+  # a server that died again. Absent (the module run by hand): no supervisor.
+  agent_dir = abspath("${path.module}/agent")
 }
 
 resource "terraform_data" "redis" {
@@ -84,6 +93,7 @@ resource "terraform_data" "redis_server" {
       PASSWORD_FILE  = var.store_password_files["redis"]
       REDIS_SERVER   = var.redis_server_path
       LISTEN_ADDRESS = var.listen_address
+      AGENT_DIR      = local.agent_dir
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert
       TLS_KEY        = local.tls.server_key
@@ -158,6 +168,7 @@ resource "terraform_data" "postgres_server" {
       DATABASE       = var.postgres_database
       DB_USER        = var.postgres_user
       LISTEN_ADDRESS = var.listen_address
+      AGENT_DIR      = local.agent_dir
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert
       TLS_KEY        = local.tls.server_key
