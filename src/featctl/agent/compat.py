@@ -33,7 +33,9 @@ def replace_file(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file in the
     same directory, every byte written (a short write is continued, a full disk
     raises ``OSError`` ENOSPC), fsynced, renamed over ``path``, the directory
-    fsynced. ``path`` keeps its permissions (a new file gets the umask's)."""
+    fsynced. ``path`` keeps its permissions (a new file gets the umask's); a
+    symbolic link is followed, as Feast's own write did, and stays a link."""
+    path = os.path.realpath(path)
     directory = os.path.dirname(path) or "."
     try:
         mode = os.stat(path).st_mode & 0o7777
