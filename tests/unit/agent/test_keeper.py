@@ -109,3 +109,22 @@ def test_restarts_are_read_from_the_log() -> None:
         "some server output: supervise: restarted\n"
     )
     assert supervise.restarts(log) == ["2026-12-07T01:00:05Z", "2026-12-07T01:01:00Z (by a new supervisor)"]
+
+
+def test_the_schedule_loop_is_kept_too(base: Path) -> None:
+    """The schedule's loop runs under a supervisor of run/schedule.pid (remote/schedule.py)."""
+    run = base / "run"
+    subprocess.run(
+        [sys.executable, "-m", "featctl.agent.supervise", "--pidfile", str(run / "schedule.pid"),
+         "--log", str(run / "schedule.log"), "--keep", str(base), "--", "sleep", "1000"],
+        env={**os.environ, "PYTHONPATH": str(SRC)}, check=True, timeout=60,
+    )  # fmt: skip
+    first = wait(lambda: alive(p := read(str(run / "schedule.pid"))) and p, 30, "the loop's supervisor")
+    wait(lambda: keeper.running(str(base)), 30, "the keeper's start")
+    os.kill(int(first), signal.SIGKILL)
+    os.killpg(int(read(str(run / "schedule-group.pid"))), signal.SIGKILL)
+    wait(lambda: (p := read(str(run / "schedule.pid"))) != first and alive(p), 20, "a new supervisor of the loop")
+    wait(lambda: supervise.last_restart(str(run / "schedule.log")), 20, "the loop's restart")
+    subprocess.run(["kill", "-TERM", read(str(run / "schedule.pid"))], check=True)
+    wait(lambda: not supervise.held(supervise.lock_file(str(run / "schedule.pid"))), 30, "the loop's stop")
+    assert not (run / "schedule.argv").exists()
