@@ -185,6 +185,7 @@ def ensure_keeper(base: str) -> None:
     package = __package__ or "featctl_agent"
     starter = subprocess.Popen(
         [sys.executable, "-m", f"{package}.keeper", "--base", base],
+        cwd=base,  # not a release's directory: a release may go while the keeper stays
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
