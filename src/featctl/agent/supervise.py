@@ -131,6 +131,21 @@ def leader_alive(pid: int) -> bool:
     return fields[0] not in ("Z", "X") and fields[2] == str(pid)
 
 
+def started_by(pid: int, groupfile: str) -> bool:
+    """Whether ``pid`` was started before ``groupfile`` (which names it) was
+    written: the process a group file names may have gone, and its pid be
+    another program's since (whose start is later)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        written = os.stat(groupfile).st_mtime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") <= written + 1.0
+
+
 def _write(path: str, text: str) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -262,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     why = " (by a new supervisor)" if args.adopt else ""
     try:
         left = _read(groupfile)
-        if args.adopt and left.isdigit() and leader_alive(int(left)):
+        if args.adopt and left.isdigit() and leader_alive(int(left)) and started_by(int(left), groupfile):
             adopted = int(left)
             _log(log, f"a new supervisor: watching process group {adopted}, left running by the one before")
             while not stopping and leader_alive(adopted):
