@@ -163,3 +163,26 @@ def test_a_killed_postgres_serves_again_within_30_s_with_its_data(postgres: Simp
     for pid in (supervisor, server):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_redis_an_earlier_featctl_started_is_restarted_supervised(tmp_path: Path, tls: SimpleNamespace) -> None:
+    env = {
+        **os.environ, "DATA_DIR": str(tmp_path / "redis"), "PORT": str(_free_port()),
+        "PASSWORD_FILE": tls.password_file, "TLS_CA": tls.ca_cert, "TLS_CERT": tls.server_cert,
+        "TLS_KEY": tls.server_key,
+    }  # fmt: skip
+    try:
+        old = subprocess.run(["sh", str(SCRIPTS / "start-redis.sh")], env=env, capture_output=True, timeout=120)
+        assert old.returncode == 0 and not (tmp_path / "redis" / "supervise.pid").exists()
+        r = SimpleNamespace(dir=tmp_path / "redis", port=env["PORT"], tls=tls)
+        assert _redis(r, "SET", "featctl:k", "kept") == "OK"
+        new = subprocess.run(
+            ["sh", str(SCRIPTS / "start-redis.sh")], env={**env, "AGENT_DIR": _agent_dir()}, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert new.returncode == 0, new.stderr
+        supervisor = _pid(r.dir / "supervise.pid")
+        os.kill(supervisor, 0)
+        assert _redis(r, "GET", "featctl:k") == '"kept"'
+    finally:
+        subprocess.run(["sh", str(SCRIPTS / "stop-redis.sh")], env=env, capture_output=True, timeout=120)
