@@ -70,6 +70,9 @@ resource "terraform_data" "redis_server" {
     var.redis_server_path,
     var.listen_address,
     local.tls.digest,
+    # A server an earlier featctl started without the supervisor is restarted
+    # under it once (on its data).
+    "supervised",
   ]
 
   input = {
@@ -142,6 +145,7 @@ resource "terraform_data" "postgres_server" {
     var.store_password_files["postgres"],
     var.listen_address,
     local.tls.digest,
+    "supervised",
   ]
 
   input = {
