@@ -9,6 +9,7 @@ records where each value came from, so ``featctl status`` can show it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,12 +19,22 @@ from typing import Any
 from featctl.errors import ConfigError
 
 TARGETS = ("local", "yandex", "vm", "ssh")
-#: Targets whose hosts share this machine's loopback (their servers take free ports).
-LOOPBACK_TARGETS = ("local", "vm")
+#: Targets whose hosts share this machine's loopback (their servers take free
+#: ports). The vm guests have a network of their own (terraform/vm/network.tf).
+LOOPBACK_TARGETS = ("local",)
+#: Targets whose hosts are processes on this machine that Terraform restarts
+#: when they died (a reboot): the local sshd, the vm guests, the stores.
+PROCESS_TARGETS = ("local", "vm")
 STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
-#: Tables of featctl.toml besides the per-target ones: [score] and [host].
-TABLES: dict[str, dict[str, type]] = {"score": {"view": str}, "host": {"requirements": list}}
+#: [endpoint] keys (types are checked by _parse_endpoint).
+ENDPOINT_KEYS = ("listen", "port", "allow", "max_body", "timeout", "names", "health_port")
+#: Tables of featctl.toml besides the per-target ones: [score], [host] and [endpoint].
+TABLES: dict[str, dict[str, type]] = {
+    "score": {"view": str},
+    "host": {"requirements": list},
+    "endpoint": {key: object for key in ENDPOINT_KEYS},
+}
 
 # name -> (default, parser). Every key here may be set in featctl.toml, as
 # FEATCTL_<NAME> in the environment, or by the matching flag.
@@ -62,6 +73,13 @@ DESCRIPTIONS: dict[str, str] = {
     "score.view": "The on-demand view `featctl score` uses (else the one whose request fields are <feature>_coef).",
     "host.requirements": "Extra pip requirements for the host's Feast environment, "
     'e.g. ["scikit-learn==1.5.2"].',
+    "endpoint.listen": "The address applications connect to (an IP of this machine on the local target; not 0.0.0.0).",
+    "endpoint.port": "The endpoint's TCP port (HTTPS).",
+    "endpoint.allow": "Networks (CIDRs) that may connect; default: the deployment's own network (local target: 127.0.0.0/8).",
+    "endpoint.max_body": "Largest request body in bytes; larger ones get 413 before any body is read.",
+    "endpoint.timeout": "Seconds a feature server may take per request (then 504); a hung server is out within 3 s.",
+    "endpoint.names": "Extra subject alternative names (DNS names or IPs) of the endpoint's certificate.",
+    "endpoint.health_port": "A plain-HTTP port answering GET /healthz (200 while a backend is up): a cloud load balancer's check.",
     "ssh.host": "ssh target: user@host[:port] of an existing machine (--host).",
     "ssh.identity": "ssh target: private key to log in with (--identity); default: ssh-agent, ~/.ssh.",
     "ssh.host_key_fingerprint": "ssh target: the host key's SHA256:... fingerprint, required on the first "
@@ -168,6 +186,80 @@ class Settings:
     target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
+    #: [endpoint]: the HAProxy edge applications connect to; None when the table is absent.
+    endpoint: EndpointSettings | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """featctl.toml's [endpoint] table, validated."""
+
+    #: The address applications connect to (an IP of this machine on the local and vm targets).
+    listen: str = "127.0.0.1"
+    port: int = 8443
+    #: Networks that may connect; empty: the target's default (the local target: 127.0.0.0/8).
+    allow: tuple[str, ...] = ()
+    #: Largest request body in bytes (413 above it).
+    max_body: int = 1048576
+    #: Seconds a backend may take per request.
+    timeout: float = 5.0
+    #: Extra subject alternative names of the endpoint's certificate (DNS names or IPs).
+    names: tuple[str, ...] = ()
+    #: A plain-HTTP monitor port answering GET /healthz (a cloud load balancer's health check).
+    health_port: int | None = None
+
+
+def _endpoint_int(path: Path, key: str, raw: Any, low: int, high: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise ConfigError(f"{path}: [endpoint] {key} must be an integer from {low} to {high}, got {raw!r}")
+    return raw
+
+
+def _parse_endpoint(path: Path, table: Mapping[str, Any]) -> EndpointSettings:
+    """[endpoint]: listen is an IP address, ports 1-65535, allow CIDR networks."""
+    import ipaddress
+
+    def strings(key: str) -> list[str]:
+        raw = table.get(key, [])
+        if not isinstance(raw, list) or not all(isinstance(x, str) and x.strip() for x in raw):
+            raise ConfigError(f"{path}: [endpoint] {key} must be a list of strings")
+        return [x.strip() for x in raw]
+
+    listen = table.get("listen", "127.0.0.1")
+    try:
+        address = ipaddress.ip_address(listen if isinstance(listen, str) else "")
+    except ValueError:
+        raise ConfigError(f"{path}: [endpoint] listen must be an IP address, got {table.get('listen')!r}") from None
+    if address.is_unspecified:
+        raise ConfigError(f"{path}: [endpoint] listen must be the address applications connect to, not {address}")
+    listen = str(address)
+    allow = []
+    for item in strings("allow"):
+        try:
+            allow.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{path}: [endpoint] allow: {item!r} is not a network such as 10.0.0.0/24") from None
+    names = strings("names")
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9*]([A-Za-z0-9.:*-]{0,252})", name):
+            raise ConfigError(f"{path}: [endpoint] names: {name!r} is not a DNS name or IP address")
+    timeout = table.get("timeout", 5)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        raise ConfigError(f"{path}: [endpoint] timeout must be a number of seconds (0-3600], got {timeout!r}")
+    port = _endpoint_int(path, "port", table.get("port", 8443), 1, 65535)
+    health = table.get("health_port")
+    health_port = None if health is None else _endpoint_int(path, "health_port", health, 1, 65535)
+    if health_port == port:
+        raise ConfigError(f"{path}: [endpoint] health_port must differ from port ({port})")
+    return EndpointSettings(
+        listen=listen,
+        port=port,
+        allow=tuple(dict.fromkeys(allow)),
+        max_body=_endpoint_int(path, "max_body", table.get("max_body", 1048576), 1, 16 * 1048576),
+        timeout=float(timeout),
+        names=tuple(dict.fromkeys(names)),
+        health_port=health_port,
+    )
 
 
 def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -183,13 +275,15 @@ def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, An
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} in [{name}]; known: {', '.join(keys)}")
         for key, kind in keys.items():
-            if key in table and not isinstance(table[key], kind):
+            if kind is not object and key in table and not isinstance(table[key], kind):
                 raise ConfigError(f"{path}: [{name}] {key} must be a {'string' if kind is str else 'list of strings'}")
         if name == "host":
             reqs = table.get("requirements", [])
             if not all(isinstance(r, str) and r.strip() and "\n" not in r for r in reqs):
                 raise ConfigError(f"{path}: [host] requirements must be pip requirement strings, one per item")
         out[name] = dict(table)
+    if "endpoint" in out:
+        out["endpoint"] = {"settings": _parse_endpoint(path, out["endpoint"])}
     return out
 
 
@@ -257,6 +351,7 @@ def load_settings(
         hosts=values["hosts"],
         score_view=extra_tables.get("score", {}).get("view"),
         host_requirements=tuple(extra_tables.get("host", {}).get("requirements", ())),
+        endpoint=extra_tables.get("endpoint", {}).get("settings"),
         repo=(cwd / values["repo"]).resolve(),
         workspace=(cwd / values["workspace"]).resolve(),
         target=values["target"],

@@ -11,6 +11,22 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
+    """featctl's exit codes, one per kind of outcome.
+
+    | code | name | meaning |
+    | --- | --- | --- |
+    | 0 | OK | done; for `status`: the deployment is healthy |
+    | 1 | FAILURE | anything else that failed (e.g. destroy left a process running) |
+    | 2 | USAGE | bad input (flags, files, featctl.toml) or a refusal; nothing was touched |
+    | 3 | TERRAFORM | Terraform failed |
+    | 4 | SSH | the host does not answer over SSH, a command on it failed, or its key changed |
+    | 5 | FEAST | Feast refused or failed (apply, materialize, retrieval) |
+    | 6 | NOT_DEPLOYED | the workspace has no deployment |
+    | 7 | SERVER | the feature server did not answer, or answered with an error |
+    | 8 | UNHEALTHY | `featctl status` printed its full report and the deployment is not healthy: no SSH, no release, a feature server that does not serve right, or a host that does not serve |
+    | 130 | INTERRUPTED | interrupted (Ctrl-C) |
+    """
+
     OK = 0
     FAILURE = 1
     USAGE = 2
@@ -19,6 +35,7 @@ class ExitCode(enum.IntEnum):
     FEAST = 5
     NOT_DEPLOYED = 6
     SERVER = 7
+    UNHEALTHY = 8
     INTERRUPTED = 130
 
 

@@ -4,7 +4,7 @@
 # featctl's host key, packages, runcmd). Everything after SSH is the
 # production path: cloud-init wait, /opt/featctl, systemd units.
 #
-# Only built-in Terraform (`terraform_data` + `local-exec`). Three resources:
+# Only built-in Terraform (`terraform_data` + `local-exec`). Per deployment:
 #   image    the base image (mmdebstrap, packed into a read-only ext4 image
 #            file), built once per package list and kept in image_cache_dir
 #            between deployments (destroy leaves it);
@@ -15,9 +15,19 @@
 #   guest    per guest: the running container (replacing it reboots the
 #            guest on the same disk; featctl does that when it is down).
 #
-# The guests share this machine's network namespace: their apt and PyPI
-# traffic leaves as this machine's does, and their sshd listens on a
-# loopback port only.
+# The guests' network (network.tf) is the deployment's own, as a cloud VPC's
+# subnet is: a Linux bridge on this machine with a /28 of 198.19.0.0/16
+# (inside 198.18.0.0/15, the benchmarking range: no other private range may
+# carry traffic here), the bridge at .1, guest i at .(i + 2). systemd-nspawn
+# --network-bridge gives each guest a network namespace of its own and a veth
+# pair on the bridge (the guest's end is host0); the guest's cloud-init
+# configures host0 from the seed's network-config, as a cloud VM's does.
+# featctl logs in at the guest's address, port 22 (sshd's defaults; the host
+# key stays pinned). The stores listen on the bridge's address only. The
+# guests reach apt, PyPI and this machine's DNS resolver (its resolv.conf is
+# copied in) through NAT for their subnet only, in an nftables table of the
+# deployment's own; destroy removes the table, the bridge and whatever veth is
+# left on it.
 
 locals {
   scripts = abspath("${path.module}/scripts")
@@ -41,7 +51,7 @@ locals {
       public_key       = trimspace(key.public_key)
       machine          = var.machines[i].machine
       machine_dir      = var.machines[i].machine_dir
-      port             = var.machines[i].port
+      address          = cidrhost(var.network.cidr, i + 2)
       hostname         = "${var.name}-vm-${i}"
     }
   ]
@@ -61,25 +71,33 @@ locals {
   })]
 
   # What a guest on this machine needs beyond a Yandex VM, kept out of the
-  # yandex template: sshd on its loopback port (the guests share this
-  # machine's network), this machine's extra CAs (a TLS-intercepting proxy's,
+  # yandex template: this machine's extra CAs (a TLS-intercepting proxy's,
   # for apt and PyPI), a locale a minimal image has, its name in /etc/hosts.
   vendor_data = [for h in local.hosts : "#cloud-config\n${yamlencode(merge(
     {
       locale           = "C.UTF-8"
       manage_etc_hosts = true
-      write_files = [{
-        path        = "/etc/ssh/sshd_config.d/10-featctl-vm.conf"
-        permissions = "0644"
-        content     = "# featctl vm target: the guest shares the host's network; sshd on loopback only\nListenAddress ${var.listen_address}:${h.port}\n"
-      }]
     },
     length(var.trusted_ca_files) > 0 ? { ca_certs = { trusted = [for f in var.trusted_ca_files : file(f)] } } : {},
   ))}"]
 
+  # The guest's address, as a cloud's metadata hands it over: NoCloud's
+  # network-config (version 2), which cloud-init renders for systemd-networkd.
+  # host0 is the guest's end of its veth pair (systemd-nspawn names it).
+  network_config = [for h in local.hosts : yamlencode({
+    version = 2
+    ethernets = {
+      host0 = {
+        match     = { name = "host0" }
+        addresses = ["${h.address}/${local.prefix}"]
+        routes    = [{ to = "0.0.0.0/0", via = local.gateway }]
+      }
+    }
+  })]
+
   meta_data = [for i, h in local.hosts : yamlencode({
     # A new instance id whenever the seed changes, so cloud-init runs it again.
-    instance-id    = "${h.machine}-${substr(sha256("${local.user_data[i]}${local.vendor_data[i]}"), 0, 12)}"
+    instance-id    = "${h.machine}-${substr(sha256("${local.user_data[i]}${local.vendor_data[i]}${local.network_config[i]}"), 0, 12)}"
     local-hostname = h.hostname
   })]
 }
@@ -112,6 +130,7 @@ resource "terraform_data" "machine" {
     local.hosts[count.index].machine,
     sha256(local.user_data[count.index]),
     sha256(local.vendor_data[count.index]),
+    sha256(local.network_config[count.index]),
     var.disk_size,
     # runcmd fetches the CA once per instance: a new CA needs a new instance.
     filesha256(var.tls.ca_cert),
@@ -131,6 +150,7 @@ resource "terraform_data" "machine" {
       USER_DATA   = local.user_data[count.index]
       VENDOR_DATA = local.vendor_data[count.index]
       META_DATA   = local.meta_data[count.index]
+      NETWORK     = local.network_config[count.index]
       CA_CERT     = var.tls.ca_cert
       DISK_SIZE   = tostring(var.disk_size)
     }
@@ -151,10 +171,14 @@ resource "terraform_data" "machine" {
 resource "terraform_data" "guest" {
   count = length(local.hosts)
 
+  # Its first boot's apt and PyPI go out through the firewall's NAT.
+  depends_on = [terraform_data.firewall]
+
+  # A new network (the bridge is gone after this machine rebooted, say)
+  # boots the guest again on it.
   triggers_replace = [
     terraform_data.machine[count.index].id,
-    var.listen_address,
-    local.hosts[count.index].port,
+    terraform_data.network.id,
   ]
 
   input = {
@@ -166,12 +190,11 @@ resource "terraform_data" "guest" {
     interpreter = ["/bin/sh"]
     command     = "${local.scripts}/start-guest.sh"
     environment = {
-      MACHINE_DIR    = local.hosts[count.index].machine_dir
-      MACHINE        = local.hosts[count.index].machine
-      IMAGE_DIR      = local.image_dir
-      CA_MOUNT       = local.ca_mount
-      LISTEN_ADDRESS = var.listen_address
-      PORT           = tostring(local.hosts[count.index].port)
+      MACHINE_DIR = local.hosts[count.index].machine_dir
+      MACHINE     = local.hosts[count.index].machine
+      IMAGE_DIR   = local.image_dir
+      CA_MOUNT    = local.ca_mount
+      BRIDGE      = terraform_data.network.output.bridge
     }
   }
 
@@ -188,10 +211,12 @@ resource "terraform_data" "guest" {
 # --- shared stores ---------------------------------------------------------------
 #
 # featctl's own TLS-only Redis and PostgreSQL on this machine, as on the local
-# target. The guests share this machine's network, so they reach the servers
-# at listen_address, with the CA their user-data fetched into ca_file: the
-# settings a Yandex VM uses for the managed stores (ssl_ca_certs,
-# sslmode=verify-full, sslrootcert).
+# target, but listening on the bridge's address only: the guests reach them
+# there (the server certificate names it; PostgreSQL admits the deployment's
+# subnet and nothing wider; network.tf's firewall lets only the guests and
+# this machine in), with the CA their user-data fetched: the settings a Yandex
+# VM uses for the managed stores (ssl_ca_certs, sslmode=verify-full,
+# sslrootcert). A new network restarts them on it.
 
 module "stores" {
   source = "../modules/stores"
@@ -202,5 +227,8 @@ module "stores" {
   store_password_files = var.store_password_files
   tls                  = var.tls
   ca_file              = local.ca_file
-  listen_address       = var.listen_address
+  listen_address       = local.gateway
+  client_cidr          = var.network.cidr
+  # Also what orders the servers after the bridge they bind to.
+  restart_on = terraform_data.network.id
 }

@@ -6,11 +6,11 @@ output "target" {
 }
 
 output "hosts" {
-  description = "One element per guest: where to log in (a loopback port of this machine), its pinned key, its deployment directory."
+  description = "One element per guest: where to log in (its own address on the deployment's network, port 22), its pinned key, its deployment directory."
   value = [
     for h in local.hosts : {
-      host            = var.listen_address
-      port            = h.port
+      host            = h.address
+      port            = 22
       host_public_key = h.public_key
       remote_base_dir = var.remote_base_dir
     }
@@ -18,11 +18,11 @@ output "hosts" {
 }
 
 output "host" {
-  value = var.listen_address
+  value = local.hosts[0].address
 }
 
 output "port" {
-  value = local.hosts[0].port
+  value = 22
 }
 
 output "user" {
@@ -43,8 +43,18 @@ output "stores" {
 }
 
 output "machines" {
-  description = "One element per guest: its systemd-nspawn machine name and its directory on this machine (disk layers, seed, logs)."
-  value       = [for h in local.hosts : { machine = h.machine, machine_dir = h.machine_dir }]
+  description = "One element per guest: its systemd-nspawn machine name, its directory on this machine (disk layers, seed, logs) and its address."
+  value       = [for h in local.hosts : { machine = h.machine, machine_dir = h.machine_dir, address = h.address }]
+}
+
+output "network" {
+  description = "The deployment's network on this machine: its bridge, its subnet, the bridge's address (the guests' gateway, where the stores listen) and its nftables table (NAT and filter)."
+  value = {
+    bridge  = var.network.bridge
+    cidr    = var.network.cidr
+    gateway = local.gateway
+    table   = "featctl_${var.network.bridge}"
+  }
 }
 
 output "image" {

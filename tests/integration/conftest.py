@@ -43,6 +43,17 @@ class Deployed:
         res = featctl(*args, "--output", "json", cwd=self.root).ok()
         return json.loads(res.stdout)
 
+    def status(self) -> dict:
+        """``featctl status -o json``'s report; its exit code must say what the
+        report says: 0 healthy, 8 (ExitCode.UNHEALTHY) otherwise."""
+        res = featctl("status", "--output", "json", cwd=self.root)
+        assert res.returncode in (0, 8), f"exit {res.returncode}\nstderr:\n{res.stderr}"
+        doc = json.loads(res.stdout)
+        served = str(doc["deployment"].get("feature_server", ""))
+        healthy = served.startswith("healthy") and "repair" not in doc["deployment"]
+        assert res.returncode == (0 if healthy else 8), (res.returncode, doc["deployment"])
+        return doc
+
     def record(self) -> dict:
         return json.loads((self.workspace / "deployment.json").read_text())
 

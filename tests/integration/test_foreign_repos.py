@@ -34,7 +34,13 @@ def deploy(root: Path, repo: str, env: dict[str, str] | None = None) -> Deployed
     d = Deployed(root)
     d.repo = root / repo
     (root / "featctl.toml").write_text(f'repo = "{repo}"\nserver_workers = 1\n')
-    d.first_deploy = featctl("deploy", cwd=root, timeout=1200, env=env).ok()
+    try:
+        d.first_deploy = featctl("deploy", cwd=root, timeout=1200, env=env).ok()
+    except BaseException:
+        # A failed first deploy is destroyed too: its sshd and host directory must not outlive the test.
+        if (d.workspace / "deployment.json").exists():
+            featctl("destroy", "--yes", cwd=root, timeout=300)
+        raise
     return d
 
 
@@ -48,6 +54,18 @@ def close(a, b) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a == pytest.approx(b, rel=1e-6, abs=1e-9)
     return a == b
+
+
+def test_a_failed_first_deploy_leaves_nothing_behind(tmp_path):
+    # Terraform starts the host's sshd, then feast apply fails on the repository's Python error.
+    shutil.copytree(
+        ROOT / "feature_repo", tmp_path / "broken", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
+    )
+    (tmp_path / "broken" / "features.py").write_text("raise RuntimeError('a broken repository')\n")
+    with pytest.raises(AssertionError, match="a broken repository"):
+        deploy(tmp_path, "broken")
+    assert not (tmp_path / ".featctl" / "deployment.json").exists()
+    assert processes_under(tmp_path) == []
 
 
 # --- the stock feast init template ---------------------------------------------------------

@@ -59,7 +59,7 @@ def current(d: Deployed) -> Path:
 
 
 def status(d: Deployed) -> dict:
-    return d.json("status")["deployment"]
+    return d.status()["deployment"]
 
 
 def servers(d: Deployed) -> dict[str, tuple[int | None, int | None]]:
@@ -101,6 +101,10 @@ def test_a_broken_online_store_is_unhealthy_and_deploy_rebuilds_it(dep):
     st = status(dep)
     assert st["feature_server"].startswith("unhealthy") and "file is not a database" in st["feature_server"]
     assert "featctl deploy" in st["repair"]
+    # ...and exits 8 after its full report, so a script or a monitor can tell.
+    res = dep.run("status", "--output", "table")
+    assert res.returncode == 8, res.stderr
+    assert "unhealthy" in res.stdout and "feature views" in res.stdout and "driver_hourly_stats" in res.stdout
     # Nothing changed locally, yet deploy rebuilds: a fresh online store from the
     # offline data, the vanished file uploaded again, the switch only once healthy.
     res = dep.run("deploy").ok()

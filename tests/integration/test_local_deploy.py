@@ -169,6 +169,29 @@ def test_online_features_and_unknown_driver(deployment):
     assert "424242: not found" in res.stderr
 
 
+def test_the_score_beside_a_namesake_of_its_inputs_is_not_null(deployment):
+    """driver_hourly_stats:conv_rate beside the score, whose inputs are
+    driver_quality_metrics' conv_rate and acc_rate: Feast 0.67's server answers
+    such a request with a null score (HTTP 200), and drops it with full names;
+    featctl asks for them apart and gets the values pandas gives."""
+    hourly = load(deployment.repo / "data" / "driver_stats.parquet")
+    quality = load(deployment.repo / "data" / "driver_stats_with_productivity.parquet")
+    weights = ["--request", "conv_rate_coef=0.7", "--request", "acc_rate_coef=0.3"]
+    score = "driver_activity_rates_linear_combination_fv:linear_combination"
+    rows = deployment.json("online", "-d", "1001,1002", "-f", f"driver_hourly_stats:conv_rate,{score}", *weights)
+    both = deployment.json(
+        "online", "-d", "1001,1002", "-f", f"driver_hourly_stats:conv_rate,driver_quality_metrics:conv_rate,{score}", *weights
+    )
+    for row, full in zip(rows, both):
+        q, h = latest(quality, row["driver_id"]), latest(hourly, row["driver_id"])
+        want = 0.7 * float(q.conv_rate) + 0.3 * float(q.acc_rate)
+        assert row["linear_combination"] == pytest.approx(want, rel=1e-6)
+        assert row["conv_rate"] == pytest.approx(float(h.conv_rate), rel=1e-6)
+        assert full["driver_activity_rates_linear_combination_fv__linear_combination"] == pytest.approx(want, rel=1e-6)
+        assert full["driver_hourly_stats__conv_rate"] == pytest.approx(float(h.conv_rate), rel=1e-6)
+        assert full["driver_quality_metrics__conv_rate"] == pytest.approx(float(q.conv_rate), rel=1e-6)
+
+
 def test_online_feature_service_needing_request_data_is_a_clear_error(deployment):
     # The service includes the on-demand view, whose weights come with the request:
     # `online` has none to send, so the server's refusal must reach the user in one line.
@@ -512,6 +535,77 @@ def test_ssh_target_deploys_to_an_existing_host(deployment, tmp_path):
     assert processes_under(tmp_path) == []
     rows = deployment.json("score", "-w", "conv_rate=0.5,acc_rate=0.5", "-d", "1001")
     assert rows[0]["linear_combination"] is not None  # the machine's own deployment is untouched
+
+
+def test_a_range_into_the_future_is_refused_and_later_rows_still_load(deployment):
+    """Issue #23: ``--start 2026-12-06 --end 2026-12-08``, two days ahead, was
+    recorded as materialized up to 2026-12-08, so no incremental run loaded a
+    row that arrived before then (``historical --at now`` and ``online``
+    disagreed, status said healthy). It changes the host's source file, so it
+    runs last before destroy."""
+
+    def last_materialized() -> dict[str, pd.Timestamp]:
+        views = deployment.status()["feature_views"]
+        return {v["view"]: pd.Timestamp(v["last_materialized"]) for v in views if v["kind"] == "feature view"}
+
+    now = pd.Timestamp.now(tz="UTC")
+    ahead = (now + timedelta(days=2)).strftime("%Y-%m-%d")
+    res = deployment.run("materialize", "--start", (now - timedelta(days=1)).strftime("%Y-%m-%d"), "--end", ahead)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(f"featctl: error: --end {ahead}T00:00:00+00:00 is in the future (now ")
+    assert len(res.stderr.splitlines()) == 1
+    assert all(t <= pd.Timestamp.now(tz="UTC") for t in last_materialized().values())
+    # A client whose clock runs two days ahead asks the feature server for "up to now"
+    # (on its Unix socket, as the schedule does): the host loads and records up to its own clock only.
+    from featctl.agent.common import unix_post
+
+    record = deployment.record()
+    sock = Path(record["remote_base_dir"]) / "run" / "s" / str(record["server_port"])
+    ahead_now = (now + timedelta(days=2)).isoformat()
+    status, body = unix_post(
+        str(sock), "/materialize-incremental", {"end_ts": ahead_now, "feature_views": ["driver_hourly_stats"]}, 300
+    )
+    assert status == 200, body
+    recorded = last_materialized()["driver_hourly_stats"]
+    assert now <= recorded <= pd.Timestamp.now(tz="UTC"), recorded
+    # A row arrives in the host's source after that (the local target's host is this machine)...
+    source = Path(deployment.record()["remote_base_dir"]) / "current" / "data" / "driver_stats.parquet"
+    df = pd.read_parquet(source)
+    time.sleep(1.5)
+    arrived = pd.Timestamp.now(tz="UTC").floor("s")
+    row = df[df.driver_id == 1001].tail(1).copy()
+    for col in ("event_timestamp", "created"):
+        row[col] = arrived if df[col].dt.tz is not None else arrived.tz_localize(None)
+    row["conv_rate"] = row["conv_rate"].astype(df.conv_rate.dtype) * 0 + 0.4321
+    row["avg_daily_trips"] = row["avg_daily_trips"] * 0 + 4321
+    grown = pd.concat([df, row], ignore_index=True)
+    tmp = source.with_name(".driver_stats.parquet.tmp")
+    grown.to_parquet(tmp, index=False)
+    os.replace(tmp, source)
+    time.sleep(1.5)
+    # ...and the next incremental run loads it: online equals pandas' newest row.
+    rows = deployment.json("materialize", "--view", "driver_hourly_stats")
+    assert [r["mode"] for r in rows] == ["incremental"]
+    want = latest(load(source), 1001)
+    assert want is not None and want.event_timestamp == arrived and int(want.avg_daily_trips) == 4321
+    online = deployment.json(
+        "online", "--driver", "1001", "--features", "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips"
+    )
+    assert online[0]["avg_daily_trips"] == int(want.avg_daily_trips)
+    assert online[0]["conv_rate"] == pytest.approx(float(want.conv_rate), rel=1e-6)
+    # Point in time at now agrees with online.
+    at = deployment.json(
+        "historical",
+        "--driver",
+        "1001",
+        "--at",
+        pd.Timestamp.now(tz="UTC").isoformat(),
+        "--features",
+        "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips",
+    )
+    assert at[0]["avg_daily_trips"] == online[0]["avg_daily_trips"]
+    assert at[0]["conv_rate"] == pytest.approx(online[0]["conv_rate"], rel=1e-6)
+    assert all(t <= pd.Timestamp.now(tz="UTC") for t in last_materialized().values())
 
 
 def test_destroy_leaves_nothing_running(deployment):

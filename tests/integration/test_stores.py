@@ -304,6 +304,7 @@ def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
     assert "nothing changed" in res.stderr
     after = {h["remote_base_dir"]: h.get("release") for h in d.record()["hosts"][1:]}
     assert after == before
+    assert d.record()["stack_vars"]["store_dirs"] == chain.store_dirs  # chosen once (as root: a random name)
     loaded = _psql(chain, "SELECT count(*) FROM featctl_loads")
     assert int(loaded) == 2  # nothing loaded twice
 
@@ -365,12 +366,12 @@ def test_one_host_down_under_200_queries_then_deploy_heals_it(chain: Chain) -> N
     assert broken.is_set()
     failed = [r for r in results if r[0] != 0]
     assert failed == [], f"{len(failed)} of 200 queries failed: {failed[:3]}"
-    info = d.json("status")["deployment"]
+    info = d.status()["deployment"]
     assert info["hosts"][1]["feature_server"].startswith(("unknown", "unhealthy", "not running")), info["hosts"]
     assert "host(s) 1" in info["repair"]
     res = featctl("deploy", cwd=d.root, timeout=900).ok()
     assert "host 1: release" in res.stderr
-    info = d.json("status")["deployment"]
+    info = d.status()["deployment"]
     assert [h["feature_server"].startswith("healthy") for h in info["hosts"]] == [True, True]
     assert answers(d) == chain.baseline
 
@@ -469,6 +470,8 @@ def test_destroy_leaves_no_process_port_data_or_key(chain: Chain) -> None:
     assert [p for p in ports if _port_open(p)] == []
     for path in chain.store_dirs.values():
         assert not Path(path).exists(), path
+    if os.geteuid() == 0:  # and the private directory featctl made for PostgreSQL's data
+        assert not Path(chain.store_dirs["postgres"]).parent.exists()
     assert not (d.workspace / "secrets").exists() and not (d.workspace / "keys").exists()
     assert not (d.workspace / "tls").exists()
     assert not (d.workspace / "deployment.json").exists()

@@ -61,7 +61,7 @@ def feature_server(d: Deployed) -> str:
 
 
 def health(d: Deployed) -> str:
-    return str(d.json("status")["deployment"]["feature_server"])
+    return str(d.status()["deployment"]["feature_server"])
 
 
 # --- moving to Redis, a Redis that lost its data ------------------------------------------

@@ -7,17 +7,21 @@ template; featctl then waits for cloud-init, installs Feast from PyPI with uv
 in the guest and runs every server as a systemd unit. The shared stores are
 featctl's TLS-only Redis and PostgreSQL on this machine, which the guest
 reaches with a Yandex VM's settings (the CA its user-data fetched,
-verify-full). One deployment serves the module; the last test destroys it and
-checks that nothing is left.
+verify-full). The guest has a network of its own: a bridge of the deployment's
+with a /28 of 198.19.0.0/16, the guest's sshd on its own address, port 22, the
+stores on the bridge's address, NAT out. One deployment serves the module; the
+last test destroys it and checks that nothing is left, network included.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +35,7 @@ from tests.conftest import ROOT, featctl
 from tests.integration.conftest import Deployed
 from tests.integration.expected import latest, load
 from tests.integration.helpers import touch
+from tests.integration.vmnet import listeners, on_bridge
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +94,7 @@ def guest(dep: Deployed, command: str, *, check: bool = True) -> subprocess.Comp
 
 
 def status(dep: Deployed) -> dict:
-    return dep.json("status")["deployment"]
+    return dep.status()["deployment"]  # exit 8 when SSH or the server does not answer
 
 
 def server_unit(dep: Deployed) -> str:
@@ -105,7 +110,7 @@ def unit_props(dep: Deployed, unit: str, *props: str) -> dict[str, str]:
 
 def test_the_guest_is_a_systemd_machine_that_cloud_init_set_up_first(vm):
     err = vm.first_deploy.stderr
-    assert " to vm host 127.0.0.1:" in err
+    assert f" to vm host {vm.record()['host']}:22 " in err
     # Item 3: cloud-init is waited for right after SSH answers, before the agent goes up.
     ssh_at, cloud_at = err.index("waiting for SSH"), err.index("waiting for cloud-init to finish")
     assert ssh_at < cloud_at < err.index("installing featctl's host agent")
@@ -133,6 +138,75 @@ def test_the_guest_reaches_the_tls_stores_as_a_yandex_vm_does(vm):
     assert guest(vm, "stat -c %a /opt/featctl/run/stores.env").stdout.strip() == "600"
     # Loaded into PostgreSQL, materialized into Redis: the release reads no parquet file.
     assert "loaded " in vm.first_deploy.stderr and "into PostgreSQL table" in vm.first_deploy.stderr
+
+
+def _network(dep: Deployed) -> dict:
+    return dep.record()["outputs"]["network"]
+
+
+def test_the_guest_has_a_network_of_its_own(vm):
+    rec, net = vm.record(), _network(vm)
+    cidr = ipaddress.IPv4Network(net["cidr"])
+    assert cidr.prefixlen == 28 and cidr.subnet_of(ipaddress.IPv4Network("198.19.0.0/16"))
+    assert net["gateway"] == str(cidr.network_address + 1)
+    # featctl logs in at the guest's own address, port 22; its key is pinned under that name.
+    assert (rec["host"], rec["port"]) == (str(cidr.network_address + 2), 22)
+    pinned = (vm.workspace / "known_hosts").read_text().split()
+    assert pinned[0] == rec["host"] and pinned[2] == rec["host_public_key"].split()[1]
+    # A network namespace of its own, its address on host0, the bridge its default route.
+    guest_ns = guest(vm, "stat -L -c %i /proc/self/ns/net").stdout.strip()
+    assert int(guest_ns) != os.stat("/proc/self/ns/net").st_ino
+    assert f"inet {rec['host']}/28 " in guest(vm, "ip -4 -o addr show dev host0").stdout
+    assert guest(vm, "ip -4 route show default").stdout.split()[:3] == ["default", "via", net["gateway"]]
+    assert "0.0.0.0:22 " in guest(vm, "ss -Hltn").stdout
+    # The guest's sshd is not on this machine's loopback: no socket listening
+    # here belongs to a process in the guest.
+    [m] = rec["outputs"]["machines"]
+    theirs = [local for local, pid in listeners() if _root_of(Path(f"/proc/{pid}")).startswith(m["machine_dir"])]
+    assert theirs == []
+
+
+def test_a_machine_on_the_bridge_reaches_the_guest_and_the_stores(vm):
+    """As an application VM in the same subnet would: a network namespace with
+    the subnet's last address, its veth on the deployment's bridge."""
+    rec, net = vm.record(), _network(vm)
+    with on_bridge(net["bridge"], net["cidr"]) as inside:
+        proc = subprocess.run(
+            [*inside, "ssh",
+             "-i", str(vm.workspace / "keys" / "client_ed25519"),
+             "-o", f"UserKnownHostsFile={vm.workspace / 'known_hosts'}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+             f"{rec['user']}@{rec['host']}", "hostname"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == guest(vm, "hostname").stdout.strip()
+        # The stores answer on the bridge's address; nothing else of this machine does
+        # (here a server on all of this machine's addresses).
+        probe = f"import socket; socket.create_connection(('{net['gateway']}', {{}}), timeout=3).close()"
+        port = int(rec["stores"]["redis"]["port"])
+        ok = subprocess.run([*inside, sys.executable, "-c", probe.format(port)], capture_output=True)
+        assert ok.returncode == 0, ok.stderr
+        with socket.create_server(("0.0.0.0", 0)) as other:
+            with socket.create_connection((net["gateway"], other.getsockname()[1]), timeout=3):
+                pass  # from this machine: yes
+            blocked = subprocess.run([*inside, sys.executable, "-c", probe.format(other.getsockname()[1])], capture_output=True)
+            assert blocked.returncode != 0 and b"timed out" in blocked.stderr, blocked.stderr
+
+
+def test_the_stores_listen_on_the_bridge_only_and_admit_the_subnet_only(vm):
+    rec, net = vm.record(), _network(vm)
+    for store, where in rec["stores"].items():
+        assert where["host"] == net["gateway"], store
+        at = [local for local, _ in listeners() if local.endswith(f":{where['port']}")]
+        assert at == [f"{net['gateway']}:{where['port']}"], (store, at)
+    hba = Path(rec["stack_vars"]["store_dirs"]["postgres"], "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    admit = ["hostssl", "all", "all", net["cidr"], "scram-sha-256"]
+    assert rules == [admit, ["hostnossl", "all", "all", "all", "reject"]]
+    # The guests' egress is masqueraded, their subnet's only, in the deployment's own table.
+    table = subprocess.run(["nft", "list", "table", "ip", net["table"]], capture_output=True, text=True).stdout
+    assert f"ip saddr {net['cidr']} ip daddr != {net['cidr']} masquerade" in table, table
 
 
 def test_score_matches_pandas(vm):
@@ -244,14 +318,33 @@ def test_a_guest_that_went_down_is_booted_again_and_serves_the_same_release(vm):
     test_score_matches_pandas(vm)
 
 
-def test_destroy_leaves_no_process_port_disk_or_key(vm):
+def test_after_a_reboot_the_network_comes_back_with_the_guest_and_stores_on_it(vm):
+    """A reboot takes the bridge and the nftables table too: deploy makes the
+    network again, boots the guest on it and restarts the stores bound to it."""
+    rec, net = vm.record(), _network(vm)
+    [m] = rec["outputs"]["machines"]
+    scripts = vm.workspace / "terraform" / "vm" / "scripts"
+    env = {**os.environ, "MACHINE_DIR": m["machine_dir"], "BRIDGE": net["bridge"]}
+    subprocess.run(["sh", str(scripts / "stop-guest.sh")], env=env, check=True, timeout=120)
+    subprocess.run(["sh", str(scripts / "firewall.sh")], env={**env, "DELETE": "1"}, check=True, timeout=60)
+    subprocess.run(["sh", str(scripts / "net-down.sh")], env=env, check=True, timeout=60)
+    res = vm.run("deploy").ok()
+    assert f"the guests' network (bridge {net['bridge']}" in res.stderr, res.stderr
+    assert "nothing changed" in res.stderr, res.stderr
+    assert _network(vm) == net and vm.record()["release"] == rec["release"]
+    test_the_stores_listen_on_the_bridge_only_and_admit_the_subnet_only(vm)
+    test_score_matches_pandas(vm)
+
+
+def test_destroy_leaves_no_process_port_disk_key_or_network(vm):
     rec = vm.record()
     machines = rec["outputs"]["machines"]
     image = Path(rec["outputs"]["image"])
-    ports = [rec["port"], *rec["server_ports"], *rec.get("services", {}).values()]
-    ports += [where["port"] for where in rec["stores"].values()]
+    net = rec["outputs"]["network"]
+    ports = [int(where["port"]) for where in rec["stores"].values()]
     data = [Path(d) for d in rec["stack_vars"]["store_dirs"].values()]
     assert data and all(d.exists() for d in data)
+    assert Path("/sys/class/net", net["bridge"]).exists()
     vm.run("destroy", "--yes").ok()
     for m in machines:
         d = m["machine_dir"]
@@ -262,8 +355,21 @@ def test_destroy_leaves_no_process_port_disk_or_key(vm):
         assert roots == []
         assert d not in Path("/proc/self/mountinfo").read_text()
         assert d not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    listening = [local for local, _ in listeners()]
     for port in ports:
-        assert not _listening(int(port)), port
+        assert not [a for a in listening if a.endswith(f":{port}")], port
+    # No bridge, no veth on it, no address, no NAT rule of the deployment's.
+    from featctl.provision.vmnet import leftovers
+
+    assert leftovers(net) == []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert net["bridge"] not in links
+    assert net["gateway"] not in subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert net["table"] not in tables
+    if "fcbr" not in links:
+        # The last featctl bridge gone: the forwarding net-up.sh turned on is off again, its state gone.
+        assert not Path("/run/featctl-vm-net").exists()
     for d in data:
         assert not d.exists(), d
     ws = vm.workspace
@@ -280,11 +386,3 @@ def _root_of(proc: Path) -> str:
         return os.readlink(proc / "root")
     except OSError:
         return ""
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -40,6 +40,7 @@ from typing import Any
 from . import asof, catalog, historical, offline, ondemand, pg_join  # noqa: F401
 from .catalog import Catalog, split_refs
 from .cli import _INPUT_EXCEPTIONS
+from .materialize import guard_store
 from .output import AgentError, InputError, one_line
 
 API = "/featctl/v1"
@@ -172,11 +173,15 @@ def _error(exc: BaseException) -> tuple[int, dict[str, str]]:
 
 
 def add_endpoints(app: Any, store: Any) -> None:
-    """featctl's routes on Feast's FastAPI ``app`` serving ``store``."""
+    """featctl's routes on Feast's FastAPI ``app`` serving ``store``, and
+    Feast's own /materialize routes kept from recording a time past the host's
+    clock (materialize.guard_store)."""
     from fastapi import Depends, Request
     from feast.permissions.server.rest import inject_user_details
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response, StreamingResponse
+
+    guard_store(store)
 
     @app.get(f"{API}/info")
     async def featctl_info() -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import sys
 from typing import Any
 
 from .catalog import Catalog, split_refs
@@ -15,6 +16,47 @@ from .repo import load_repo_config
 from .timeutil import EPOCH, parse_iso
 
 
+def not_past_now(end: Any, now: _dt.datetime | None = None) -> Any:
+    """``end`` (a datetime; naive = UTC), or the host's clock when it is later:
+    Feast records a materialization's end as the view's last one and the next
+    incremental run starts there, so an end past now (a client whose clock is
+    ahead) would leave the rows that arrive until then out for good."""
+    now = now or _dt.datetime.now(UTC)
+    aware = end.replace(tzinfo=UTC) if end.tzinfo is None else end
+    if aware <= now:
+        return end
+    print(
+        f"featctl: materialization end {iso(aware)} is past the host's clock: loading up to {iso(now)}", file=sys.stderr
+    )
+    return now
+
+
+def guard_store(store: Any) -> None:
+    """Make ``store.materialize`` and ``store.materialize_incremental`` (what
+    the feature server's /materialize endpoints and this module call) never
+    load, nor record, past the host's clock; a range that starts past it is
+    refused."""
+    materialize, incremental = store.materialize, store.materialize_incremental
+    if getattr(materialize, "__featctl_guarded__", False):
+        return
+
+    def guarded_materialize(start_date: Any, end_date: Any, *args: Any, **kwargs: Any) -> Any:
+        end = not_past_now(end_date)
+        start = start_date.replace(tzinfo=UTC) if start_date.tzinfo is None else start_date
+        if start >= (end.replace(tzinfo=UTC) if end.tzinfo is None else end):
+            raise InputError(
+                f"the range starts at {iso(start)}, not before the host's clock ({iso(end)}): nothing to load"
+            )
+        return materialize(start_date, end, *args, **kwargs)
+
+    def guarded_incremental(end_date: Any, *args: Any, **kwargs: Any) -> Any:
+        return incremental(not_past_now(end_date), *args, **kwargs)
+
+    guarded_materialize.__featctl_guarded__ = True  # type: ignore[attr-defined]
+    store.materialize = guarded_materialize
+    store.materialize_incremental = guarded_incremental
+
+
 def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     if bool(args.start) != bool(args.end):
         raise InputError("--start and --end must be given together")
@@ -22,6 +64,8 @@ def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     end = parse_iso(args.end, "--end") if args.end else None
     if start is not None and end is not None and start >= end:
         raise InputError(f"--start {iso(start)} is not before --end {iso(end)}")
+    if end is not None and end > _dt.datetime.now(UTC):
+        raise InputError(f"--end {iso(end)} is past the host's clock: a range must end by now")
     requested = split_refs(args.views)
     # Cheap checks first (registry read without importing feast).
     cfg = load_repo_config(args.repo)
@@ -34,6 +78,7 @@ def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=args.repo)
+    guard_store(store)
     fvs = {fv.name: fv for fv in store.list_feature_views()}
     with contextlib.suppress(Exception):
         fvs.update({fv.name: fv for fv in store.list_stream_feature_views()})

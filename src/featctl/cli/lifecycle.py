@@ -148,6 +148,9 @@ def deploy(
     for r in result.cleaned:
         rep.info(f"removed {r['state']} release {r['id']}")
     where = f"{result.target} host {result.host}:{result.port} ({result.host_key_fingerprint})"
+    if result.endpoint is not None:
+        ep = result.endpoint
+        rep.info(f"endpoint {ep.url} serves applications (CA {ep.ca_file}; `featctl token create APP` gives one a token)")
     if not result.changed:
         rep.info(
             f"nothing changed on {where}: nothing uploaded, applied or restarted; release {result.release} serves ({result.seconds:.1f} s)"

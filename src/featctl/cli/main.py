@@ -12,7 +12,7 @@ import sys
 import typer
 
 from featctl import __version__
-from featctl.cli import feast_tools, lifecycle, operate, queries
+from featctl.cli import endpoint, feast_tools, lifecycle, operate, queries
 
 app = typer.Typer(
     name="featctl",
@@ -86,6 +86,7 @@ lifecycle.register(app)
 operate.register(app)
 queries.register(app)
 feast_tools.register(app)
+endpoint.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

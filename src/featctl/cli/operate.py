@@ -29,7 +29,8 @@ def status(
     """Show the target, host, Terraform outputs, SSH and feature server health, each view's last
     materialization, the feature services and the push sources (`featctl push --view NAME`).
 
-    CSV holds the views only; JSON and the table hold everything.
+    CSV holds the views only; JSON and the table hold everything. Exits 8 (unhealthy) after the
+    report when SSH, the feature server or a host does not serve.
     """
     from featctl.cli.render import dumps_json, render, render_mapping
     from featctl.lifecycle.status import status as run
@@ -62,6 +63,10 @@ def status(
         ):
             if rows:
                 render(Table.from_records(rows, title=title), fmt, ENV.stdout)
+    if not st.healthy:
+        from featctl.errors import ExitCode
+
+        raise typer.Exit(int(ExitCode.UNHEALTHY))  # after the full report: scripts can tell from the code
 
 
 def materialize(

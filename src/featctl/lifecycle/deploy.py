@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featctl.errors import FeatctlError, UsageError
-from featctl.lifecycle import hosts, ownership
+from featctl.lifecycle import endpoint, hosts, ownership
 from featctl.lifecycle.common import check_repo, choose_server_ports, connect_host, holder
 from featctl.lifecycle.health import Health, materialized_views, release_health
 from featctl.lifecycle.release import build_release
@@ -58,6 +58,8 @@ class DeployResult:
     hosts: list[dict[str, Any]] = field(default_factory=list)
     #: Files the host changed since featctl uploaded them (offline pushes), kept as they are there.
     kept: list[str] = field(default_factory=list)
+    #: The application endpoint ([endpoint] in featctl.toml), when it has one.
+    endpoint: Any = None
     seconds: float = 0.0
 
     @property
@@ -85,6 +87,11 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
     ws = session.workspace
     rep = session.reporter
     check_repo(s.repo)
+    if s.endpoint is not None and s.target != "local":
+        raise UsageError(
+            f"[endpoint] runs on the local target only so far (this deployment's target: {s.target}); "
+            "remove the table from featctl.toml to deploy"
+        )
     if s.target == "vm":
         from featctl.provision.vm import preflight
 
@@ -190,6 +197,7 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
                 ws.save(record)
                 result.release = cur.id
                 _follow(session, record, result, local, spec, cur.probe)
+                result.endpoint = endpoint.sync(session, record)
                 result.seconds = time.monotonic() - started
                 return result
             if cur is not None and not healthy:
@@ -208,6 +216,7 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             ownership.claim(conn, layout, record, ws)
             ws.save(record)
             _follow(session, record, result, local, spec, built.probe)
+            result.endpoint = endpoint.sync(session, record)
         result.seconds = time.monotonic() - started
         return result
 

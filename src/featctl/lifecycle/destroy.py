@@ -48,6 +48,9 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
     from featctl.lifecycle.services import disconnect
 
     disconnect(session, stop_servers=False)
+    from featctl.lifecycle.endpoint import teardown
+
+    teardown(ws.root)  # HAProxy first: nothing answers applications while the hosts go
     with ws.lock():
         if record and record.host:
             # Followers first, host 0 (the owner record, the stores' teardown) last.
@@ -87,6 +90,15 @@ def destroy(session: Session, *, take_over: bool = False) -> DestroyResult:
                 raise FeatctlError(
                     f"destroy ran, but port(s) {', '.join(map(str, busy))} on this machine still accept connections; "
                     "the record is kept: find the process (ss -ltnp) and run `featctl destroy` again"
+                )
+        if target == "vm" and record is not None:
+            from featctl.provision.vmnet import leftovers
+
+            left = leftovers(record.outputs.get("network") or {})
+            if left:
+                raise FeatctlError(
+                    f"destroy ran, but the guests' network is still here ({', '.join(left)}); "
+                    "the record is kept: run `featctl destroy` again"
                 )
         ws.forget(target)
         result.messages.append(

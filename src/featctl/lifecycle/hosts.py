@@ -14,7 +14,7 @@ from typing import Any
 
 from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeastError, FeatctlError, UsageError
-from featctl.lifecycle import health
+from featctl.lifecycle import endpoint, health
 from featctl.lifecycle.common import choose_server_ports, connect_host, holder, shielded
 from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
@@ -155,6 +155,7 @@ def follow(
             record.update_host(index, view)
             session.workspace.save(record)
         session.close_server(index)
+        endpoint.after_switch(session, record)
         if cur is not None:
             service.stop(conn, layout, cur.id)
         releases.cleanup(conn, layout, prune_envs=True)
@@ -195,6 +196,7 @@ def roll_back_follower(session: Session, record: Deployment, index: int) -> Host
             record.update_host(index, view)
             session.workspace.save(record)
         session.close_server(index)
+        endpoint.after_switch(session, record)
         service.stop(conn, layout, cur.id)
         return HostOutcome(index, target.id, changed=True)
 

@@ -4,7 +4,7 @@ work is left."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from featctl.errors import FeatctlError, UsageError
@@ -14,6 +14,27 @@ from featctl.remote import agent, releases
 from featctl.remote.layout import Layout
 from featctl.session import Session
 from featctl.workspace import Deployment
+
+
+def check_range(start: datetime | None, end: datetime | None, now: datetime | None = None) -> None:
+    """A range is both bounds or neither, starts before it ends, and lies in
+    the past: Feast records a range's end as the view's last materialization,
+    and the next incremental run starts there, so a range ending tomorrow would
+    leave every row that arrives until then out of the online store for good."""
+    if (start is None) != (end is None):
+        raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
+    if start is None or end is None:
+        return
+    if start >= end:
+        raise UsageError("--start must be before --end")
+    now = now or datetime.now(timezone.utc)
+    for option, value in (("--start", start), ("--end", end)):
+        if value > now:
+            raise UsageError(
+                f"{option} {iso(value)} is in the future (now {iso(now.replace(microsecond=0))}): a range must end "
+                "by now, or the rows that arrive until then are never loaded; `featctl materialize` without "
+                "--start/--end loads up to now"
+            )
 
 
 def materialize_views(
@@ -44,8 +65,7 @@ def materialize_views(
     release's holds nothing of what the registry records as materialized.
     ``described`` is the agent's ``describe`` of ``repo`` when the caller has it.
     """
-    if (start is None) != (end is None):
-        raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
+    check_range(start, end)
     conn = session.connection(record)
     layout = layout or session.layout(record)
     desc = described if described is not None else agent.run_agent(conn, layout, "describe", timeout=120, repo=repo)
@@ -94,10 +114,7 @@ def materialize_views(
 def materialize(
     session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    if (start is None) != (end is None):
-        raise UsageError("--start and --end go together: give both for a range, or neither for incremental")
-    if start is not None and end is not None and start >= end:
-        raise UsageError("--start must be before --end")
+    check_range(start, end)  # before any connection
     record = session.deployment()
     known = {v["name"] for v in (record.registry or {}).get("feature_views", [])}
     if views and known:  # checked against the cached registry summary, before connecting
@@ -189,4 +206,3 @@ def _materialize_fast(session: Session, record: Deployment, views: list[str] | N
         session.close_server()
         return None  # e.g. a stale port after a deploy from elsewhere: the full path finds the right server
     return [{"view": n, "mode": "incremental", "start": None, "end": end_ts} for n in names]
-

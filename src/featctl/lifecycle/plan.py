@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl.errors import HostKeyMismatch, SSHError, UsageError
+from featctl.lifecycle import endpoint
 from featctl.lifecycle.common import check_repo, holder
 from featctl.provision.machine import prepared_stack
 from featctl.provision.targets import HostKeys
@@ -43,10 +44,12 @@ class PlanResult:
     kept: list[str] = field(default_factory=list)
     #: Of those, files changed here too: deploy stops on them without --keep-host-data/--overwrite-data.
     conflicts: list[str] = field(default_factory=list)
+    #: The application endpoint: added, removed or changed ([endpoint] in featctl.toml).
+    endpoint: list[PlanRow] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
-        return bool(self.terraform or self.upload or self.remove or self.install_feast)
+        return bool(self.terraform or self.upload or self.remove or self.install_feast or self.endpoint)
 
     def rows(self) -> list[PlanRow]:
         """Every planned change, Terraform first, then files (host-written ones kept), the host, the registry."""
@@ -62,7 +65,7 @@ class PlanResult:
         ]
         if self.install_feast:
             rows.append(PlanRow("host", "Feast environment", "install"))
-        return rows + list(self.registry or [])
+        return rows + list(self.endpoint) + list(self.registry or [])
 
 
 def plan(session: Session, *, data: str = "ask") -> PlanResult:
@@ -80,6 +83,12 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
     if record and record.target != s.target:
         raise UsageError(f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace")
     result = PlanResult(target=s.target)
+    if s.endpoint is not None and s.target != "local":
+        raise UsageError(f"[endpoint] runs on the local target only so far (this deployment's target: {s.target})")
+    if record is not None and record.host:
+        result.endpoint = [PlanRow(c.kind, c.name, c.change, tuple(c.fields)) for c in endpoint.plan_rows(s, record)]
+    elif s.endpoint is not None:
+        result.endpoint = [PlanRow("endpoint", endpoint.url(s.endpoint), "add")]
     with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
         # Existing keys are read, missing ones are throwaway: plan keeps nothing.
         client = (

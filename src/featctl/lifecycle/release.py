@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeastError, FeatctlError
-from featctl.lifecycle import health, services
+from featctl.lifecycle import endpoint, health, services
 from featctl.lifecycle.common import iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.query.server import FeatureServer
@@ -175,6 +175,7 @@ def build_release(
         record.deployed_at = iso(utcnow())
         session.workspace.save(record)
     session.close_server()
+    endpoint.after_switch(session, record)
     if cur is not None:
         rep.step(f"stopping release {cur.id}")
         service.stop(conn, layout, cur.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featctl.errors import FeastError, FeatctlError, UsageError
-from featctl.lifecycle import health, ownership, services
+from featctl.lifecycle import endpoint, health, ownership, services
 from featctl.lifecycle.common import holder, iso, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.lifecycle.release import wait_healthy
@@ -94,6 +94,7 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             ownership.claim(conn, layout, record, ws)
             ws.save(record)
             session.close_server()
+            endpoint.after_switch(session, record)
             rep.step(f"stopping release {cur.id}")
             service.stop(conn, layout, cur.id)
             for problem in services.restart_for(conn, layout, record, target.id):

@@ -21,6 +21,16 @@ class Status:
     services: list[dict[str, Any]] = field(default_factory=list)
     push_sources: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def healthy(self) -> bool:
+        """SSH answers and every host's feature server serves healthy
+        (``featctl status`` exits ExitCode.UNHEALTHY otherwise)."""
+        return (
+            self.info.get("ssh") == "answers"
+            and str(self.info.get("feature_server", "")).startswith("healthy")
+            and "repair" not in self.info
+        )
+
 
 def status(session: Session) -> Status:
     """What is deployed and whether it answers. Never imports Feast locally."""

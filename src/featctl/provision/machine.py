@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl import FEAST_VERSION
-from featctl.config import LOOPBACK_TARGETS
+from featctl.config import PROCESS_TARGETS
 from featctl.errors import HostKeyMismatch, TerraformError, UsageError
 from featctl.provision.targets import CONTRACT_OUTPUTS, HOST_OUTPUT_KEYS, HostKeys, stack_variables
 from featctl.provision.terraform import Stack
@@ -67,11 +67,18 @@ def _check_outputs(outputs: dict[str, Any], keys: HostKeys) -> list[dict[str, An
 STORES_MODULE = "module.stores"
 
 
-def _dead_servers(record: Deployment) -> list[tuple[str, str]]:
+def _dead_servers(record: Deployment, sys_class_net: str = "/sys/class/net") -> list[tuple[str, str]]:
     """Local and vm targets: (resource, what) for each process Terraform
     records but nothing answers for (after a reboot or a crash): its sshd (the
     local target) or its guest (vm) per host, the stores' servers. Replacing
-    those restarts them on the same data (a guest boots on the same disk)."""
+    those restarts them on the same data (a guest boots on the same disk).
+    The vm target's bridge too: a new one restarts the guests and the stores."""
+    bridge = str((record.outputs.get("network") or {}).get("bridge") or "") if record.target == "vm" else ""
+    if bridge and not Path(sys_class_net, bridge).exists():
+        # This machine rebooted: a new network restarts what runs on it (the
+        # guests, the stores). Nothing is probed: without the bridge their
+        # addresses would be routed out of this machine.
+        return [("terraform_data.network", f"the guests' network (bridge {bridge}, the guests and stores on it)")]
     dead = []
     hosts = record.hosts or [{"host": record.host, "port": record.port}]
     for i, h in enumerate(hosts):
@@ -99,7 +106,7 @@ _RESTARTED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) supervise: restarte
 def store_servers(record: Deployment) -> dict[str, str]:
     """Local and vm targets: store -> who keeps its server on this machine and
     its newest restart (from its supervisor's log), for ``featctl status``."""
-    if record.target not in LOOPBACK_TARGETS:
+    if record.target not in PROCESS_TARGETS:
         return {}
     dirs = dict((record.stack_vars or {}).get("store_dirs") or {})
     out = {}
@@ -230,7 +237,7 @@ def provision(session: Session, record: Deployment | None, keys: HostKeys) -> De
     session.reporter.step(f"terraform: {s.target} stack")
     stack, variables = prepared_stack(session, record, keys)
     replace: list[str] = []
-    if s.target in LOOPBACK_TARGETS and stack.has_state and record and record.host:
+    if s.target in PROCESS_TARGETS and stack.has_state and record and record.host:
         # The local hosts' sshd and the stores' servers are processes: after a
         # reboot or a crash Terraform still records them while nothing listens.
         # Restart them (and only them: what runs on the "machine" and the

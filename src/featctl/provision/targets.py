@@ -87,16 +87,29 @@ def store_password(workspace: Workspace, store: str) -> str:
     return str(path)
 
 
-def _local_store_dir(workspace: Workspace, store: str) -> str:
+#: As root, the local PostgreSQL's data directory is ``<this><random>/data``.
+ROOT_POSTGRES_PREFIX = "/var/tmp/featctl-postgres-"
+
+
+def _local_store_dir(workspace: Workspace, store: str, previous: Mapping[str, Any]) -> str:
     """PostgreSQL refuses to run as root: as root the cluster runs as the
     ``postgres`` user, which cannot enter the 0700 workspace, so its data lives
-    in a directory of its own under /var/tmp (Terraform's destroy removes it)."""
-    import hashlib
+    in ``data`` of a directory of its own under /var/tmp whose name is random,
+    chosen once and kept in the stack's variables (``previous``):
+    start-postgres.sh makes that directory with mkdir, root's and 0711, and
+    refuses one that is a link or someone else's, so another local user can
+    neither guess the name nor plant a link there (the name was a digest of the
+    workspace's path, and root followed links planted beside it). Terraform's
+    destroy removes it. A directory of the old predictable form is not kept."""
     import os
+    import re
+    import secrets
 
     if store == "postgres" and os.geteuid() == 0:
-        digest = hashlib.sha256(str(workspace.root.resolve()).encode()).hexdigest()[:12]
-        return f"/var/tmp/featctl-postgres-{digest}"
+        kept = str((previous.get("store_dirs") or {}).get("postgres") or "")
+        if re.fullmatch(re.escape(ROOT_POSTGRES_PREFIX) + r"[0-9a-f]{32}/data", kept):
+            return kept
+        return f"{ROOT_POSTGRES_PREFIX}{secrets.token_hex(16)}/data"
     return str(workspace.local_dir / store)
 
 
@@ -123,23 +136,13 @@ def _local_host_dirs(
     return dirs
 
 
-def _vm_machines(workspace: Workspace, count: int, previous: Mapping[str, Any], first_port: Any) -> list[dict[str, Any]]:
-    """One element per vm guest: its machine name and directory, and the
-    loopback port of its sshd, chosen once and kept (a new port is a new instance)."""
+def _vm_machines(workspace: Workspace, count: int) -> list[dict[str, Any]]:
+    """One element per vm guest: its machine name and directory (its address
+    is its index's in the deployment's network: terraform/vm)."""
     from featctl.provision import vm
 
-    before = list(previous.get("machines") or [])
-    out = []
-    for i in range(count):
-        if i < len(before):
-            port = before[i]["port"]
-        elif i == 0 and first_port:
-            port = first_port
-        else:
-            port = free_loopback_port()
-        name = vm.machine_name(workspace, i)
-        out.append({"machine": name, "machine_dir": f"{vm.MACHINES_DIR}/{name}", "port": int(port)})
-    return out
+    names = [vm.machine_name(workspace, i) for i in range(count)]
+    return [{"machine": n, "machine_dir": f"{vm.MACHINES_DIR}/{n}"} for n in names]
 
 
 def store_server_variables(
@@ -158,7 +161,7 @@ def store_server_variables(
     for store in servers:
         ports.setdefault(store, free_loopback_port())
     out: dict[str, Any] = {
-        "store_dirs": {s: _local_store_dir(workspace, s) for s in servers},
+        "store_dirs": {s: _local_store_dir(workspace, s, previous) for s in servers},
         "store_ports": {s: int(ports[s]) for s in servers},
     }
     if servers:
@@ -219,22 +222,24 @@ def stack_variables(
             **extra,
         }
     if target == "vm":
-        from featctl.provision import vm
+        import ipaddress
+
+        from featctl.provision import vm, vmnet
         from featctl.provision.tls import ensure_store_tls
 
-        machines = _vm_machines(workspace, len(keys.hosts), previous, extra.pop("port", None))
-        listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
-        # The guests share this machine's network: they reach the stores at
-        # listen_address, as the local target's hosts do. The CA exists without
-        # stores too: every guest's user-data fetches it, as a Yandex VM
-        # fetches Yandex's (enabling a store later must not change user-data).
-        names = [listen, "localhost"]
+        network = vmnet.network_variable(workspace, previous)
+        # The guests have a network of their own: they reach the stores at the
+        # bridge's address (.1), which the stores listen on and the server
+        # certificate names. The CA exists without stores too: every guest's
+        # user-data fetches it, as a Yandex VM fetches Yandex's (enabling a
+        # store later must not change the user-data).
+        names = [str(next(ipaddress.IPv4Network(network["cidr"]).hosts()))]
         return {
             **common,
             "ssh_user": extra.pop("ssh_user", "featctl"),
             "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
-            "machines": machines,
-            "listen_address": listen,
+            "machines": _vm_machines(workspace, len(keys.hosts)),
+            "network": network,
             "user_data_template": vm.user_data_template(),
             "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
             **store_server_variables(workspace, servers, previous, names=names, label=name),

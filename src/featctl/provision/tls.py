@@ -172,13 +172,9 @@ def ensure_store_tls(workspace: Workspace, names: Sequence[str], *, label: str =
     if not names:
         raise ValueError("a server certificate needs at least one name")
     d = workspace.tls_dir
-    ca_crt, ca_key_path = d / "ca.crt", d / "ca.key"
+    ca_crt = d / "ca.crt"
     srv_crt, srv_key_path = d / "server.crt", d / "server.key"
-    ca_key, ca_cert = _load(ca_key_path, "key"), _load(ca_crt, "cert")
-    if ca_key is None or ca_cert is None or ca_cert.public_key() != ca_key.public_key():
-        ca_key, ca_cert = _make_ca(label)
-        write_private(ca_key_path, _pem_key(ca_key))
-        write_private(ca_crt, _pem_cert(ca_cert))
+    ca_key, ca_cert = _ensure_ca(workspace, label)
     if not _server_is_current(_load(srv_crt, "cert"), _load(srv_key_path, "key"), ca_cert, names):
         key, cert = _make_server(ca_key, ca_cert, names)
         write_private(srv_key_path, _pem_key(key))
@@ -189,4 +185,49 @@ def ensure_store_tls(workspace: Workspace, names: Sequence[str], *, label: str =
         "server_cert": str(srv_crt),
         "server_key": str(srv_key_path),
         "digest": digest,
+    }
+
+
+def _ensure_ca(workspace: Workspace, label: str) -> tuple[Any, Any]:
+    """The deployment's CA (``tls/ca.crt`` + ``ca.key``), made once."""
+    d = workspace.tls_dir
+    ca_crt, ca_key_path = d / "ca.crt", d / "ca.key"
+    ca_key, ca_cert = _load(ca_key_path, "key"), _load(ca_crt, "cert")
+    if ca_key is None or ca_cert is None or ca_cert.public_key() != ca_key.public_key():
+        ca_key, ca_cert = _make_ca(label)
+        write_private(ca_key_path, _pem_key(ca_key))
+        write_private(ca_crt, _pem_cert(ca_cert))
+    return ca_key, ca_cert
+
+
+def endpoint_names(listen: str, names: Sequence[str]) -> list[str]:
+    """The endpoint certificate's SANs: the listen address, the configured
+    names and, when the endpoint listens on loopback, ``localhost``."""
+    out = [listen, *names]
+    if ipaddress.ip_address(listen).is_loopback:
+        out.append("localhost")
+    return list(dict.fromkeys(out))
+
+
+def ensure_endpoint_cert(workspace: Workspace, names: Sequence[str], dest: Path, *, label: str = "featctl") -> dict[str, str]:
+    """The application endpoint's certificate for ``names``, signed by the
+    deployment's CA: ``dest/edge.pem`` (certificate + key, what HAProxy's
+    ``crt`` reads, 0600) and ``dest/ca.pem`` (the CA's certificate, what
+    applications verify the endpoint with). Made again when the names change,
+    the CA changes or it nears its end. Returns the two paths and a digest
+    that changes whenever the certificate does."""
+    if not names:
+        raise ValueError("a server certificate needs at least one name")
+    ca_key, ca_cert = _ensure_ca(workspace, label)
+    edge, ca_pem = dest / "edge.pem", dest / "ca.pem"
+    current = _load(edge, "cert"), _load(edge, "key")
+    if not _server_is_current(current[0], current[1], ca_cert, names):
+        key, cert = _make_server(ca_key, ca_cert, names)
+        write_private(edge, _pem_cert(cert) + _pem_key(key))
+    if _load(ca_pem, "cert") != ca_cert:
+        write_private(ca_pem, _pem_cert(ca_cert))
+    return {
+        "edge_pem": str(edge),
+        "ca_pem": str(ca_pem),
+        "digest": hashlib.sha256(edge.read_bytes() + ca_pem.read_bytes()).hexdigest(),
     }

@@ -26,6 +26,9 @@ TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "losetup": "mount",
     "flock": "util-linux",
+    # The deployment's own network: its bridge, and NAT for the guests (terraform/vm/network.tf).
+    "ip": "iproute2",
+    "nft": "nftables",
 }
 
 

@@ -28,8 +28,11 @@ def read_entities(
     if suffix not in (".csv", ".parquet", ".pq"):
         raise UsageError(f"entity file {path} must be .csv or .parquet")
     try:
+        _no_column_twice(path, _header(path, suffix))
         # Keys as text from CSV, so "007" stays "007" and 2**70 is caught, not rounded.
         frame = pd.read_csv(path, dtype={k: str for k in key_types}) if suffix == ".csv" else pd.read_parquet(path)
+    except UsageError:
+        raise
     except FileNotFoundError:
         raise UsageError(f"entity file {path} does not exist") from None
     except (OSError, ValueError) as exc:
@@ -53,6 +56,27 @@ def read_entities(
     if timestamps:
         frame["event_timestamp"] = _utc_column(frame["event_timestamp"], path)
     return frame
+
+
+def _header(path: Path, suffix: str) -> list[str]:
+    """The file's column names as written: pandas renames a CSV column given
+    twice (``driver_id``, ``driver_id.1``), so its own frame cannot tell."""
+    import pandas as pd
+
+    if suffix == ".csv":
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        return [str(c) for c in first.iloc[0].tolist()] if len(first) else []
+    import pyarrow.parquet as pq
+
+    return [str(n) for n in pq.read_schema(path).names]
+
+
+def _no_column_twice(path: Path, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:  # unnamed columns are pandas' "Unnamed: N", each its own
+            raise UsageError(f"entity file {path} has column {name} twice; give each column once")
+        seen.add(name)
 
 
 def _utc_column(col: Any, path: Path) -> Any:

@@ -161,6 +161,49 @@ def missing_notes(
     return notes
 
 
+def request_groups(cat: Any, refs: Sequence[str]) -> list[list[str]] | None:
+    """Refs in requests Feast answers right, or None when one request does.
+
+    Feast 0.67's feature server computes an on-demand view from input columns
+    found by feature name: with another view's feature of the same name in the
+    request (``driver_hourly_stats:conv_rate`` beside a score whose input is
+    ``driver_quality_metrics:conv_rate``) the view answers null with HTTP 200,
+    and with ``full_feature_names`` it is left out. So an on-demand view shares
+    a request with no other view's feature of its inputs' names, and no request
+    holds two features of the same name; the columns are put together here.
+    """
+    inputs: set[tuple[str, str]] = set()
+    for ref in refs:
+        odfv = cat.odfv(ref.partition(":")[0])
+        if odfv is not None:
+            for view, feats in cat._sources(odfv):
+                inputs.update((view, f) for f in (feats or cat.views().get(view) or []))
+    input_names = {name for _, name in inputs}
+
+    def foreign(ref: str) -> bool:  # a plain feature named like an on-demand view's input, of another view
+        view, _, name = ref.partition(":")
+        return cat.odfv(view) is None and name in input_names and (view, name) not in inputs
+
+    names = [r.partition(":")[2] for r in refs]
+    if len(set(names)) == len(names) and not any(foreign(r) for r in refs):
+        return None
+    groups: list[list[str]] = []
+    for ref in refs:
+        is_odfv = cat.odfv(ref.partition(":")[0]) is not None
+        for group in groups:
+            if ref.partition(":")[2] in {g.partition(":")[2] for g in group}:
+                continue
+            if is_odfv and any(foreign(g) for g in group):
+                continue
+            if foreign(ref) and any(cat.odfv(g.partition(":")[0]) is not None for g in group):
+                continue
+            group.append(ref)
+            break
+        else:
+            groups.append([ref])
+    return groups
+
+
 def _columns_by_view(refs: Sequence[str], wanted: Sequence[str], present: dict[str, list[Any]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for ref, col in zip(refs, wanted):
@@ -194,14 +237,28 @@ def online(
     names_only = [r.partition(":")[2] for r in refs]
     # Two views with a feature of the same name: name columns view__feature.
     full = len(set(names_only)) != len(names_only)
-    columns = _ask(
-        session,
-        record,
-        lambda srv: srv.online_features(
-            ents.columns, features=[] if service else refs, feature_service=service, full_feature_names=full
-        ),
-    )
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
+    groups = None if service else request_groups(cat, refs)
+    if groups is None:
+        columns = _ask(
+            session,
+            record,
+            lambda srv: srv.online_features(
+                ents.columns, features=[] if service else refs, feature_service=service, full_feature_names=full
+            ),
+        )
+    else:
+        columns = {}
+        for group in groups:
+
+            def call(srv: FeatureServer, g: list[str] = group) -> dict[str, list[Any]]:
+                return srv.online_features(ents.columns, features=g)
+
+            got = _ask(session, record, call)
+            for ref in group:
+                name = ref.partition(":")[2]
+                columns[wanted[refs.index(ref)]] = got.get(name, [None] * ents.size)
+            columns.update({k: v for k, v in got.items() if k in ents.columns})
     types = cat.feature_types()
     type_online(columns, {col: types.get(ref, "") for col, ref in zip(wanted, refs)})
     keys = [k for k in ents.keys if k in ents.columns]

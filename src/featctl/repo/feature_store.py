@@ -114,6 +114,12 @@ def load(repo: Path) -> RepoConfig:
     return cfg
 
 
+def installable_extras() -> set[str]:
+    """Every Feast extra ``extras_for`` may name, and the lock's own ``grpcio``:
+    scripts/check-feast-extras resolves them together with the lock."""
+    return {*_ONLINE_EXTRAS.values(), *_OFFLINE_EXTRAS.values(), "postgres", "mysql", "spark", "grpcio"}
+
+
 def extras_for(cfg: RepoConfig) -> list[str]:
     """The Feast extras the repository's stores need (``feast[redis,postgres]``)."""
     out: set[str] = set()

@@ -8,8 +8,9 @@
 #
 # - Redis: `port 0` (no plain-text port), `tls-port`, `tls-auth-clients no`
 #   (clients log in with the password, not a certificate), requirepass.
-# - PostgreSQL: `ssl = on`, pg_hba with `hostssl` (scram-sha-256) and
-#   `hostnossl ... reject`: a connection without TLS is refused.
+# - PostgreSQL: `ssl = on`, pg_hba with `hostssl` (scram-sha-256) from
+#   client_cidr only and `hostnossl ... reject`: a connection without TLS is
+#   refused.
 #
 # - Both run under featctl's supervisor (the agent's supervise.py, stdlib only),
 #   which starts a killed or crashed server again within seconds on the same
@@ -69,6 +70,7 @@ resource "terraform_data" "redis_server" {
     var.store_password_files["redis"],
     var.redis_server_path,
     var.listen_address,
+    var.restart_on,
     local.tls.digest,
     # A server an earlier featctl started without the supervisor is restarted
     # under it once (on its data).
@@ -144,6 +146,8 @@ resource "terraform_data" "postgres_server" {
     var.store_ports["postgres"],
     var.store_password_files["postgres"],
     var.listen_address,
+    var.client_cidr,
+    var.restart_on,
     local.tls.digest,
     "supervised",
   ]
@@ -173,6 +177,7 @@ resource "terraform_data" "postgres_server" {
       DB_USER        = var.postgres_user
       LISTEN_ADDRESS = var.listen_address
       AGENT_DIR      = local.agent_dir
+      CLIENT_CIDR    = var.client_cidr
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert
       TLS_KEY        = local.tls.server_key

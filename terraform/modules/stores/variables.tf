@@ -50,6 +50,23 @@ variable "listen_address" {
   default     = "127.0.0.1"
 }
 
+variable "client_cidr" {
+  description = "The network PostgreSQL admits clients from (pg_hba hostssl, scram-sha-256); \"all\" where listen_address is loopback. The vm stack gives its guests' subnet and nothing wider."
+  type        = string
+  default     = "all"
+
+  validation {
+    condition     = var.client_cidr == "all" || can(cidrnetmask(var.client_cidr))
+    error_message = "client_cidr must be \"all\" or an IPv4 CIDR."
+  }
+}
+
+variable "restart_on" {
+  description = "Any value whose change restarts the servers on the same data (the vm stack's network: a new bridge needs the servers bound to it again)."
+  type        = string
+  default     = ""
+}
+
 variable "host_address" {
   description = "Address the hosts reach the servers at (in the stores output); null: listen_address."
   type        = string

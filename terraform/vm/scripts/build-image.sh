@@ -39,11 +39,15 @@ fi
 trap 'rm -rf "$scratch"' EXIT
 
 # The image is what any cloud image is: no SSH host keys of its own (the
-# user-data installs featctl's), cloud-init reading only the NoCloud seed.
+# user-data installs featctl's), cloud-init reading only the NoCloud seed,
+# and systemd-networkd (Debian's systemd has it; the image has no ifupdown)
+# enabled to apply the network cloud-init renders from the seed's
+# network-config, as a cloud image's network daemon does.
 if ! mmdebstrap --quiet --variant=apt --include="$PACKAGES" \
   --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
   --customize-hook='printf "datasource_list: [ NoCloud, None ]\n" > "$1/etc/cloud/cloud.cfg.d/90-featctl-vm.cfg"' \
   --customize-hook=': > "$1/etc/machine-id"' \
+  --customize-hook='chroot "$1" systemctl enable systemd-networkd.service' \
   "$SUITE" "$scratch/rootfs" "$MIRROR" >"$tmp/build.log" 2>&1; then
   echo "featctl vm target: building the base image failed: $(grep -E '^E:' "$tmp/build.log" | tail -n 1 || tail -n 1 "$tmp/build.log")" >&2
   rm -rf "$tmp"

@@ -1,11 +1,11 @@
 #!/bin/sh
 # Create a guest's disk (its own file system, holding an overlay over the base
-# image) and its NoCloud seed.
+# image) and its NoCloud seed (user-data, vendor-data, meta-data, network-config).
 # The seed holds the host's private key: the machine directory is 0700 root
 # and the seed files 0600, as the metadata of a cloud VM is its own.
 set -eu
 
-: "${MACHINE_DIR:?}" "${IMAGE_DIR:?}" "${USER_DATA:?}" "${VENDOR_DATA:?}" "${META_DATA:?}" "${CA_CERT:?}"
+: "${MACHINE_DIR:?}" "${IMAGE_DIR:?}" "${USER_DATA:?}" "${VENDOR_DATA:?}" "${META_DATA:?}" "${NETWORK:?}" "${CA_CERT:?}"
 here=$(dirname "$0")
 
 if [ ! -f "$IMAGE_DIR/.complete" ]; then
@@ -36,7 +36,8 @@ install -d -m 0700 "$seed"
 printf '%s' "$USER_DATA" >"$seed/user-data"
 printf '%s' "$VENDOR_DATA" >"$seed/vendor-data"
 printf '%s' "$META_DATA" >"$seed/meta-data"
-chmod 0600 "$seed/user-data" "$seed/vendor-data" "$seed/meta-data"
+printf '%s' "$NETWORK" >"$seed/network-config"
+chmod 0600 "$seed/user-data" "$seed/vendor-data" "$seed/meta-data" "$seed/network-config"
 
 # The stores' CA, bind-mounted read-only into the guest for the user-data's ca_url.
 cp "$CA_CERT" "$MACHINE_DIR/ca/ca.crt.tmp"

@@ -1,11 +1,15 @@
 #!/bin/sh
 # Boot a guest: systemd-nspawn with systemd as PID 1 on the guest's disk.
 # Idempotent: a guest already running from this machine directory is left
-# alone. The guest shares this machine's network namespace; its sshd listens
-# on LISTEN_ADDRESS:PORT (vendor-data).
+# alone. The guest has a network namespace of its own: its end of a veth
+# pair (host0) on the deployment's BRIDGE, configured by its cloud-init from
+# the seed's network-config. This machine's resolvers are copied in (the
+# guests' DNS goes out through the bridge's NAT, as their apt and PyPI): its
+# resolv.conf, or systemd-resolved's uplink servers where resolv.conf names
+# the resolved stub on loopback (which is not the guest's).
 set -eu
 
-: "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${LISTEN_ADDRESS:?}" "${PORT:?}"
+: "${MACHINE_DIR:?}" "${MACHINE:?}" "${IMAGE_DIR:?}" "${CA_MOUNT:?}" "${BRIDGE:?}"
 here=$(dirname "$0")
 pidfile="$MACHINE_DIR/nspawn.pid"
 
@@ -24,10 +28,14 @@ if ! command -v systemd-nspawn >/dev/null 2>&1; then
 fi
 MACHINE_DIR="$MACHINE_DIR" IMAGE_DIR="$IMAGE_DIR" sh "$here/mount-disk.sh"
 
-hexport=$(printf '%04X' "$PORT")
-if grep -q -E "^ *[0-9]+: [0-9A-F]+:$hexport [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp 2>/dev/null; then
-  echo "featctl vm target: port $PORT on this machine is taken; the guest's sshd needs it" >&2
+if [ ! -d "/sys/class/net/$BRIDGE/bridge" ]; then
+  echo "featctl vm target: the deployment's bridge $BRIDGE is missing (featctl deploy brings the network back)" >&2
   exit 1
+fi
+
+resolv=copy-host
+if grep -q -E '^nameserver[[:space:]]+127\.' /etc/resolv.conf 2>/dev/null && [ -f /run/systemd/resolve/resolv.conf ]; then
+  resolv=copy-uplink
 fi
 
 # --register=no --keep-unit: no machined or system bus on the host needed
@@ -35,6 +43,7 @@ fi
 log="$MACHINE_DIR/guest.log"
 setsid systemd-nspawn --quiet --directory="$MACHINE_DIR/root" --machine="$MACHINE" \
   --register=no --keep-unit --boot --console=passive --link-journal=no \
+  --network-bridge="$BRIDGE" --resolv-conf="$resolv" \
   --bind-ro="$MACHINE_DIR/ca:$CA_MOUNT" </dev/null >>"$log" 2>&1 &
 echo $! >"$pidfile"
 

@@ -19,19 +19,26 @@ def vm_vars(ws, previous=None, target_vars=None):
     )
 
 
-def test_vm_guests_get_the_contract_their_own_machines_and_ports_kept(tmp_path):
+def test_vm_guests_get_the_contract_their_own_machines_and_network_kept(tmp_path):
+    import ipaddress
+
     ws = Workspace(tmp_path / "ws")
     v = vm_vars(ws)
     assert set(CONTRACT_VARS) <= set(v)
     assert v["ssh_user"] == "featctl" and v["remote_base_dir"] == "/opt/featctl"  # as on a Yandex VM
     names = [m["machine"] for m in v["machines"]]
     assert len(set(names)) == 2 and all(n.startswith("featctl-") for n in names)
-    assert [m["machine_dir"] for m in v["machines"]] == [f"{vm.MACHINES_DIR}/{n}" for n in names]
-    assert len({m["port"] for m in v["machines"]}) == 2
-    assert vm_vars(ws, previous=v)["machines"] == v["machines"]
-    # Another workspace on this machine (same deployment name) gets other guests.
+    assert v["machines"] == [{"machine": n, "machine_dir": f"{vm.MACHINES_DIR}/{n}"} for n in names]
+    # A network of their own, in the benchmarking range only, chosen once and kept.
+    net = ipaddress.IPv4Network(v["network"]["cidr"])
+    assert net.prefixlen == 28 and net.subnet_of(ipaddress.IPv4Network("198.19.0.0/16"))
+    assert len(v["network"]["bridge"]) <= 15 and "listen_address" not in v
+    again = vm_vars(ws, previous=v)
+    assert again["machines"] == v["machines"] and again["network"] == v["network"]
+    # Another workspace on this machine (same deployment name) gets other guests and another bridge.
     other = vm_vars(Workspace(tmp_path / "other"))
     assert not {m["machine"] for m in other["machines"]} & set(names)
+    assert other["network"]["bridge"] != v["network"]["bridge"]
 
 
 def test_vm_guests_run_the_yandex_stacks_own_user_data_template(tmp_path):
@@ -56,12 +63,16 @@ def test_the_guests_always_get_the_stores_ca_and_stores_get_servers_on_this_mach
     assert v["tls"]["ca_cert"] == str(ca) and ca.read_text() == Path(bare["tls"]["ca_cert"]).read_text()
     assert set(v["store_ports"]) == {"redis", "postgres"} and set(v["store_dirs"]) == {"redis", "postgres"}
     assert v["machines"] == bare["machines"]
-    # The guests share this machine's network: the server certificate names the listen address.
+    # The guests reach the stores at the bridge's address (.1 of their subnet):
+    # the server certificate names it, and no loopback address.
+    import ipaddress
+
     from cryptography import x509
 
+    gateway = str(next(ipaddress.IPv4Network(v["network"]["cidr"]).hosts()))
     cert = x509.load_pem_x509_certificate(Path(v["tls"]["server_cert"]).read_bytes())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {gateway}
 
 
 def test_this_machines_extra_cas_reach_the_guests(tmp_path):
@@ -113,13 +124,11 @@ def test_preflight_is_a_usage_error(monkeypatch):
     assert str(info.value.message) == "--target vm cannot run on this machine: it needs root: reasons"
 
 
-def test_vm_guests_share_this_machines_loopback_so_servers_take_free_ports():
+def test_vm_guests_have_their_own_network_so_servers_take_the_default_ports():
     from featctl.lifecycle.common import choose_server_ports
 
-    fresh = choose_server_ports("vm", 6566, "default", None)
-    assert len(set(fresh)) == 2 and fresh != [6566, 6567]
-    assert choose_server_ports("vm", 6566, "default", fresh) == fresh
-    assert choose_server_ports("vm", 7000, "featctl.toml", fresh) == [7000, 7001]
+    assert choose_server_ports("vm", 6566, "default", None) == [6566, 6567]
+    assert choose_server_ports("vm", 7000, "featctl.toml", None) == [7000, 7001]
 
 
 def test_deploy_on_a_machine_that_cannot_boot_a_guest_changes_nothing(tmp_path, monkeypatch):
@@ -135,3 +144,28 @@ def test_deploy_on_a_machine_that_cannot_boot_a_guest_changes_nothing(tmp_path, 
     with pytest.raises(UsageError, match=r"^--target vm cannot run on this machine: it needs root"):
         deploy(Session(settings))
     assert not (tmp_path / "ws").exists()
+
+
+def test_a_missing_bridge_brings_the_network_back_without_probing_the_guests(monkeypatch, tmp_path):
+    """After a reboot the bridge is gone: probing the guests' addresses would
+    route them out of this machine, so the network alone is replaced (the
+    guests and stores restart with it by their triggers)."""
+    from featctl.provision import machine
+    from featctl.workspace import Deployment
+
+    monkeypatch.setattr(machine, "port_open", lambda host, port: pytest.fail(f"probed {host}:{port}"))
+    record = Deployment(
+        target="vm",
+        name="n",
+        host="198.19.7.18",
+        outputs={"network": {"bridge": "fcbrnothere0000"}},
+        stores={"redis": {"host": "198.19.7.17", "port": 40001}},
+    )
+    [(resource, what)] = machine._dead_servers(record, sys_class_net=str(tmp_path))
+    assert resource == "terraform_data.network" and "fcbrnothere0000" in what
+    # The bridge there: the guests and stores are probed as before.
+    (tmp_path / "fcbrnothere0000").mkdir()
+    probed = []
+    monkeypatch.setattr(machine, "port_open", lambda host, port: probed.append((host, port)) or host != "198.19.7.18")
+    assert machine._dead_servers(record, sys_class_net=str(tmp_path)) == [("terraform_data.guest[0]", "guest 0")]
+    assert probed == [("198.19.7.18", 22), ("198.19.7.17", 40001)]

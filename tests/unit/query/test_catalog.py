@@ -91,3 +91,33 @@ def test_score_with_none_or_several_candidates_lists_them():
     }
     with pytest.raises(UsageError, match="several on-demand views take weights: weighted, w2"):
         Catalog(two).score_view()
+
+
+def test_an_on_demand_view_never_shares_a_request_with_a_namesake_of_its_inputs():
+    """Feast 0.67 answers the on-demand view null (HTTP 200) when another view's
+    feature has the name of one of its inputs, and drops it with full names."""
+    from featctl.query.online import request_groups
+
+    desc = {
+        **DESC,
+        "feature_views": [
+            *DESC["feature_views"],
+            {"name": "hourly", "features": [{"name": "spend", "dtype": "Float64"}, {"name": "n", "dtype": "Int64"}],
+             "join_keys": [{"name": "customer_id", "dtype": "String"}]},
+        ],
+    }
+    cat = Catalog(desc)
+    # Nothing clashes: one request, as before.
+    assert request_groups(cat, ["stats:spend", "weighted:score", "visits:count"]) is None
+    assert request_groups(cat, ["hourly:n", "weighted:score"]) is None
+    # hourly:spend is named like weighted's input stats:spend: apart.
+    groups = request_groups(cat, ["hourly:spend", "weighted:score", "hourly:n"])
+    assert groups is not None and sorted(map(sorted, groups)) == [["hourly:n", "hourly:spend"], ["weighted:score"]]
+    # Two features of one name (full names wanted) never share a request either.
+    groups = request_groups(cat, ["stats:spend", "hourly:spend", "weighted:score"])
+    assert groups is not None
+    for g in groups:
+        names = [r.partition(":")[2] for r in g]
+        assert len(names) == len(set(names))
+        assert not ("weighted:score" in g and "hourly:spend" in g)
+    assert sorted(r for g in groups for r in g) == sorted(["stats:spend", "hourly:spend", "weighted:score"])

@@ -4,7 +4,13 @@
 # with the server certificate featctl generated; pg_hba admits hostssl and
 # rejects hostnossl), data and log in DATA_DIR, then the database DATABASE.
 # PostgreSQL refuses to run as root: then the cluster runs as the `postgres`
-# user (featctl gives it a data directory that user can reach). Idempotent;
+# user, in DATA_DIR=/var/tmp/featctl-postgres-<random>/data (featctl chooses
+# the name once): this script makes that parent with mkdir (which never
+# follows nor reuses what another user put there), root's and 0711, and
+# refuses a parent that is a link, someone else's, or writable by others. The
+# files initdb needs beside DATA_DIR (the password, its log) live in that
+# parent, created anew (noclobber), never at a name another user can guess or
+# write. Idempotent;
 # the network and TLS settings are written again on every start, so a cluster
 # made by an earlier featctl (plain text) serves TLS only after its restart.
 set -eu
@@ -12,6 +18,7 @@ set -eu
 : "${DATA_DIR:?}" "${PORT:?}" "${PASSWORD_FILE:?}" "${PG_BIN:?}" "${DATABASE:?}" "${DB_USER:?}"
 : "${TLS_CA:?}" "${TLS_CERT:?}" "${TLS_KEY:?}"
 LISTEN_ADDRESS="${LISTEN_ADDRESS:-127.0.0.1}"
+CLIENT_CIDR="${CLIENT_CIDR:-all}"
 
 for tool in initdb pg_ctl psql; do
   if [ ! -x "$PG_BIN/$tool" ]; then
@@ -34,20 +41,44 @@ if [ "$(id -u)" = 0 ]; then
   as() { runuser -u postgres -- "$@"; }
 fi
 umask 077
+fail() {
+  echo "featctl store server: $*" >&2
+  exit 1
+}
+# $1 is a directory (not a link) of uid $2 that only its owner may write.
+private_dir() {
+  [ -d "$1" ] && [ ! -L "$1" ] || return 1
+  [ "$(stat -c %u "$1")" = "$2" ] || return 1
+  [ $((0$(stat -c %a "$1") & 022)) -eq 0 ]
+}
+me=$(id -u)
+parent=$(dirname "$DATA_DIR")
+if [ "$me" = 0 ] && [ ! -e "$parent" ] && [ ! -L "$parent" ]; then
+  mkdir -m 0711 "$parent" || fail "cannot create $parent"
+fi
+private_dir "$parent" "$me" ||
+  fail "$parent is not a private directory of uid $me (a link, another user's, or writable by others): refusing to use it"
+cluster_user=$me
+[ "$me" = 0 ] && cluster_user=$(id -u postgres)
+if [ -L "$DATA_DIR" ] || { [ -e "$DATA_DIR" ] && ! private_dir "$DATA_DIR" "$cluster_user"; }; then
+  fail "$DATA_DIR is not the cluster user's private directory: refusing to use it"
+fi
 if [ ! -f "$DATA_DIR/PG_VERSION" ]; then
   rm -rf "$DATA_DIR"
-  mkdir -p "$DATA_DIR"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DATA_DIR"
-  pw="$DATA_DIR.initdb-password"
-  cp "$PASSWORD_FILE" "$pw"
-  [ "$(id -u)" = 0 ] && chown postgres: "$pw"
-  if ! as "$PG_BIN/initdb" -D "$DATA_DIR" -U "$DB_USER" --pwfile="$pw" --auth=scram-sha-256 -E UTF8 \
-    --no-instructions >"$DATA_DIR.initdb.log" 2>&1; then
-    echo "featctl store server: initdb failed: $(tail -n 1 "$DATA_DIR.initdb.log")" >&2
+  mkdir -m 0700 "$DATA_DIR"
+  [ "$me" = 0 ] && chown postgres: "$DATA_DIR"
+  pw="$parent/.initdb-password"
+  log="$parent/.initdb.log"
+  rm -f "$pw" "$log"
+  (set -C && cat "$PASSWORD_FILE" >"$pw") || fail "cannot write $pw"
+  [ "$me" = 0 ] && chown postgres: "$pw"
+  if ! (set -C && as "$PG_BIN/initdb" -D "$DATA_DIR" -U "$DB_USER" --pwfile="$pw" --auth=scram-sha-256 -E UTF8 \
+    --no-instructions >"$log" 2>&1); then
+    echo "featctl store server: initdb failed: $(tail -n 1 "$log")" >&2
     rm -f "$pw"
     exit 1
   fi
-  rm -f "$pw" "$DATA_DIR.initdb.log"
+  rm -f "$pw" "$log"
 fi
 # Written by the cluster's user (0600 in its data directory): the server's own
 # copies of the certificate and key (PostgreSQL insists the key is the server
@@ -55,7 +86,8 @@ fi
 write() { as sh -c 'umask 077 && cat > "$1.tmp" && mv "$1.tmp" "$1"' sh "$1"; }
 write "$DATA_DIR/server.crt" <"$TLS_CERT"
 write "$DATA_DIR/server.key" <"$TLS_KEY"
-# TCP on loopback only, no Unix socket: nothing of it outside DATA_DIR.
+# TCP on LISTEN_ADDRESS only (loopback, or the vm guests' bridge), no Unix
+# socket: nothing of it outside DATA_DIR.
 write "$DATA_DIR/featctl.conf" <<CONF
 listen_addresses = '$LISTEN_ADDRESS'
 port = $PORT
@@ -66,8 +98,8 @@ ssl_key_file = 'server.key'
 ssl_min_protocol_version = 'TLSv1.2'
 CONF
 write "$DATA_DIR/pg_hba.conf" <<HBA
-# featctl: TLS only. A connection without TLS is rejected whoever asks.
-hostssl   all  all  all  scram-sha-256
+# featctl: TLS only (clients: $CLIENT_CIDR). A connection without TLS is rejected whoever asks.
+hostssl   all  all  $CLIENT_CIDR  scram-sha-256
 hostnossl all  all  all  reject
 HBA
 # Included last, so it wins over what an earlier featctl appended.

@@ -25,5 +25,16 @@ if [ -f "$DATA_DIR/postmaster.pid" ]; then
   as "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 ||
     kill -KILL "$(head -n 1 "$DATA_DIR/postmaster.pid")" 2>/dev/null
 fi
-[ "${KEEP_DATA:-}" = 1 ] || rm -rf "$DATA_DIR"
+[ "${KEEP_DATA:-}" = 1 ] && exit 0
+rm -rf "$DATA_DIR"
+# As root the cluster's data lives in a directory of its own featctl made
+# (start-postgres.sh): root's, not a link; remove it too.
+parent=$(dirname "$DATA_DIR")
+case "$parent" in
+/var/tmp/featctl-postgres-*)
+  if [ "$(id -u)" = 0 ] && [ -d "$parent" ] && [ ! -L "$parent" ] && [ "$(stat -c %u "$parent")" = 0 ]; then
+    rm -rf "$parent"
+  fi
+  ;;
+esac
 exit 0
