@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ from tests.integration.test_hostagent import DRIVERS, FEAST_PYTHON, REPO_SRC, ma
 
 pytestmark = pytest.mark.integration
 
-START, END = "2000-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00"
+# A range that ends by now (the host refuses one that ends in the future) and holds every row.
+START = "2000-01-01T00:00:00+00:00"
+END = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="seconds")
 FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"]
 
 
