@@ -11,6 +11,7 @@ sshd or to Terraform is exercised with them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,9 +146,21 @@ def test_killed_server_master_and_killed_supervisor_leave_no_orphans(dep):
     wait_until(lambda: servers(dep).get(cur, (None, None))[1] not in (None, group), what="a new server group")
     wait_until(lambda: status(dep)["feature_server"].startswith("healthy"), what="the restarted server")
     score(dep)
-    # SIGKILL of the supervisor: the server runs on, and featctl says so...
+    # SIGKILL of the supervisor: the deployment's keeper starts a new one, which
+    # keeps the server that ran on (not a restart).
     supervisor, group = servers(dep)[cur]
     os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: servers(dep)[cur][0] not in (None, supervisor), what="a new supervisor")
+    assert servers(dep)[cur][1] == group
+    assert status(dep)["feature_server"].startswith("healthy")
+    score(dep)
+    # The keeper and every supervisor killed at once: the server runs on, and featctl says so...
+    meta = base(dep) / "releases" / cur / ".featctl"
+    os.kill(host_state(dep)["keeper"], signal.SIGKILL)
+    for pidfile in meta.glob("*.pid"):
+        if not pidfile.name.endswith("-group.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
     wait_until(lambda: servers(dep)[cur][0] is None, what="the supervisor gone")
     assert "runs without its supervisor" in status(dep)["feature_server"]
     score(dep)  # still answering, unsupervised

@@ -5,6 +5,9 @@ agent's own Feast commands). Each one names the defect it works around.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from typing import Any
 
 _done = False
@@ -26,8 +29,72 @@ def _list_spelling(pa_type_as_str: str) -> str:
     return pa_type_as_str
 
 
+def replace_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file in the
+    same directory, every byte written (a short write is continued, a full disk
+    raises ``OSError`` ENOSPC), fsynced, renamed over ``path``, the directory
+    fsynced. ``path`` keeps its permissions (a new file gets the umask's); a
+    symbolic link is followed, as Feast's own write did, and stays a link."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path) or "."
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _atomic_file_registry() -> None:
+    """Feast's file registry is written whole or not at all (``replace_file``).
+
+    Feast 0.67's ``FileRegistryStore._write_registry`` opens registry.db with
+    ``'wb'`` (truncating it) and makes one unbuffered ``write`` whose short
+    count it never checks: on a full disk the registry was left truncated and
+    the command (``materialize``, ``apply``) reported success; every later read
+    failed with "Wire format was corrupt" and the feature server crash-looped.
+    Now a failed write raises ``[Errno 28] No space left on device`` and the
+    registry file is the one it was."""
+    from feast.infra.registry import file as file_registry
+
+    store = file_registry.FileRegistryStore
+    if getattr(store._write_registry, "__featctl__", False):
+        return
+
+    def _write_registry(self: Any, registry_proto: Any) -> None:
+        registry_proto.version_id = str(file_registry.uuid.uuid4())
+        registry_proto.last_updated.FromDatetime(file_registry._utc_now())
+        self._filepath.parent.mkdir(exist_ok=True)
+        replace_file(str(self._filepath), registry_proto.SerializeToString())
+
+    _write_registry.__featctl__ = True  # type: ignore[attr-defined]
+    store._write_registry = _write_registry
+
+
 def patch_feast() -> None:
-    """Apply the fixes (idempotent); imports ``feast.type_map`` (not all of Feast)."""
+    """Apply the fixes (idempotent); imports ``feast.type_map`` and Feast's
+    file registry store (not all of Feast)."""
     global _done
     if _done:
         return
@@ -40,6 +107,7 @@ def patch_feast() -> None:
 
     pa_to_feast_value_type.__doc__ = original.__doc__
     type_map.pa_to_feast_value_type = pa_to_feast_value_type
+    _atomic_file_registry()
     _done = True
 
 

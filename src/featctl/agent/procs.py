@@ -149,6 +149,10 @@ def cmd_procs(args: argparse.Namespace) -> dict[str, Any]:
     if args.kill and units.installed(args.base):
         # systemd would start them again: their units go first.
         units.remove(units.installed(args.base))
+    if args.kill:
+        from . import keeper
+
+        keeper.stop(args.base)  # it would start the supervisors again
     procs = deployment_processes(args.base)
     if not args.kill or not procs:
         return {"processes": procs}
@@ -195,6 +199,12 @@ def cmd_free_port(args: argparse.Namespace) -> dict[str, Any]:
         # Its supervisor (or systemd unit) first, if it still runs (it would start the server again).
         for rid in releases:
             units.stop_release(args.base, rid)
+            meta = os.path.join(args.base, "releases", rid, ".featctl")
+            if os.path.isdir(meta):
+                from . import keeper
+
+                with keeper.keep_lock(meta):
+                    keeper.forget(meta)  # the keeper must not start them again
         for p in ours.values():
             if p["release"] in releases and "featctl_agent.supervise" in p["cmd"]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):

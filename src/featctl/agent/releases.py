@@ -26,7 +26,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from . import units
+from . import keeper, supervise, units
 from .common import alive, now, read, stop_pid, write
 from .lock import lock_holder
 from .output import InputError
@@ -81,6 +81,8 @@ def releases(base: str) -> list[dict[str, Any]]:
                 },
                 # The systemd unit of its feature server (None: featctl's supervisor runs it).
                 "unit": found.get("server"),
+                # Its feature server's newest restart by featctl's supervisor (UTC, how).
+                "restarted": supervise.last_restart(os.path.join(meta, "server.log")),
             }
         )
     return out
@@ -92,6 +94,14 @@ def stop_server(base: str, release_id: str) -> bool:
     process group; True if any ran. Works when a supervisor is gone and only its
     service is left."""
     meta = os.path.join(base, "releases", release_id, META)
+    if not os.path.isdir(meta):
+        return units.stop_release(base, release_id)
+    with keeper.keep_lock(meta):
+        keeper.forget(meta)  # before its supervisors go: the keeper must not start them again
+        return _stop_server(base, release_id, meta)
+
+
+def _stop_server(base: str, release_id: str, meta: str) -> bool:
     was = units.stop_release(base, release_id)
     names = sorted(n for n in os.listdir(meta) if n.endswith(".pid")) if os.path.isdir(meta) else []
     for name in [n for n in names if not n.endswith("-group.pid")]:
@@ -112,6 +122,14 @@ def stop_server(base: str, release_id: str) -> bool:
 def stop_service(base: str, release_id: str, service: str) -> bool:
     """Stop one service of a release (``ui``, ``registry``, ``offline``)."""
     meta = os.path.join(base, "releases", release_id, META)
+    if os.path.isdir(meta):
+        with keeper.keep_lock(meta):
+            keeper.forget(meta, service)
+            return _stop_service(base, release_id, service, meta)
+    return units.stop_release(base, release_id, (service,))
+
+
+def _stop_service(base: str, release_id: str, service: str, meta: str) -> bool:
     pid = read(os.path.join(meta, f"{service}.pid"))
     group = read(os.path.join(meta, f"{service}-group.pid"))
     was = units.stop_release(base, release_id, (service,))
@@ -182,6 +200,8 @@ def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
     timer = units.timer_state(base)
     if timer is not None:
         schedule = {**(schedule or {}), **timer}
+    elif schedule is not None:
+        schedule["restarted"] = supervise.last_restart(os.path.join(base, "run", "schedule.log"))
     return {
         "current": cur,
         "releases": releases(base),
@@ -191,6 +211,8 @@ def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
         "uploaded": _load_json(os.path.join(base, "releases", cur, META, "manifest.json")) if cur else {},
         "lock": lock_holder(base),
         "schedule": schedule,
+        # The deployment's keeper (keeper.py): its pid while it runs.
+        "keeper": keeper.running(base),
     }
 
 

@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)
     grpc.server = _bound_to(grpc.server, f"unix:{path}")
     from feast import FeatureStore
+
+    from .compat import patch_feast
+
+    patch_feast()
     from feast.registry_server import start_server
 
     start_server(FeatureStore(repo_path="."), int(args[0]))

@@ -54,6 +54,10 @@ def status(session: Session) -> Status:
             + (" (TLS)" if where.get("tls") or where.get("sslmode") in ("require", "verify-ca", "verify-full") else "")
             for store, where in sorted(record.stores.items())
         }
+        from featctl.provision.machine import store_servers
+
+        if servers := store_servers(record):
+            info["store_servers"] = servers
     try:
         conn = session.connection(record)
         info["ssh"] = "answers"
@@ -78,7 +82,9 @@ def status(session: Session) -> Status:
         verdict, desc = release_health(conn, layout, cur)
         where = f"{layout.socket(int(cur.port))} (host side)" if cur.port else "no port (host side)"
         info["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
-        info["supervised_by"] = _supervisor(cur)
+        info["supervised_by"] = _supervisor(cur, host.keeper)
+        if cur.restarted and not cur.unit:
+            info["restarted"] = f"the feature server was restarted at {cur.restarted}"
         if not verdict:
             info["repair"] = "`featctl deploy` builds a new release from the offline data"
     stray = [r.id for r in host.releases if r.id != host.current and r.running]
@@ -147,13 +153,14 @@ def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool) -> Statu
     return Status(info, _views_from(desc, stale=stale), services, pushes)
 
 
-def _supervisor(release: releases.Release) -> str:
+def _supervisor(release: releases.Release, keeper: int | None = None) -> str:
     """Who keeps the serving release's feature server running."""
     if release.unit:
         pid = f", main pid {release.server_pid}" if release.server_pid else ", not running"
         return f"systemd (unit {release.unit}.service{pid})"
     if release.server_pid:
-        return f"featctl's supervisor (pid {release.server_pid})"
+        kept = f", kept by the deployment's keeper (pid {keeper})" if keeper else ""
+        return f"featctl's supervisor (pid {release.server_pid}){kept}"
     if release.server_group:
         return f"nobody: its supervisor is gone (process group {release.server_group} runs on)"
     return "nobody (not running)"

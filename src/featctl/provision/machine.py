@@ -4,7 +4,9 @@ record whose host key is pinned before the first connection."""
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,45 @@ def _dead_servers(record: Deployment, sys_class_net: str = "/sys/class/net") -> 
         if not port_open(str(where["host"]), int(where["port"])):
             dead.append((f"{STORES_MODULE}.terraform_data.{store}_server[0]", f"the {store} server"))
     return dead
+
+
+#: Where terraform/modules/stores' scripts keep each store server's supervisor
+#: (featctl's supervise.py): its pid file and the log it records restarts in,
+#: relative to the store's data directory.
+STORE_SUPERVISORS = {
+    "redis": ("supervise.pid", "supervise.log"),
+    "postgres": ("featctl/supervise.pid", "postgres.log"),
+}
+_RESTARTED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) supervise: restarted\b", re.M)
+
+
+def store_servers(record: Deployment) -> dict[str, str]:
+    """Local and vm targets: store -> who keeps its server on this machine and
+    its newest restart (from its supervisor's log), for ``featctl status``."""
+    if record.target not in PROCESS_TARGETS:
+        return {}
+    dirs = dict((record.stack_vars or {}).get("store_dirs") or {})
+    out = {}
+    for store in sorted(record.stores):
+        if store not in STORE_SUPERVISORS or not dirs.get(store):
+            continue
+        pidfile, log = (Path(str(dirs[store])) / name for name in STORE_SUPERVISORS[store])
+        try:
+            pid = pidfile.read_text().strip()
+            os.kill(int(pid), 0)
+            line = f"featctl's supervisor (pid {pid})"
+        except (OSError, ValueError):
+            line = "no supervisor (the next deploy starts it again if it is down)"
+        try:
+            with log.open("rb") as fh:
+                fh.seek(max(0, log.stat().st_size - 262144))
+                found = _RESTARTED.findall(fh.read().decode(errors="replace"))
+        except OSError:
+            found = []
+        if found:
+            line += f"; restarted at {found[-1]}"
+        out[store] = line
+    return out
 
 
 def parse_host_spec(spec: str) -> tuple[str, str, int]:

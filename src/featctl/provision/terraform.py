@@ -143,6 +143,7 @@ class Stack:
         _copy_tree(stack_source(self.target), self.workdir)
         modules = stack_source(MODULES)
         _copy_tree(modules, self.workdir.parent / MODULES)
+        _copy_agent(self.workdir.parent / MODULES / "stores" / "agent" / "featctl_agent")
 
     def _tf(self) -> Any:
         from python_terraform import Terraform
@@ -278,6 +279,18 @@ def _copy_tree(src: Path, dest: Path) -> None:
             shutil.copytree(item, dest / item.name, dirs_exist_ok=True)
         else:
             shutil.copy2(item, dest / item.name)
+
+
+def _copy_agent(dest: Path) -> None:
+    """featctl's agent package, for the store servers' supervisor
+    (terraform/modules/stores runs them under its supervise.py)."""
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for entry in resources.files("featctl.agent").iterdir():
+        if entry.name.endswith(".py"):
+            target = dest / entry.name
+            text = entry.read_text()
+            if not target.exists() or target.read_text() != text:
+                write_private(target, text)
 
 
 def _flag() -> Any:

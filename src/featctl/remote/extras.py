@@ -64,12 +64,8 @@ def start(conn: Connection, layout: Layout, release_id: str, name: str, port: in
             raise FeastError(f"Feast's {name} server of release {release_id} did not start: {exc.message}") from None
     else:
         cmd = " ".join(q(a) for a in command(layout, name, port))
-        conn.run(
-            f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} "
-            f"--pidfile {q(_meta(layout, release_id, name + '.pid'))} --log {q(log)} "
-            f"--cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
-            timeout=60,
-        )
+        supervised = layout.supervise_shell(_meta(layout, release_id, name + ".pid"), log, rdir)
+        conn.run(f"cd {q(rdir)} && {supervised} {cmd} </dev/null >/dev/null 2>&1", timeout=60)
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:

@@ -145,6 +145,16 @@ class Layout:
             f"{py} -m {module}"
         )
 
+    def supervise_shell(self, pidfile: str, log: str, cwd: str | None = None) -> str:
+        """The shell command prefix that runs a command (after it) under
+        featctl's supervisor, detached, kept by the deployment's keeper
+        (agent/keeper.py: a killed supervisor is started again)."""
+        where = f" --cwd {shlex.quote(cwd)}" if cwd else ""
+        return (
+            f"{self.agent_shell(module=AGENT_PACKAGE + '.supervise')} --pidfile {shlex.quote(pidfile)} "
+            f"--log {shlex.quote(log)}{where} --keep {shlex.quote(self.base)} --"
+        )
+
     def host_python(self) -> str:
         """The Feast environment's interpreter once it exists (a plain binary: fast to
         start), else the host's python3 (which may be a slow shim, as pyenv's is).

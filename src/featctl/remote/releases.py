@@ -50,6 +50,9 @@ class Release:
     #: The identity of the online store its materialization filled (agent
     #: ``describe``); None for releases from before featctl recorded it.
     online_store: str | None = None
+    #: Its feature server's newest restart by featctl's supervisor: UTC time,
+    #: and `` (by a new supervisor)`` when the keeper had replaced a killed one.
+    restarted: str | None = None
 
     @property
     def running(self) -> bool:
@@ -74,6 +77,8 @@ class HostState:
     #: path -> sha256 of what featctl uploaded (differs from ``manifest`` where
     #: the host changed a file since, e.g. Feast appending offline pushes)
     uploaded: dict[str, str] = field(default_factory=dict)
+    #: The pid of the deployment's keeper (agent/keeper.py), while it runs.
+    keeper: int | None = None
 
     def release(self, release_id: str | None) -> Release | None:
         return next((r for r in self.releases if r.id == release_id), None)
@@ -92,6 +97,7 @@ def state(conn: Connection, layout: Layout) -> HostState:
         lock=data.get("lock"),
         schedule=data.get("schedule"),
         uploaded={str(k): str(v) for k, v in (data.get("uploaded") or {}).items()},
+        keeper=data.get("keeper"),
     )
 
 

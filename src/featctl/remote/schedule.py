@@ -43,11 +43,7 @@ def enable(conn: Connection, layout: Layout, every: int) -> str:
         return "systemd timer"
     log = posixpath.join(layout.run_dir, "schedule.log")
     loop = " ".join(q(a) for a in loop_argv(layout, every, "materialize-loop"))
-    conn.run(
-        f"{layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(_pidfile(layout))} --log {q(log)} -- "
-        f"{loop} </dev/null >/dev/null 2>&1",
-        timeout=60,
-    )
+    conn.run(f"{layout.supervise_shell(_pidfile(layout), log)} {loop} </dev/null >/dev/null 2>&1", timeout=60)
     return "supervised loop"
 
 
@@ -55,7 +51,8 @@ def disable(conn: Connection, layout: Layout) -> bool:
     """Remove the schedule (its timer or its supervised loop); True when one was installed."""
     timer = bool(hostops(conn, layout, "timer-stop", timeout=120).get("removed"))
     res = conn.run(
-        f"was=0; p=$(cat {q(_pidfile(layout))} 2>/dev/null); "
+        # Its record first: the deployment's keeper must not start it again.
+        f"rm -f {q(posixpath.join(layout.run_dir, 'schedule.argv'))}; was=0; p=$(cat {q(_pidfile(layout))} 2>/dev/null); "
         f'if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then was=1; kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p"; '
         f'i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.1; done; fi; '
         f"rm -f {q(_pidfile(layout))} {q(posixpath.join(layout.run_dir, 'schedule.json'))}; echo $was",

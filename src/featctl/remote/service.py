@@ -138,11 +138,8 @@ def _launch(
                 raise FeastError(f"the feature server did not start: {exc.message}") from None
         return
     cmd = " ".join(q(a) for a in command)
-    conn.run(
-        f"cd {q(rdir)} && {layout.agent_shell(module='featctl_agent.supervise')} --pidfile {q(posixpath.join(meta, service + '.pid'))} "
-        f"--log {q(log)} --cwd {q(rdir)} -- {cmd} </dev/null >/dev/null 2>&1",
-        timeout=60,
-    )
+    supervised = layout.supervise_shell(posixpath.join(meta, service + ".pid"), log, rdir)
+    conn.run(f"cd {q(rdir)} && {supervised} {cmd} </dev/null >/dev/null 2>&1", timeout=60)
 
 
 def stop(conn: Connection, layout: Layout, release_id: str) -> bool:

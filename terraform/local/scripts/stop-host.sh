@@ -1,6 +1,6 @@
 #!/bin/sh
 # Stop everything the deployment started on the local "machine": the feature
-# servers of every release, their supervisors and the materialization
+# servers of every release, their supervisors, their keeper and the materialization
 # schedule (by their pid files under REMOTE_BASE_DIR, each a process group),
 # then any other process whose working directory or command line is inside
 # REMOTE_BASE_DIR (an orphan whose supervisor was killed). Fails when one
@@ -25,6 +25,9 @@ stop_group() {
   return 0
 }
 
+# The keeper first, and the records it starts supervisors from (agent/keeper.py).
+stop_group "$(cat "$REMOTE_BASE_DIR/run/keeper.pid" 2>/dev/null)"
+rm -f "$REMOTE_BASE_DIR"/releases/*/.featctl/*.argv "$REMOTE_BASE_DIR"/run/*.argv
 for f in "$REMOTE_BASE_DIR"/releases/*/.featctl/*.pid "$REMOTE_BASE_DIR"/run/*.pid; do
   [ -f "$f" ] || continue
   stop_group "$(cat "$f")"

@@ -12,6 +12,10 @@
 #   client_cidr only and `hostnossl ... reject`: a connection without TLS is
 #   refused.
 #
+# - Both run under featctl's supervisor (the agent's supervise.py, stdlib only),
+#   which starts a killed or crashed server again within seconds on the same
+#   data (Redis' append-only file, PostgreSQL's WAL).
+#
 # Two resources per store: `<store>` is the data's lifetime (destroying it stops
 # the server and removes the data directory), `<store>_server` is the running
 # server alone (replacing it restarts the server on the same data: featctl
@@ -23,6 +27,11 @@ locals {
   postgres = contains(var.stores, "postgres")
   host     = coalesce(var.host_address, var.listen_address)
   tls      = var.tls == null ? { ca_cert = "", server_cert = "", server_key = "", digest = "" } : var.tls
+
+  # featctl's agent package (featctl_agent/), copied here by featctl beside the
+  # scripts: the servers run under its supervisor (supervise.py), which starts
+  # a server that died again. Absent (the module run by hand): no supervisor.
+  agent_dir = abspath("${path.module}/agent")
 }
 
 resource "terraform_data" "redis" {
@@ -63,6 +72,9 @@ resource "terraform_data" "redis_server" {
     var.listen_address,
     var.restart_on,
     local.tls.digest,
+    # A server an earlier featctl started without the supervisor is restarted
+    # under it once (on its data).
+    "supervised",
   ]
 
   input = {
@@ -86,6 +98,7 @@ resource "terraform_data" "redis_server" {
       PASSWORD_FILE  = var.store_password_files["redis"]
       REDIS_SERVER   = var.redis_server_path
       LISTEN_ADDRESS = var.listen_address
+      AGENT_DIR      = local.agent_dir
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert
       TLS_KEY        = local.tls.server_key
@@ -136,6 +149,7 @@ resource "terraform_data" "postgres_server" {
     var.client_cidr,
     var.restart_on,
     local.tls.digest,
+    "supervised",
   ]
 
   input = {
@@ -162,6 +176,7 @@ resource "terraform_data" "postgres_server" {
       DATABASE       = var.postgres_database
       DB_USER        = var.postgres_user
       LISTEN_ADDRESS = var.listen_address
+      AGENT_DIR      = local.agent_dir
       CLIENT_CIDR    = var.client_cidr
       TLS_CA         = local.tls.ca_cert
       TLS_CERT       = local.tls.server_cert

@@ -108,9 +108,46 @@ if ! grep -q "^include_if_exists = 'featctl.conf'" "$DATA_DIR/postgresql.conf"; 
 include_if_exists = 'featctl.conf'
 CONF
 fi
-if as "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1; then
+# With AGENT_DIR (the directory holding featctl's agent package) the server
+# runs under featctl's supervisor (supervise.py, as the cluster's user, from a
+# copy of it in DATA_DIR/featctl, its pid there too): a server that dies is
+# started again within seconds, recovering from its WAL. Without, pg_ctl
+# daemonizes it as before.
+AGENT_DIR="${AGENT_DIR:-}"
+[ -f "$AGENT_DIR/featctl_agent/supervise.py" ] || AGENT_DIR=""
+supervisor="$DATA_DIR/featctl/supervise.pid"
+supervised() { [ -f "$supervisor" ] && kill -0 "$(cat "$supervisor")" 2>/dev/null; }
+if supervised || { [ -z "$AGENT_DIR" ] && as "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1; }; then
   # Already running: pg_hba and the TLS files take effect on a reload.
   as "$PG_BIN/pg_ctl" -D "$DATA_DIR" reload >/dev/null 2>&1 || true
+elif [ -n "$AGENT_DIR" ]; then
+  # A server an earlier featctl started without a supervisor: stopped first.
+  as "$PG_BIN/pg_ctl" -D "$DATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  as mkdir -p "$DATA_DIR/featctl/featctl_agent"
+  for f in __init__.py common.py supervise.py; do
+    write "$DATA_DIR/featctl/featctl_agent/$f" <"$AGENT_DIR/featctl_agent/$f"
+  done
+  py=/usr/bin/python3
+  [ -x "$py" ] || py=$(command -v python3)
+  as env PYTHONPATH="$DATA_DIR/featctl" "$py" -m featctl_agent.supervise --pidfile "$supervisor" \
+    --log "$DATA_DIR/postgres.log" --cwd "$DATA_DIR" --stop-signal INT -- "$PG_BIN/postgres" -D "$DATA_DIR" \
+    </dev/null >/dev/null 2>&1
+  # The supervisor writes its pid file once it runs (it detaches first).
+  i=0
+  until supervised || [ "$i" -gt 150 ]; do
+    i=$((i + 1))
+    sleep 0.1
+  done
+  i=0
+  until "$PG_BIN/pg_isready" -q -h "$LISTEN_ADDRESS" -p "$PORT" -t 2; do
+    i=$((i + 1))
+    if [ "$i" -gt 60 ] || ! supervised; then
+      echo "featctl store server: PostgreSQL did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/postgres.log" 2>/dev/null)" >&2
+      supervised && kill -TERM "$(cat "$supervisor")"
+      exit 1
+    fi
+    sleep 1
+  done
 else
   if ! as "$PG_BIN/pg_ctl" -D "$DATA_DIR" -l "$DATA_DIR/postgres.log" -w -t 60 start >/dev/null 2>&1; then
     echo "featctl store server: PostgreSQL did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/postgres.log" 2>/dev/null)" >&2

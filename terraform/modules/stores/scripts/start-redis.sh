@@ -2,8 +2,13 @@
 # Start featctl's Redis: TLS only (no plain-text port), with the server
 # certificate featctl generated and the password featctl generated
 # (requirepass, from a 0600 config file: never on a command line), its data,
-# log and copies of the certificate and key in DATA_DIR. Idempotent: a Redis
-# already running from this directory is left alone.
+# log and copies of the certificate and key in DATA_DIR. With AGENT_DIR (the
+# directory holding featctl's agent package, featctl_agent/) it runs under
+# featctl's supervisor (supervise.py: pid and log in DATA_DIR/supervise.*),
+# which starts it again within seconds when it dies (its append-only file
+# keeps what it held); without, daemonized as before. Idempotent: a Redis (or
+# its supervisor) already running from this directory is left alone, except
+# an unsupervised one when AGENT_DIR is given: that one is restarted supervised.
 set -eu
 
 : "${DATA_DIR:?}" "${PORT:?}" "${PASSWORD_FILE:?}" "${TLS_CA:?}" "${TLS_CERT:?}" "${TLS_KEY:?}"
@@ -23,8 +28,18 @@ done
 umask 077
 mkdir -p "$DATA_DIR"
 pidfile="$DATA_DIR/redis.pid"
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+supervisor="$DATA_DIR/supervise.pid"
+AGENT_DIR="${AGENT_DIR:-}"
+[ -f "$AGENT_DIR/featctl_agent/supervise.py" ] || AGENT_DIR=""
+# The system's interpreter first: the supervisor must outlive any virtualenv or shim.
+python3_path() { if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi; }
+if [ -f "$supervisor" ] && kill -0 "$(cat "$supervisor")" 2>/dev/null; then
   exit 0
+fi
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  [ -n "$AGENT_DIR" ] || exit 0
+  # Started by an earlier featctl without a supervisor: restarted under one.
+  DATA_DIR="$DATA_DIR" KEEP_DATA=1 sh "$(dirname "$0")/stop-redis.sh"
 fi
 # Redis config strings in double quotes, with \ and " escaped.
 qs() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -44,7 +59,7 @@ cp "$TLS_KEY" "$DATA_DIR/tls/server.key"
   echo "tls-auth-clients no"
   echo "protected-mode yes"
   echo "requirepass $(qs "$(cat "$PASSWORD_FILE")")"
-  echo "daemonize yes"
+  if [ -n "$AGENT_DIR" ]; then echo "daemonize no"; else echo "daemonize yes"; fi
   echo "pidfile $(qs "$pidfile")"
   echo "dir $(qs "$DATA_DIR")"
   echo "logfile $(qs "$DATA_DIR/redis.log")"
@@ -54,12 +69,18 @@ cp "$TLS_KEY" "$DATA_DIR/tls/server.key"
 } >"$DATA_DIR/redis.conf.tmp"
 mv "$DATA_DIR/redis.conf.tmp" "$DATA_DIR/redis.conf"
 rm -f "$pidfile"
-"$REDIS_SERVER" "$DATA_DIR/redis.conf"
+if [ -n "$AGENT_DIR" ]; then
+  PYTHONPATH="$AGENT_DIR" "$(python3_path)" -m featctl_agent.supervise --pidfile "$supervisor" \
+    --log "$DATA_DIR/supervise.log" --cwd "$DATA_DIR" -- "$REDIS_SERVER" "$DATA_DIR/redis.conf" </dev/null >/dev/null 2>&1
+else
+  "$REDIS_SERVER" "$DATA_DIR/redis.conf"
+fi
 i=0
 while [ ! -s "$pidfile" ]; do
   i=$((i + 1))
-  if [ "$i" -gt 100 ]; then
+  if [ "$i" -gt 300 ]; then
     echo "featctl store server: redis-server did not start on $LISTEN_ADDRESS:$PORT: $(tail -n 1 "$DATA_DIR/redis.log" 2>/dev/null)" >&2
+    DATA_DIR="$DATA_DIR" KEEP_DATA=1 sh "$(dirname "$0")/stop-redis.sh"
     exit 1
   fi
   sleep 0.1

@@ -4,6 +4,21 @@
 set -u
 
 : "${DATA_DIR:?}"
+# Its supervisor first (it would start it again); it stops the server itself.
+supervisor="$DATA_DIR/supervise.pid"
+if [ -f "$supervisor" ]; then
+  spid="$(cat "$supervisor")"
+  if kill -0 "$spid" 2>/dev/null; then
+    kill -TERM "$spid" 2>/dev/null
+    i=0
+    while kill -0 "$spid" 2>/dev/null && [ "$i" -lt 250 ]; do
+      i=$((i + 1))
+      sleep 0.1
+    done
+    kill -KILL "$spid" 2>/dev/null
+  fi
+  rm -f "$supervisor"
+fi
 pidfile="$DATA_DIR/redis.pid"
 if [ -f "$pidfile" ]; then
   pid="$(cat "$pidfile")"
