@@ -66,21 +66,38 @@ def _tcp_hex(addr: tuple[str, int]) -> str:
     return f"{int.from_bytes(packed, 'little'):08X}:{addr[1]:04X}"
 
 
-def peer_uid(client: socket.socket, table: str = "/proc/net/tcp") -> int | None:
+def _tcp6_hex(addr: tuple[str, int]) -> str:
+    """The same IPv4 address as /proc/net/tcp6 writes it for a dual-stack socket
+    (``::ffff:a.b.c.d``, four little-endian words): how gRPC's clients connect."""
+    packed = b"\0" * 10 + b"\xff\xff" + socket.inet_aton(addr[0])
+    words = "".join(f"{int.from_bytes(packed[i:i + 4], 'little'):08X}" for i in range(0, 16, 4))
+    return f"{words}:{addr[1]:04X}"
+
+
+TABLES = (("/proc/net/tcp", _tcp_hex), ("/proc/net/tcp6", _tcp6_hex))
+
+
+def peer_uid(client: socket.socket, tables: tuple[tuple[str, Callable[[tuple[str, int]], str]], ...] = TABLES) -> int | None:
     """The uid of the process that opened the loopback TCP connection ``client``
-    (accepted here): its end of the connection is the row of /proc/net/tcp
-    whose local address is our peer and whose remote address is us. None when
-    it cannot be told (not Linux, a row gone because the peer closed)."""
+    (accepted here): its end of the connection is the row of /proc/net/tcp (or of
+    /proc/net/tcp6, where the peer's socket is dual-stack, as gRPC's are) whose
+    local address is our peer and whose remote address is us. None when it cannot
+    be told (not Linux, a row gone because the peer closed)."""
     try:
-        peer, me = _tcp_hex(client.getpeername()), _tcp_hex(client.getsockname())
-        with open(table) as fh:
-            next(fh, None)
-            for line in fh:
-                cols = line.split()
-                if len(cols) > 7 and cols[1] == peer and cols[2] == me:
-                    return int(cols[7])
-    except (OSError, ValueError):
+        peer, me = client.getpeername(), client.getsockname()
+    except OSError:
         return None
+    for table, fmt in tables:
+        want_local, want_remote = fmt(peer), fmt(me)
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    cols = line.split()
+                    if len(cols) > 7 and cols[1] == want_local and cols[2] == want_remote:
+                        return int(cols[7])
+        except (OSError, ValueError):
+            continue
     return None
 
 
