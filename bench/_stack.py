@@ -67,7 +67,7 @@ def postgres(database: str = "feast", user: str = "feast") -> Iterator[dict[str,
     password = uuid.uuid4().hex
     secret.write_text(password)
     secret.chmod(0o600)
-    env = {**os.environ, "DATA_DIR": f"/var/tmp/featctl-bench-pg-{uuid.uuid4().hex[:8]}", "PORT": str(free_port()),
+    env = {**os.environ, "DATA_DIR": f"/var/tmp/featctl-postgres-bench-{uuid.uuid4().hex[:12]}/data", "PORT": str(free_port()),
            "PASSWORD_FILE": str(secret), "PG_BIN": str(PG_BIN), "DATABASE": database, "DB_USER": user,
            "TLS_CA": tls["ca_cert"], "TLS_CERT": tls["server_cert"], "TLS_KEY": tls["server_key"]}
     try:

@@ -113,7 +113,10 @@ class Session:
                 conn.close()
                 raise
             self._conns[index] = conn
-        return self._conns[index]
+        conn = self._conns[index]
+        if not conn.base:  # adopted before the host's directory was known (a first deploy)
+            conn.base = record.for_host(index).remote_base_dir
+        return conn
 
     def adopt(self, conn: Connection, index: int = 0) -> None:
         self.close_host(index)

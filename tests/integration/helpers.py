@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import agent_command
 from tests.integration.conftest import Deployed
@@ -61,3 +62,51 @@ def wait_for(proc: subprocess.Popen, marker: str, seen: list[str], timeout: floa
             return
         assert time.monotonic() < deadline, f"no {marker!r} in {''.join(seen)}"
     raise AssertionError(f"deploy ended before {marker!r}: {''.join(seen)}")
+
+
+def server_socket(d: Deployed, index: int = 0) -> str:
+    """The serving feature server's Unix socket on host ``index`` (the local
+    target's host is this machine): servers listen on nothing else."""
+    rec = d.record()
+    view = rec if index == 0 else {**rec, **rec["hosts"][index]}
+    return str(Path(view["remote_base_dir"]) / "run" / "s" / str(view["server_port"]))
+
+
+def server_post(d: Deployed, path: str, body: object, *, timeout: float = 60, index: int = 0) -> tuple[int, bytes]:
+    """POST JSON straight to the serving feature server over its Unix socket."""
+    import http.client
+    import json as _json
+    import socket as _socket
+
+    sock_path = server_socket(d, index)
+
+    class _Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(sock_path)
+            self.sock = s
+
+    conn = _Conn("localhost", timeout=timeout)
+    try:
+        conn.request("POST", path, body=_json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def hold_server_socket(d: Deployed, port: int, index: int = 0):
+    """A foreign program (this test process) listening on server slot ``port``'s
+    Unix socket of host ``index``, as another program holding a server's port."""
+    import socket as _socket
+
+    rec = d.record()
+    base = Path((rec if index == 0 else rec["hosts"][index])["remote_base_dir"])
+    (base / "run" / "s").mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = base / "run" / "s" / str(port)
+    path.unlink(missing_ok=True)
+    holder = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    holder.bind(str(path))
+    holder.listen()
+    return holder

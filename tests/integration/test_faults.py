@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,10 +26,12 @@ from tests.integration.conftest import Deployed, processes_under
 from tests.integration.helpers import (
     AGENT,
     AGENT_ENV,
+    hold_server_socket,
     host_state,
     last_line,
     running_servers,
     score,
+    server_post,
     start_deploy,
     touch,
     wait_for,
@@ -103,17 +103,14 @@ def test_unhealthy_new_server_leaves_the_old_one_serving(dep):
     before = dep.record()["release"]
     cur_port = dep.record()["server_port"]
     other = next(p for p in dep.record()["server_ports"] if p != cur_port)
-    blocker = socket.socket()
-    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    blocker.bind(("127.0.0.1", other))
-    blocker.listen()
+    blocker = hold_server_socket(dep, other)  # a foreign program on the next release's socket
     try:
         touch(dep, "port-taken")
         res = dep.run("deploy")
         assert res.returncode == 5, res.stderr
         line = last_line(res)
         assert f"deploy failed at starting the feature server; release {before} keeps serving" in line
-        assert f"port {other}" in line
+        assert f"run/s/{other}" in line and "held by another program" in line
         score(dep)
         assert running_servers(dep) == [before]
     finally:
@@ -149,7 +146,6 @@ def test_interrupted_deploys_then_rerun_converges(dep):
 
 def test_sshd_killed_during_the_upload(dep):
     before = dep.record()["release"]
-    port = dep.record()["server_port"]
     big = dep.repo / "data" / "big.bin"
     big.write_bytes(os.urandom(48 * 1024 * 1024))
     try:
@@ -165,14 +161,9 @@ def test_sshd_killed_during_the_upload(dep):
         assert code == 4, "".join(seen) + rest
         assert rest.strip().splitlines()[-1].startswith("featctl: error:")
         # The previous release still serves on the host (ask it directly: sshd is gone).
-        body = json.dumps({"features": ["driver_quality_metrics:conv_rate"], "entities": {"driver_id": [1001]}})
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/get-online-features",
-            data=body.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            assert resp.status == 200
+        body = {"features": ["driver_quality_metrics:conv_rate"], "entities": {"driver_id": [1001]}}
+        status, _ = server_post(dep, "/get-online-features", body, timeout=10)
+        assert status == 200
         assert dep.record()["release"] == before
     finally:
         big.unlink()
@@ -232,7 +223,8 @@ def test_large_remote_output_does_not_hang_and_commands_time_out(dep):
 
     r = dep.record()
     ep = Endpoint(
-        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts"
+        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts",
+        r["remote_base_dir"],
     )
     with connect(ep) as conn:
         mib3 = 3 * 1024 * 1024
@@ -257,7 +249,8 @@ def test_materialization_while_queries_arrive(dep):
 
     r = dep.record()
     ep = Endpoint(
-        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts"
+        r["host"], r["port"], r["user"], dep.workspace / "keys" / "client_ed25519", dep.workspace / "known_hosts",
+        r["remote_base_dir"],
     )
     results: list[object] = []
     with connect(ep) as conn:

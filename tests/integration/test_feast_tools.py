@@ -113,10 +113,11 @@ def test_ui_in_headless_chromium(dep):
             assert f"/feature-view/{name}" in views, name
         services = dump_dom(url.replace("/feature-view", "/feature-service"))
         assert "/feature-service/driver_activity_rates_linear_combination" in services
-        # The UI is on the host's loopback only: its host port is not this forward's.
+        # The UI listens on the host's Unix socket only (run/s/<its port>), never on TCP.
         host_port = dep.record()["services"]["ui"]
         assert host_port != port
-        assert listen_addresses(host_port) == {"127.0.0.1"}
+        assert listen_addresses(host_port) == set()
+        assert (Path(dep.record()["remote_base_dir"]) / "run" / "s" / str(host_port)).is_socket()
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=30) == 0, proc.stderr.read()

@@ -203,7 +203,12 @@ def test_a_copied_workspace_is_refused_before_terraform(dep, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copytree(dep.repo, copy / "feature_repo")
-    shutil.copytree(dep.workspace, copy / ".featctl", ignore=shutil.ignore_patterns("tunnel.*"))
+    def sockets(folder: str, names: list[str]) -> list[str]:  # the servers' sockets and the tunnel's: not files to copy
+        import stat
+
+        return [n for n in names if n.startswith("tunnel.") or stat.S_ISSOCK(os.lstat(os.path.join(folder, n)).st_mode)]
+
+    shutil.copytree(dep.workspace, copy / ".featctl", ignore=sockets)
     shutil.copy(dep.root / "featctl.toml", copy / "featctl.toml")
     tfstate = (dep.workspace / "terraform" / "local" / "terraform.tfstate").read_bytes()
     for args in (("deploy",), ("destroy", "--yes"), ("rollback",)):

@@ -101,7 +101,7 @@ def postgres(tmp_path_factory) -> Iterator[SimpleNamespace]:
     pw_file.write_text(password)
     pw_file.chmod(0o600)
     env = {
-        **os.environ, "DATA_DIR": f"/var/tmp/featctl-test-sqlreg-{uuid.uuid4().hex[:8]}", "PORT": str(_free_port()),
+        **os.environ, "DATA_DIR": f"/var/tmp/featctl-postgres-test-{uuid.uuid4().hex[:12]}/data", "PORT": str(_free_port()),
         "PASSWORD_FILE": str(pw_file), "PG_BIN": str(PG_BIN), "DATABASE": "feast", "DB_USER": "feast",
         "TLS_CA": tls["ca_cert"], "TLS_CERT": tls["server_cert"], "TLS_KEY": tls["server_key"],
     }

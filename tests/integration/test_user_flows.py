@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -53,11 +52,6 @@ def teardown(d: Deployed) -> None:
     if (d.workspace / "deployment.json").exists():
         featctl("destroy", "--yes", cwd=d.root, timeout=300).ok()
     assert processes_under(d.workspace) == []
-
-
-def feature_server(d: Deployed) -> str:
-    """The serving feature server: the local target's host is this machine."""
-    return f"http://127.0.0.1:{d.record()['server_port']}"
 
 
 def health(d: Deployed) -> str:
@@ -162,17 +156,14 @@ def test_a_shared_registry_survives_a_failed_release(churn):
     assert churn_scores(d) == pytest.approx(expected)
     record = d.record()
     other = next(p for p in record["server_ports"] if p != record["server_port"])
-    import socket
+    from tests.integration.helpers import hold_server_socket
 
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", other))
-    holder.listen()
+    holder = hold_server_socket(d, other)  # a foreign program on the next release's socket
     try:
         definitions = d.repo / "definitions.py"
         definitions.write_text(definitions.read_text() + "\n# a change\n")
         failed = d.run("deploy", "--stores", "postgres", timeout=1200)
-        assert failed.returncode == 5 and "already in use by another program" in failed.stderr, failed.stderr
+        assert failed.returncode == 5 and "held by another program" in failed.stderr, failed.stderr
     finally:
         holder.close()
     assert churn_scores(d) == pytest.approx(expected)  # the serving release kept its tables
@@ -216,14 +207,10 @@ def push(d: Deployed, rows: pd.DataFrame, to: str) -> None:
             values.append(v)
         df[col] = values
     body = {"push_source_name": "user_events_push", "to": to, "df": df}
-    req = urllib.request.Request(
-        feature_server(d) + "/push",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        assert resp.status == 200
+    from tests.integration.helpers import server_post
+
+    status, raw = server_post(d, "/push", body, timeout=120)
+    assert status == 200, raw
 
 
 def historical(d: Deployed, tmp: Path, entities: pd.DataFrame) -> pd.DataFrame:
