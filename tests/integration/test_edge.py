@@ -631,6 +631,7 @@ class LocalHost:
             return open(path, mode)
 
     sftp = _Sftp()
+    base = ""  # the host's directory: the session fills it in, as for an SSH connection
 
     def run(self, command: str, *, timeout: float = 600.0, check: bool = True, **_: object):
         from featctl.remote.ssh import Result
