@@ -24,6 +24,7 @@ class ExitCode(enum.IntEnum):
     | 6 | NOT_DEPLOYED | the workspace has no deployment |
     | 7 | SERVER | the feature server did not answer, or answered with an error |
     | 8 | UNHEALTHY | `featctl status` printed its full report and the deployment is not healthy: no SSH, no release, a feature server that does not serve right, or a host that does not serve |
+    | 9 | WRONG_VALUES | `featctl verify` found online values that differ from the offline data (also when `--repair` rewrote them) |
     | 130 | INTERRUPTED | interrupted (Ctrl-C) |
     """
 
@@ -36,6 +37,7 @@ class ExitCode(enum.IntEnum):
     NOT_DEPLOYED = 6
     SERVER = 7
     UNHEALTHY = 8
+    WRONG_VALUES = 9
     INTERRUPTED = 130
 
 

@@ -291,16 +291,38 @@ def test_materialization_while_queries_arrive(dep):
 
 
 def test_schedule_runs_and_status_shows_it(dep):
-    res = dep.run("schedule", "--every", "1m").ok()
-    assert "every 60 s" in res.stderr
-    deadline = time.monotonic() + 30
+    """Each scheduled run materializes, then verifies a sample of every view and
+    repairs what it finds: a value pushed over a driver's row (with that row's
+    own event time, so nothing looks newer) is served again as the pandas
+    reference says within one run, and status shows the verify."""
+    from tests.integration.expected import latest, load
+
+    df = load(Path(dep.record()["remote_base_dir"]) / "current" / "data" / "driver_stats.parquet")
+    probed = dep.record()["probe"]["views"]["driver_quality_metrics"]["entity"]["driver_id"]
+    victim = next(int(v) for v in sorted(df.driver_id.unique()) if v != probed)
+    right = latest(df, victim)
+    dep.run(
+        "push", "--view", "driver_stats_push_source", "-e", f"driver_id={victim}", "--set", "conv_rate=42.0",
+        "--set", "acc_rate=42.0", "--at", right.event_timestamp.isoformat(), "--to", "online",
+    ).ok()  # fmt: skip
+    assert dep.json("online", "-d", str(victim), "-f", "driver_quality_metrics:conv_rate")[0]["conv_rate"] == 42.0
+
+    res = dep.run("schedule", "--every", "1m", "--verify-sample", "10000").ok()  # more than the 3,000 drivers
+    assert "every 60 s" in res.stderr and "verifying 10000 entities per view" in res.stderr
+    deadline = time.monotonic() + 120  # the run's verify starts Feast (~10-20 s here)
     sched = None
     while time.monotonic() < deadline:
         sched = dep.json("status")["deployment"].get("schedule")
-        if sched and sched.get("last_status"):
+        if sched and sched.get("last_verify"):
             break
         time.sleep(1)
     assert sched and sched["last_status"] == "ok" and sched["next_run"], sched
+    checked = sched["last_verify"]
+    assert checked.get("error") is None and checked["wrong"] >= 1 and checked["repaired"] == checked["wrong"], checked
+    assert checked["mode"] == "sample 10000" and checked["checked"] == 3 * 3000
+    served = dep.json("online", "-d", str(victim), "-f", "driver_quality_metrics:conv_rate")[0]["conv_rate"]
+    assert served == pytest.approx(float(right.conv_rate), rel=1e-6)
+    assert dep.status()["deployment"]["last_verify"]["repaired"] == checked["wrong"]
     assert dep.run("schedule", "--off").ok().stderr.strip().endswith("removed the materialization schedule")
     assert "schedule" not in dep.json("status")["deployment"]
     bad = dep.run("schedule", "--every", "5s")

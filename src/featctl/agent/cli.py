@@ -37,6 +37,7 @@ REPO_COMMANDS = {
     "materialize": ("materialize", "cmd_materialize"),
     "rebase": ("rebase", "cmd_rebase"),
     "probe": ("probe", "cmd_probe"),
+    "verify": ("verify", "cmd_verify"),
     "teardown": ("teardown", "cmd_teardown"),
     "load-postgres": ("stores", "cmd_load_postgres"),
     "check-stores": ("stores", "cmd_check_stores"),
@@ -93,6 +94,16 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--end")
     m.add_argument("--views", action="append")
 
+    v = sub.add_parser("verify", help="compare online values with the offline data's newest rows")
+    v.add_argument("--views", action="append")
+    v.add_argument("--sample", type=int, help="a random sample of N entities per view (default: every entity)")
+    v.add_argument("--repair", action="store_true", help="rewrite the wrong rows from the offline data")
+    v.add_argument(
+        "--include-newer", action="store_true", help="also compare rows written after the last materialization"
+    )
+    v.add_argument("--seed", type=int, help="the sample's random seed")
+    v.add_argument("--record", help="also write the summary to this file (run/verify.json)")
+
     r = sub.add_parser("rebase", help="point the registry's infra paths at this repo")
     r.add_argument("--from", dest="from_repo", required=True)
 
@@ -139,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--holder", default="{}")
         if name.startswith("materialize-") or name == "timer-start":
             sp.add_argument("--every", type=int, default=3600)
+            sp.add_argument("--default-env", default="", help="the Feast environment of a release that names none")
+            sp.add_argument("--verify-sample", type=int, default=1000, help="entities per view to verify (0: none)")
         if name == "unit-start":
             sp.add_argument("--service", choices=("server", "batch", "ui", "registry", "offline"), required=True)
             sp.add_argument("--log", required=True)

@@ -211,6 +211,7 @@ def cmd_state(args: argparse.Namespace) -> dict[str, Any]:
         "uploaded": _load_json(os.path.join(base, "releases", cur, META, "manifest.json")) if cur else {},
         "lock": lock_holder(base),
         "schedule": schedule,
+        "verify": _load_json(os.path.join(base, "run", "verify.json")) or None,  # the last featctl verify
         # The deployment's keeper (keeper.py): its pid while it runs.
         "keeper": keeper.running(base),
     }

@@ -1,6 +1,9 @@
 """Scheduled incremental materialization on the host (stdlib only): each run
-asks the serving release's feature server to materialize, and records its
-outcome in ``run/schedule.json`` for ``featctl status``."""
+asks the serving release's feature server to materialize, then runs a sampled
+``verify --repair`` (VERIFY_SAMPLE entities per view, in the release's Feast
+environment: agent/verify.py) so that a wrong online value does not stay
+served, and records both outcomes in ``run/schedule.json`` (and the verify's
+in ``run/verify.json``) for ``featctl status``."""
 
 from __future__ import annotations
 
@@ -8,12 +11,16 @@ import argparse
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 from .common import HTTPStatus, now, read, unix_post, write
 from .lock import lock_paths
 from .releases import META, current
+
+VERIFY_TIMEOUT = 1800
 
 
 def _schedule_file(base: str) -> str:
@@ -29,8 +36,46 @@ def _load_schedule(base: str) -> dict[str, Any]:
         return {}
 
 
-def materialize_once(base: str, every: int) -> dict[str, Any]:
-    """One incremental materialization through the serving release's feature server."""
+def verify_sample(base: str, release: str, default_env: str, sample: int) -> dict[str, Any]:
+    """A ``verify --repair`` of ``sample`` entities per view of ``release`` in its Feast environment:
+    the verify's summary, or {"error": ...}. Runs without the deploy lock (a
+    deploy is not refused meanwhile); its record names the release it read."""
+    env = read(os.path.join(base, "releases", release, META, "env")) or default_env
+    python = os.path.join(base, "envs", env, "bin", "python") if env else ""
+    if not python or not os.path.exists(python):
+        return {"when": now(), "error": f"no Feast environment for release {release} ({env or 'unknown'})"}
+    record = os.path.join(base, "run", "verify.json")
+    argv = [python, "-m", __package__ or "featctl_agent", "verify", "--repo", os.path.join(base, "releases", release)]
+    argv += ["--sample", str(sample), "--repair", "--record", record]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=VERIFY_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"when": now(), "error": f"verify did not finish in {VERIFY_TIMEOUT} s"}
+    try:
+        lines = proc.stdout.decode(errors="replace").strip().splitlines()
+        doc: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        doc = {}
+    if proc.returncode != 0 or "error" in doc:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return {"when": now(), "error": str(doc.get("error") or tail[0])[:300]}
+    return {k: doc.get(k) for k in ("when", "seconds", "mode", "checked", "wrong", "repaired", "newer")}
+
+
+def materialize_once(base: str, every: int, default_env: str = "", sample: int = 1000) -> dict[str, Any]:
+    """One incremental materialization through the serving release's feature
+    server, then a sampled verify that repairs what it finds."""
+    state = _materialize_once(base, every)
+    cur = current(base)
+    state.pop("last_verify", None)
+    if state.get("last_status") == "ok" and cur and sample > 0:
+        state["last_verify"] = verify_sample(base, cur, default_env, sample)
+        if state["last_verify"].get("error"):
+            print(f"featctl schedule: verify failed: {state['last_verify']['error']}", file=sys.stderr, flush=True)
+    return state
+
+
+def _materialize_once(base: str, every: int) -> dict[str, Any]:
     state = _load_schedule(base)
     state.update({"every_seconds": every, "last_run": now()})
     lock, _ = lock_paths(base)
@@ -75,14 +120,14 @@ def cmd_materialize_loop(args: argparse.Namespace) -> int:
     """Run materialize_once every ``--every`` seconds (under featctl's supervisor)."""
     while True:
         started = time.time()
-        state = materialize_once(args.base, args.every)
+        state = materialize_once(args.base, args.every, args.default_env, args.verify_sample)
         state["next_run"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started + args.every))
         write(_schedule_file(args.base), json.dumps(state))
         time.sleep(max(1.0, started + args.every - time.time()))
 
 
 def cmd_materialize_once(args: argparse.Namespace) -> dict[str, Any]:
-    state = materialize_once(args.base, args.every)
+    state = materialize_once(args.base, args.every, args.default_env, args.verify_sample)
     state["next_run"] = None
     write(_schedule_file(args.base), json.dumps(state))
     return state

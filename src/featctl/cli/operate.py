@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command(epilog="Example: featctl materialize --start 2026-11-01T00:00:00Z --end 2026-11-02T00:00:00Z")(
         materialize
     )
+    app.command(epilog="Examples: featctl verify   |   featctl verify --sample 1000 --repair")(verify)
     app.command(epilog="Example: featctl schedule --every 1h   |   featctl schedule --off")(schedule)
     app.command(epilog="Example: featctl logs --lines 100")(logs)
     app.command(epilog="Example: featctl unlock")(unlock)
@@ -104,18 +105,103 @@ def materialize(
     render(Table.from_records(done, title="materialized"), fmt, ENV.stdout)
 
 
+VERIFY_COLUMNS = ["view", "entity", "feature", "online", "offline", "online_ts", "offline_ts", "problem", "repaired"]
+
+
+def verify(
+    views: Annotated[
+        list[str] | None, typer.Option("--view", help="Only this feature view; repeatable.", show_default=False)
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", help="Compare a random sample of N entities per view.", min=1, show_default=False),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Compare every entity (the default).")] = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Write the wrong rows again from the offline data, then read them back."),
+    ] = False,
+    include_newer: Annotated[
+        bool,
+        typer.Option(
+            "--include-newer",
+            help="Also compare online rows newer than the view's last materialization (pushes): with --repair "
+            "they are overwritten with the offline data.",
+        ),
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="The sample's random seed.", show_default=False)] = None,
+    output: o.Output = None,
+    repo: o.Repo = None,
+    workspace: o.Workspace = None,
+    config: o.Config = None,
+) -> None:
+    """Compare the online store's values with the offline data's newest rows, entity by entity.
+
+    The reference is what a materialization of each view's whole recorded range would write
+    (Feast's own as-of rules: newest event time, then created time, then row order). Each wrong
+    value is a row: view, entity, feature, online, offline and their event times. A row written
+    after the last materialization (a push) is counted as newer and not compared unless
+    --include-newer. Exits 9 when any value is wrong, also after --repair rewrote it.
+    """
+    from featctl.cli.render import render
+    from featctl.errors import ExitCode, UsageError
+    from featctl.lifecycle.verify import verify as run
+    from featctl.query.table import Table
+
+    if all_ and sample is not None:
+        raise UsageError("give either --sample N or --all, not both")
+    fmt = output_format(output)
+    session, rep = make_session(repo=repo, workspace=workspace, config=config)
+    try:
+        doc = run(
+            session,
+            views=list(views or []) or None,
+            sample=sample,
+            repair=repair,
+            include_newer=include_newer,
+            seed=seed,
+        )
+    finally:
+        rep.close()
+        session.close()
+    rows = doc.get("rows") or []
+    render(Table(VERIFY_COLUMNS, [[r.get(c) for c in VERIFY_COLUMNS] for r in rows], "wrong values"), fmt, ENV.stdout)
+    for v in doc.get("views") or []:
+        if v.get("skipped"):
+            rep.info(f"{v['view']}: not checked ({v['skipped']})")
+    listed = f" ({len(rows)} listed)" if len(rows) < doc.get("wrong", 0) else ""
+    newer = f", {doc['newer']} newer than the last materialization (not compared)" if doc.get("newer") else ""
+    repaired = f", {doc['repaired']} repaired" if doc.get("repair") else ""
+    rep.warn(
+        f"checked {doc.get('checked', 0)} entities ({doc.get('mode')}): {doc.get('wrong', 0)} wrong{listed}"
+        f"{repaired}{newer}"
+    )
+    if doc.get("wrong"):
+        raise typer.Exit(int(ExitCode.WRONG_VALUES))
+
+
 def schedule(
     every: Annotated[
         str | None, typer.Option("--every", help="Interval such as 30m, 1h, 1d (at least 1m).", show_default=False)
     ] = None,
     off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
+    verify_sample: Annotated[
+        int,
+        typer.Option(
+            "--verify-sample",
+            help="After each run, verify this many entities per view and repair what is wrong "
+            "(`featctl verify --sample N --repair`); 0 for no verify.",
+            min=0,
+        ),
+    ] = 1000,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
     config: o.Config = None,
 ) -> None:
     """Materialize incrementally on the host on a schedule (a systemd timer, or a supervised loop).
 
-    Serving goes on while it runs; `featctl status` shows the last and next run and the last error.
+    Serving goes on while it runs; after each run a sampled verify repairs online values that differ
+    from the offline data. `featctl status` shows the last and next run, the last verify and the last error.
     """
     from featctl.errors import UsageError
     from featctl.lifecycle.housekeeping import set_schedule
@@ -126,7 +212,7 @@ def schedule(
     seconds = parse_interval(every) if every is not None else None
     session, rep = make_session(repo=repo, workspace=workspace, config=config)
     try:
-        message = set_schedule(session, seconds)
+        message = set_schedule(session, seconds, verify_sample)
     finally:
         rep.close()
         session.close()

@@ -12,14 +12,19 @@ from featctl.remote import releases, schedule, service
 from featctl.session import Session
 
 
-def set_schedule(session: Session, every: int | None) -> str:
+def set_schedule(session: Session, every: int | None, verify_sample: int = 1000) -> str:
     record = session.deployment()
     conn = session.connection(record)
     layout = session.layout(record)
     if every is None:
         return "removed the materialization schedule" if schedule.disable(conn, layout) else "no schedule was set"
-    how = schedule.enable(conn, layout, every)
-    return f"materializing incrementally every {every} s on the host ({how})"
+    how = schedule.enable(conn, layout, every, verify_sample)
+    then = (
+        f", then verifying {verify_sample} entities per view and repairing what is wrong"
+        if verify_sample
+        else " (no verify)"
+    )
+    return f"materializing incrementally every {every} s on the host ({how}){then}"
 
 
 def holder_alive(h: dict[str, Any]) -> str | None:

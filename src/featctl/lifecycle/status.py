@@ -97,6 +97,16 @@ def status(session: Session) -> Status:
         )
     if host.schedule:
         info["schedule"] = host.schedule
+    if host.verify:
+        v = host.verify
+        info["last_verify"] = v
+        left = int(v.get("wrong") or 0) - int(v.get("repaired") or 0)
+        if cur is not None and v.get("release") == cur.id and left > 0 and "repair" not in info:
+            # Wrong values the serving release still serves: not healthy.
+            info["repair"] = (
+                f"the last verify ({v.get('when')}) found {left} wrong online value(s) it did not repair: "
+                "`featctl verify --repair`"
+            )
     if record.services:
         running = (cur.services if cur else {}) or {}
         info["feast_servers"] = {

@@ -74,6 +74,8 @@ class HostState:
     manifest: dict[str, str]
     lock: dict[str, Any] | None
     schedule: dict[str, Any] | None = None
+    #: The last ``featctl verify`` (or the schedule's): its summary.
+    verify: dict[str, Any] | None = None
     #: path -> sha256 of what featctl uploaded (differs from ``manifest`` where
     #: the host changed a file since, e.g. Feast appending offline pushes)
     uploaded: dict[str, str] = field(default_factory=dict)
@@ -96,6 +98,7 @@ def state(conn: Connection, layout: Layout) -> HostState:
         manifest={str(k): str(v) for k, v in (data.get("manifest") or {}).items()},
         lock=data.get("lock"),
         schedule=data.get("schedule"),
+        verify=data.get("verify"),
         uploaded={str(k): str(v) for k, v in (data.get("uploaded") or {}).items()},
         keeper=data.get("keeper"),
     )

@@ -21,12 +21,26 @@ def _pidfile(layout: Layout) -> str:
     return posixpath.join(layout.run_dir, "schedule.pid")
 
 
-def loop_argv(layout: Layout, every: int, mode: str) -> list[str]:
+def loop_argv(layout: Layout, every: int, mode: str, verify_sample: int = 1000) -> list[str]:
     """The agent's ``materialize-once`` (a timer's run) or ``materialize-loop``."""
-    return [*layout.agent_argv("python3"), mode, "--base", layout.base, "--every", str(every)]
+    return [
+        *layout.agent_argv("python3"),
+        mode,
+        "--base",
+        layout.base,
+        "--every",
+        str(every),
+        "--default-env",
+        layout.env_name,
+        "--verify-sample",
+        str(verify_sample),
+    ]
 
 
-def enable(conn: Connection, layout: Layout, every: int) -> str:
+def enable(conn: Connection, layout: Layout, every: int, verify_sample: int = 1000) -> str:
+    """Install the schedule: every ``every`` seconds an incremental
+    materialization, then a ``verify --repair`` of ``verify_sample`` entities
+    per view (0: no verify)."""
     disable(conn, layout)
     conn.run(f"mkdir -p {q(layout.run_dir)}", timeout=30)
     if service_manager(conn, layout) == "systemd":
@@ -37,12 +51,12 @@ def enable(conn: Connection, layout: Layout, every: int) -> str:
             "--every",
             str(every),
             "--",
-            *loop_argv(layout, every, "materialize-once"),
+            *loop_argv(layout, every, "materialize-once", verify_sample),
             timeout=120,
         )
         return "systemd timer"
     log = posixpath.join(layout.run_dir, "schedule.log")
-    loop = " ".join(q(a) for a in loop_argv(layout, every, "materialize-loop"))
+    loop = " ".join(q(a) for a in loop_argv(layout, every, "materialize-loop", verify_sample))
     conn.run(f"{layout.supervise_shell(_pidfile(layout), log)} {loop} </dev/null >/dev/null 2>&1", timeout=60)
     return "supervised loop"
 

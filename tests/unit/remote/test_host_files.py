@@ -72,7 +72,9 @@ def test_server_binds_its_unix_socket_and_never_recycles_workers():
 
 
 def test_schedule_runs_the_agent_with_the_hosts_python3():
-    argv = loop_argv(Layout("/opt/featctl"), 3600, "materialize-once")
+    from featctl.remote.layout import DEFAULT_ENV
+
+    argv = loop_argv(Layout("/opt/featctl"), 3600, "materialize-once", 500)
     assert argv == [
         "/usr/bin/env",
         "PYTHONPATH=/opt/featctl/agent",
@@ -85,6 +87,11 @@ def test_schedule_runs_the_agent_with_the_hosts_python3():
         "/opt/featctl",
         "--every",
         "3600",
+        # a release that names no Feast environment verifies in the default one
+        "--default-env",
+        DEFAULT_ENV,
+        "--verify-sample",
+        "500",
     ]
 
 
