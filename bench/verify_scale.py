@@ -135,7 +135,7 @@ def main() -> int:
             timeout=600)  # fmt: skip
         extra_env = redis_extra()
         run([FEAST_PY, "-m", "feast.cli.cli", "--chdir", repo, "apply"], timeout=600, env=extra_env)
-        mat, mat_t = agent(repo, "materialize", "--views", VIEW)
+        _, mat_t = agent(repo, "materialize", "--views", VIEW)
         log(f"materialized {drivers} drivers in {mat_t['wall_s']:.1f} s (peak {mat_t['max_rss_mib']} MiB)")
         wrong_t = timed_run([FEAST_PY, "-c", CORRUPT, str(repo), str(port), str(drivers), str(WRONG), str(SEED)],
                             timeout=600, rss=False, env=extra_env)  # fmt: skip
