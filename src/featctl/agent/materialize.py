@@ -57,6 +57,14 @@ def guard_store(store: Any) -> None:
     store.materialize_incremental = guarded_incremental
 
 
+def feature_views(store: Any) -> dict[str, Any]:
+    """The store's feature views by name, stream feature views included."""
+    fvs = {fv.name: fv for fv in store.list_feature_views()}
+    with contextlib.suppress(Exception):
+        fvs.update({fv.name: fv for fv in store.list_stream_feature_views()})
+    return fvs
+
+
 def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
     if bool(args.start) != bool(args.end):
         raise InputError("--start and --end must be given together")
@@ -79,9 +87,7 @@ def cmd_materialize(args: argparse.Namespace) -> dict[str, Any]:
 
     store = FeatureStore(repo_path=args.repo)
     guard_store(store)
-    fvs = {fv.name: fv for fv in store.list_feature_views()}
-    with contextlib.suppress(Exception):
-        fvs.update({fv.name: fv for fv in store.list_stream_feature_views()})
+    fvs = feature_views(store)
     if requested:
         unknown = [v for v in requested if v not in fvs]
         if unknown:

@@ -37,9 +37,11 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .catalog import split_refs
+from .materialize import feature_views
 from .output import UTC, InputError, iso
 from .registry import import_feast
 
@@ -67,12 +69,13 @@ def _same(expected: Any, got: Any) -> bool:
 class _Checker:
     """Receives the batches a materialization would write and compares them."""
 
-    def __init__(self, store: Any, fv: Any, args: argparse.Namespace, until: _dt.datetime, rng: random.Random):
+    def __init__(
+        self, store: Any, write: Any, fv: Any, args: argparse.Namespace, until: _dt.datetime, rng: random.Random
+    ):
         self.config = store.config
         self.fv = fv
-        self.online = store._get_provider().online_store
-        self.read = self.online.online_read
-        self.write = self.online.online_write_batch
+        self.read = store._get_provider().online_store.online_read
+        self.write = write  # the online store's own writer (its attribute is the checker meanwhile)
         self.features = [f.name for f in fv.features]
         self.sample = args.sample
         self.repair = args.repair
@@ -217,10 +220,7 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=args.repo)
-    views = {fv.name: fv for fv in store.list_feature_views()}
-    with contextlib.suppress(Exception):
-        views.update({fv.name: fv for fv in store.list_stream_feature_views()})
-    online = {n: fv for n, fv in views.items() if fv.online and fv.features}
+    online = {n: fv for n, fv in feature_views(store).items() if fv.online and fv.features}
     unknown = [v for v in requested if v not in online]
     if unknown:
         raise InputError(
@@ -246,19 +246,12 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
             continue
         start = min(_aware(s) for s, _ in intervals)
         until = max(_aware(e) for _, e in intervals)
-        checker = _Checker(store, fv, args, until, rng)
-        provider.online_store.online_write_batch = checker.receive
-        # A view with offline=True has its materialized rows written back to
-        # the offline store: verify writes nothing there.
-        provider.offline_store.offline_write_batch = _no_offline_write
-        try:
+        checker = _Checker(store, real_write, fv, args, until, rng)
+        with _intercepted(provider, checker.receive):
             provider.materialize_single_feature_view(
                 config, fv, start, until, store.registry, store.project, tqdm_builder=_quiet_tqdm
             )
-            checker.finish()
-        finally:
-            provider.online_store.online_write_batch = real_write
-            del provider.offline_store.offline_write_batch
+        checker.finish()
         rows += checker.rows[: max(0, MAX_ROWS - len(rows))]
         summary.append(
             {
@@ -274,8 +267,7 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
         "when": iso(_dt.datetime.now(UTC)),
         "seconds": round(time.monotonic() - started, 3),
         "mode": f"sample {args.sample}" if args.sample else "all",
-        # The release whose repository was compared (a new release voids it).
-        "release": os.path.basename(os.path.realpath(args.repo)),
+        "release": _release(args.repo),
         "repair": bool(args.repair),
         "views": summary,
         "checked": sum(v["checked"] for v in summary),
@@ -290,6 +282,20 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
+@contextlib.contextmanager
+def _intercepted(provider: Any, receive: Any) -> Iterator[None]:
+    """The online store's writes go to ``receive`` meanwhile, and the offline
+    store's are dropped (a view with offline=True has its materialized rows
+    written back to the offline store: verify writes nothing there)."""
+    provider.online_store.online_write_batch = receive
+    provider.offline_store.offline_write_batch = _no_offline_write
+    try:
+        yield
+    finally:
+        del provider.online_store.online_write_batch  # the class's method again
+        del provider.offline_store.offline_write_batch
+
+
 def _no_offline_write(*args: Any, **kwargs: Any) -> None:
     return None
 
@@ -300,8 +306,15 @@ def _quiet_tqdm(total: int) -> Any:
     return tqdm(total=total, disable=True)
 
 
+def _release(repo: str) -> str:
+    """The release whose repository a verify compared (a new release voids its record)."""
+    return os.path.basename(os.path.realpath(repo))
+
+
 def record(path: str, doc: dict[str, Any]) -> None:
-    """The summary (no rows) in ``path``, whole or not at all."""
+    """The summary (no rows) in ``path``, whole or not at all. Not common.write:
+    the schedule's verify and a user's may write at once, so the temporary
+    file is per process."""
     brief = {k: v for k, v in doc.items() if k != "rows"}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -321,7 +334,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
                 args.record,
                 {
                     "when": iso(_dt.datetime.now(UTC)),
-                    "release": os.path.basename(os.path.realpath(args.repo)),
+                    "release": _release(args.repo),
                     "error": f"{type(exc).__name__}: {exc}"[:300],
                 },
             )

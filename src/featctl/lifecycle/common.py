@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 EPOCH = "1970-01-01T00:00:00+00:00"
 
 
+def refuse_unknown_views(views: list[str] | None, known: set[str], unknown_says: str, known_says: str) -> None:
+    """Refuse requested ``views`` not in ``known`` (the record's cached registry
+    summary) before any connection; an empty summary (an old record) checks nothing."""
+    unknown = [v for v in views or [] if v not in known]
+    if known and unknown:
+        raise UsageError(
+            f"{unknown_says} {', '.join(unknown)}; {known_says}: {', '.join(sorted(known))}",
+            hint="`featctl status` lists the views",
+        )
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 

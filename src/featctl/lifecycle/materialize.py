@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from featctl.errors import FeatctlError, UsageError
-from featctl.lifecycle.common import EPOCH, holder, iso, utcnow
+from featctl.lifecycle.common import EPOCH, holder, iso, refuse_unknown_views, utcnow
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases
 from featctl.remote.layout import Layout
@@ -117,13 +117,7 @@ def materialize(
     check_range(start, end)  # before any connection
     record = session.deployment()
     known = {v["name"] for v in (record.registry or {}).get("feature_views", [])}
-    if views and known:  # checked against the cached registry summary, before connecting
-        unknown = [v for v in views if v not in known]
-        if unknown:
-            raise UsageError(
-                f"unknown feature view(s) {', '.join(unknown)}; deployed: {', '.join(sorted(known))}",
-                hint="`featctl status` lists the views",
-            )
+    refuse_unknown_views(views, known, "unknown feature view(s)", "deployed")
     ws = session.workspace
     with ws.lock():
         done = _materialize_fast(session, record, views) if start is None else None

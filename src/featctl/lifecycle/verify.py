@@ -14,7 +14,7 @@ import posixpath
 from typing import Any
 
 from featctl.errors import UsageError
-from featctl.lifecycle.common import holder
+from featctl.lifecycle.common import holder, refuse_unknown_views
 from featctl.remote import agent, releases
 from featctl.session import Session
 
@@ -35,13 +35,7 @@ def verify(
         raise UsageError("--sample must be at least 1")
     record = session.deployment()
     online = {v["name"] for v in (record.registry or {}).get("feature_views", []) if v.get("online", True)}
-    if views and online:  # checked against the cached registry summary, before connecting
-        unknown = [v for v in views if v not in online]
-        if unknown:
-            raise UsageError(
-                f"not an online feature view: {', '.join(unknown)}; online views: {', '.join(sorted(online))}",
-                hint="`featctl status` lists the views",
-            )
+    refuse_unknown_views(views, online, "not an online feature view:", "online views")
     args: list[str] = []
     for v in views or []:
         args += ["--views", v]
