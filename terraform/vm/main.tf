@@ -59,7 +59,7 @@ locals {
   # The same template and values as terraform/yandex/main.tf. It holds the
   # host's private key: it reaches the provisioner only in its environment
   # and the guest's seed (0600), never an output or the plan (only its hash).
-  user_data = [for h in local.hosts : templatefile(var.user_data_template, {
+  rendered_user_data = [for h in local.hosts : templatefile(var.user_data_template, {
     ssh_user         = var.ssh_user
     ssh_public_key   = trimspace(var.ssh_public_key)
     host_private_key = file(h.private_key_path)
@@ -69,6 +69,19 @@ locals {
     ca_dir           = local.ca_dir
     ca_file          = local.ca_file
   })]
+
+  # The application endpoint's additions, as terraform/yandex/main.tf makes
+  # them (the same packages and commands: HAProxy installed, Debian's own unit
+  # stopped; featctl writes its configuration and runs it over SSH). Without
+  # the endpoint, the template's rendering byte for byte.
+  endpoint_cloud_init = {
+    packages = ["haproxy"]
+    runcmd   = [["systemctl", "disable", "--now", "haproxy"]]
+  }
+  user_data = [for doc in local.rendered_user_data : !var.endpoint_enabled ? doc : "#cloud-config\n${yamlencode(merge(yamldecode(doc), {
+    packages = concat(yamldecode(doc).packages, local.endpoint_cloud_init.packages)
+    runcmd   = concat(yamldecode(doc).runcmd, local.endpoint_cloud_init.runcmd)
+  }))}"]
 
   # What a guest on this machine needs beyond a Yandex VM, kept out of the
   # yandex template: this machine's extra CAs (a TLS-intercepting proxy's,

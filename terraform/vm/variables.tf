@@ -220,3 +220,10 @@ variable "image_packages" {
     "python3", "python3-venv", "curl", "ca-certificates", "iproute2", "netbase", "procps",
   ]
 }
+
+variable "endpoint_enabled" {
+  description = "The application endpoint: every guest's user-data installs HAProxy (stopped), as terraform/yandex's does; featctl writes its configuration over SSH and plays the cloud's load balancer on this machine. Turning it on or off changes the guests' user-data, which replaces them."
+  type        = bool
+  default     = false
+  nullable    = false
+}

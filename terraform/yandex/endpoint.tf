@@ -25,7 +25,10 @@ locals {
   # The ingress rules the endpoint adds to the hosts' security group (main.tf),
   # none while it is off. Clients keep their own source address through the
   # load balancer, so the endpoint port admits endpoint_allow; the health
-  # port admits only the load balancer's health checks. (A for expression, not
+  # port admits only the load balancer's health checks; the peer port only
+  # the hosts themselves (a read whose host's feature server failed it goes
+  # on to another host's HAProxy, as the layer-4 load balancer cannot retry
+  # it). (A for expression, not
   # `enabled ? [...] : []`: the two rules are objects of different types, null
   # where the other has a value, which a conditional cannot unify into a list.)
   endpoint_ingress = [for rule in [
@@ -41,6 +44,12 @@ locals {
       v4_cidr_blocks    = null
       predefined_target = "loadbalancer_healthchecks"
     },
+    {
+      description       = "HAProxy of another host passing a request on (mutual TLS)"
+      port              = var.endpoint_peer_port
+      v4_cidr_blocks    = null
+      predefined_target = "self_security_group"
+    },
   ] : rule if var.endpoint_enabled]
 
   endpoint_health_path = "/healthz"
@@ -48,7 +57,8 @@ locals {
   # What the endpoint adds to each host's cloud-init (main.tf's user_data).
   # Installing haproxy starts it with the package's configuration: it is
   # stopped and disabled at once, so nothing listens on the endpoint's ports
-  # until featctl has written /etc/haproxy/haproxy.cfg over SSH and started it.
+  # until featctl has written its own configuration (<remote_base_dir>/run/endpoint,
+  # agent/edge.py) over SSH and started it as a featctl unit.
   endpoint_cloud_init = {
     packages = ["haproxy"]
     runcmd   = [["systemctl", "disable", "--now", "haproxy"]]

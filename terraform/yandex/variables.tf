@@ -405,6 +405,23 @@ variable "endpoint_health_port" {
   }
 }
 
+variable "endpoint_peer_port" {
+  description = "TCP port where every host's HAProxy takes the requests another host's HAProxy passes on when its own feature server fails them (mutual TLS with the deployment's CA). Only the hosts' security group may reach it."
+  type        = number
+  default     = 8444
+  nullable    = false
+
+  validation {
+    condition     = floor(var.endpoint_peer_port) == var.endpoint_peer_port && var.endpoint_peer_port >= 1 && var.endpoint_peer_port <= 65535
+    error_message = "The endpoint_peer_port must be a whole number from 1 to 65535."
+  }
+
+  validation {
+    condition     = !contains([22, var.endpoint_port, var.endpoint_health_port], var.endpoint_peer_port)
+    error_message = "The endpoint_peer_port must differ from endpoint_port, endpoint_health_port and 22 (SSH)."
+  }
+}
+
 variable "endpoint_allow" {
   description = "IPv4 CIDR blocks whose clients may reach the endpoint port. [] (the default) = the hosts' subnet (subnet_cidr) only. The load balancer is internal: only addresses inside the VPC (or networks connected to it) can reach its address at all."
   type        = list(string)

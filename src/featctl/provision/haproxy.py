@@ -44,6 +44,7 @@ from featctl.provision.haproxy_cfg import Backend as Backend
 from featctl.provision.haproxy_cfg import EndpointError, check_word
 from featctl.provision.haproxy_cfg import Files as Files
 from featctl.provision.haproxy_cfg import render as render
+from featctl.provision.haproxy_cfg import render_front as render_front
 
 #: haproxy.log beyond this size is moved to haproxy.log.1 when HAProxy starts.
 LOG_KEEP_BYTES = 16 * 1024 * 1024

@@ -130,12 +130,40 @@ def _bind_address(listen: str, port: int) -> str:
     return f"[{listen}]:{port}" if ipaddress.ip_address(listen).version == 6 else f"{listen}:{port}"
 
 
+def _global(files: Files, settings: EndpointSettings) -> list[str]:
+    return [
+        "global",
+        "    log stderr format iso local0 info",
+        f"    stats socket {files.admin_sock} mode 600 level admin expose-fd listeners",
+        "    stats timeout 10s",
+        # Old workers finish in-flight requests after a reload, then stop.
+        f"    hard-stop-after {max(30, 3 * round(settings.timeout))}s",
+        "    maxconn 4096",
+    ]
+
+
 def render(
-    settings: EndpointSettings, *, allow: Sequence[str], backends: Sequence[Backend], state_dir: Path
+    settings: EndpointSettings,
+    *,
+    allow: Sequence[str],
+    backends: Sequence[Backend],
+    state_dir: Path,
+    peers: Sequence[Backend] = (),
+    peer_port: int | None = None,
 ) -> str:
     """haproxy.cfg for the endpoint: TLS on ``listen:port`` for the ``allow``
     networks, bearer tokens checked against tokens.map, reads and writes to
-    ``backends``."""
+    ``backends``.
+
+    ``peers`` (a host's HAProxy on the vm and yandex targets, whose one backend
+    is its own feature server): the other hosts' HAProxy at ``host:peer_port``,
+    over TLS with the deployment's certificate on both sides. The own server
+    takes every request while it is up (``balance first``); a request it
+    refuses or drops, and every request once it is down, goes on to a peer, so
+    a dead server loses no read although the load balancer in front (layer 4)
+    cannot retry. This HAProxy's own ``peer`` listener on ``peer_port`` admits
+    only a client with a certificate of the deployment's CA and passes the
+    endpoint's paths to its own server (``local``), never on."""
     if not backends:
         raise EndpointError("the endpoint needs at least one backend")
     if not allow:
@@ -156,13 +184,7 @@ def render(
     tokens = files.tokens_map
     out = [
         "# featctl's application endpoint. Written by featctl on every deploy; changes here are lost.",
-        "global",
-        "    log stderr format iso local0 info",
-        f"    stats socket {files.admin_sock} mode 600 level admin expose-fd listeners",
-        "    stats timeout 10s",
-        # Old workers finish in-flight requests after a reload, then stop.
-        f"    hard-stop-after {max(30, 3 * round(settings.timeout))}s",
-        "    maxconn 4096",
+        *_global(files, settings),
         # The whole body is buffered (wait-for-body): a slow client never holds a backend.
         f"    tune.bufsize {bufsize}",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
@@ -237,14 +259,18 @@ def render(
             f"    bind {_bind_address(settings.listen, settings.health_port)}",
             "    monitor-uri /healthz",
             "    http-error status 200 content-type application/json string '{\"status\":\"ok\"}'",
-            "    acl dead nbsrv(reads) lt 1",
+            # A host's own feature server (with peers, a host whose server is down leaves the rotation).
+            f"    acl dead nbsrv({'local' if peers else 'reads'}) lt 1",
             "    monitor fail if dead",
             _return(404, "not found", "unless { path /healthz }"),
         ]
+    balance = "first" if peers else "roundrobin"
+    mtls = f"ssl verify required ca-file {files.ca_pem} crt {files.edge_pem}"
+    servers = [(b, "") for b in backends] + [(p, f" {mtls}") for p in peers]
     out += [
         "",
         "backend reads",
-        "    balance roundrobin",
+        f"    balance {balance}",
         "    option httpchk",
         "    http-check send meth GET uri /health",
         "    http-check expect status 200",
@@ -252,15 +278,98 @@ def render(
         "    retry-on conn-failure empty-response junk-response 503",
         "    retries 2",
         "    option redispatch 1",
-        *(f"    server {b.name} {_server_address(b)} check {CHECK}" for b in backends),
+        *(f"    server {b.name} {_server_address(b)}{tls} check {CHECK}" for b, tls in servers),
         "",
         "backend writes",
-        "    balance roundrobin",
+        f"    balance {balance}",
         # A write is retried only when it never reached a server.
         "    retry-on conn-failure",
         "    retries 2",
         "    option redispatch 1",
-        *(f"    server {b.name} {_server_address(b)} track reads/{b.name}" for b in backends),
+        *(f"    server {b.name} {_server_address(b)}{tls} track reads/{b.name}" for b, tls in servers),
+        "",
+    ]
+    if peers:
+        if peer_port is None:
+            raise EndpointError("a host's endpoint with peers needs a peer port")
+        out += _peer_listener(settings.listen, peer_port, files, [p.address.rsplit(":", 1)[0] for p in peers], backends)
+    return "\n".join(out)
+
+
+def _peer_listener(listen: str, port: int, files: Files, sources: Sequence[str], own: Sequence[Backend]) -> list[str]:
+    """The listener other hosts' HAProxy pass a request on to (their own server failed it)."""
+    return [
+        "frontend peer",
+        f"    bind {_bind_address(listen, port)} ssl crt {files.edge_pem} ca-file {files.ca_pem} verify required alpn http/1.1",
+        f"    acl peers src {' '.join(check_word('a peer address', a) + '/32' for a in sources)}",
+        "    tcp-request connection reject unless peers",
+        "    acl get method GET",
+        "    acl post method POST",
+        "    acl health path /health",
+        "    acl served path /get-online-features /push /write-to-online-store",
+        _return(404, "not found", "unless get health or post served"),
+        "    default_backend local",
+        "",
+        "backend local",
+        *(f"    server {b.name} {_server_address(b)} track reads/{b.name}" for b in own),
+        "",
+    ]
+
+
+def render_front(
+    settings: EndpointSettings, *, allow: Sequence[str], hosts: Sequence[Backend], health_port: int, state_dir: Path
+) -> str:
+    """haproxy.cfg of the vm target's front on this machine, which plays the
+    cloud's network load balancer: TCP on ``listen:port`` for the ``allow``
+    networks, each connection passed whole to one host's HAProxy (which
+    terminates TLS and checks the token), a host in rotation only while its
+    ``GET /healthz`` on ``health_port`` answers 200 (its HAProxy has a live
+    feature server). The backend is named ``reads``, as the hosts' are, so
+    ``featctl endpoint`` reads its servers' states the same way."""
+    if not hosts:
+        raise EndpointError("the endpoint needs at least one host")
+    if not allow:
+        raise EndpointError("the endpoint needs at least one allowed network")
+    files = Files(state_dir)
+    check_word("the endpoint directory", str(files.admin_sock))
+    if len(str(files.admin_sock).encode()) > MAX_SOCKET_PATH:
+        raise EndpointError(f"the endpoint directory's path is too long for a Unix socket: {files.admin_sock}")
+    nets = " ".join(str(ipaddress.ip_network(n, strict=False)) for n in allow)
+    out = [
+        "# featctl's application endpoint: the load balancer over the hosts' HAProxy. Written by featctl on every deploy.",
+        *_global(files, settings),
+        "",
+        "defaults",
+        "    mode tcp",
+        "    log global",
+        "    option tcplog",
+        "    option dontlognull",
+        "    timeout connect 1s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        f"    timeout check {CHECK_TIMEOUT_MS}ms",
+        "",
+        "frontend edge",
+        f"    bind {_bind_address(settings.listen, settings.port)}",
+        f"    acl allowed src {nets}",
+        "    tcp-request connection reject unless allowed",
+        "    default_backend reads",
+        "",
+        "backend reads",
+        "    balance roundrobin",
+        # A connection that a host refuses goes to another one (nothing was sent yet).
+        "    retries 2",
+        "    option redispatch 1",
+        "    option httpchk",
+        "    http-check send meth GET uri /healthz",
+        "    http-check expect status 200",
+        *(
+            f"    server {h.name} {check_word(f'host {h.name} address', h.address)} check port {health_port} {CHECK}"
+            for h in hosts
+        ),
+        # With every host out, connections still reach a host's HAProxy, which answers
+        # 503 with its JSON error instead of a closed connection.
+        *(f"    server {h.name}-last {h.address} backup" for h in hosts),
         "",
     ]
     return "\n".join(out)

@@ -226,6 +226,7 @@ def prepared_stack(session: Session, record: Deployment | None, keys: HostKeys) 
         # A store the settings no longer name keeps running (with its data)
         # until destroy: earlier releases use it, and rollback returns to them.
         stores=tuple(dict.fromkeys((*s.stores, *(record.stores if record else {})))),
+        endpoint=s.endpoint,
     )
     return stack, variables
 

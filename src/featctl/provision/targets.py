@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from featctl.config import EndpointSettings
 from featctl.errors import ConfigError, UsageError
 from featctl.workspace import Workspace
 
@@ -180,9 +181,12 @@ def stack_variables(
     target_vars: Mapping[str, Any],
     previous: Mapping[str, Any] | None = None,
     stores: tuple[str, ...] = (),
+    endpoint: EndpointSettings | None = None,
 ) -> dict[str, Any]:
     """The full variable set for ``target``'s stack: one host per element of
-    ``keys.hosts``, and the shared ``stores``.
+    ``keys.hosts``, and the shared ``stores``. ``endpoint`` ([endpoint] of
+    featctl.toml): the vm and yandex stacks install HAProxy on every host and
+    yandex's makes its load balancer.
 
     ``previous`` holds the variables of the last apply, so values chosen once
     (the local ports) stay the same and a rerun converges.
@@ -244,13 +248,37 @@ def stack_variables(
             "trusted_ca_files": extra.pop("trusted_ca_files", vm.trusted_ca_files()),
             **store_server_variables(workspace, servers, previous, names=names, label=name),
             "tls": ensure_store_tls(workspace, names, label=name),
+            "endpoint_enabled": endpoint is not None,
             **extra,
         }
     if target == "yandex":
-        return {
+        out = {
             **common,
             "ssh_user": extra.pop("ssh_user", "featctl"),
             "remote_base_dir": extra.pop("remote_base_dir", "/opt/featctl"),
-            **extra,
+            "endpoint_enabled": endpoint is not None,
         }
+        if endpoint is not None:
+            out["endpoint_port"] = endpoint.port
+            out["endpoint_health_port"] = host_health_port(endpoint)
+            out["endpoint_peer_port"] = host_peer_port(endpoint)
+            out["endpoint_allow"] = list(endpoint.allow)
+        return {**out, **extra}
     raise ConfigError(f"unknown target {target!r}")
+
+
+def host_health_port(endpoint: EndpointSettings) -> int:
+    """Where every host's HAProxy answers the load balancer's ``GET /healthz``
+    on the vm and yandex targets: [endpoint] health_port, else the port below
+    the endpoint's (yandex's default pair: 8443 and 8442)."""
+    if endpoint.health_port is not None:
+        return endpoint.health_port
+    return endpoint.port - 1 if endpoint.port > 1 else endpoint.port + 1
+
+
+def host_peer_port(endpoint: EndpointSettings) -> int:
+    """Where every host's HAProxy takes the reads another host's HAProxy passes
+    on (mutual TLS, the deployment's CA): the port above the endpoint's, or
+    the next free one."""
+    taken = {endpoint.port, host_health_port(endpoint)}
+    return next(p for p in (endpoint.port + 1, endpoint.port + 2, endpoint.port - 2) if p not in taken and 0 < p < 65536)

@@ -102,7 +102,7 @@ def _make_ca(name: str) -> tuple[Any, Any]:
     return key, cert
 
 
-def _make_server(ca_key: Any, ca_cert: Any, names: Sequence[str]) -> tuple[Any, Any]:
+def _make_server(ca_key: Any, ca_cert: Any, names: Sequence[str], *, client: bool = False) -> tuple[Any, Any]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -120,7 +120,12 @@ def _make_server(ca_key: Any, ca_cert: Any, names: Sequence[str]) -> tuple[Any, 
         .add_extension(x509.SubjectAlternativeName(_san_entries(names)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage("digital_signature"), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
@@ -143,8 +148,9 @@ def _load(path: Path, kind: str) -> Any:
         return None
 
 
-def _server_is_current(cert: Any, key: Any, ca_cert: Any, names: Sequence[str]) -> bool:
-    """Signed by this CA, for exactly these names, the key's own, and not about to expire."""
+def _server_is_current(cert: Any, key: Any, ca_cert: Any, names: Sequence[str], *, client: bool = False) -> bool:
+    """Signed by this CA, for exactly these names, the key's own, a client's
+    certificate too when ``client``, and not about to expire."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
 
@@ -153,9 +159,12 @@ def _server_is_current(cert: Any, key: Any, ca_cert: Any, names: Sequence[str]) 
     try:
         cert.verify_directly_issued_by(ca_cert)
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound):
         return False
     if list(sans) != _san_entries(names) or cert.public_key() != key.public_key():
+        return False
+    if client and x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
         return False
     return bool(cert.not_valid_after_utc - datetime.now(timezone.utc) > timedelta(days=RENEW_DAYS))
 
@@ -209,20 +218,24 @@ def endpoint_names(listen: str, names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def ensure_endpoint_cert(workspace: Workspace, names: Sequence[str], dest: Path, *, label: str = "featctl") -> dict[str, str]:
+def ensure_endpoint_cert(
+    workspace: Workspace, names: Sequence[str], dest: Path, *, label: str = "featctl", client: bool = False
+) -> dict[str, str]:
     """The application endpoint's certificate for ``names``, signed by the
     deployment's CA: ``dest/edge.pem`` (certificate + key, what HAProxy's
     ``crt`` reads, 0600) and ``dest/ca.pem`` (the CA's certificate, what
     applications verify the endpoint with). Made again when the names change,
     the CA changes or it nears its end. Returns the two paths and a digest
-    that changes whenever the certificate does."""
+    that changes whenever the certificate does. ``client``: the certificate
+    also identifies its holder as a client (the hosts' HAProxy present it to
+    each other when a read goes on to another host)."""
     if not names:
         raise ValueError("a server certificate needs at least one name")
     ca_key, ca_cert = _ensure_ca(workspace, label)
     edge, ca_pem = dest / "edge.pem", dest / "ca.pem"
     current = _load(edge, "cert"), _load(edge, "key")
-    if not _server_is_current(current[0], current[1], ca_cert, names):
-        key, cert = _make_server(ca_key, ca_cert, names)
+    if not _server_is_current(current[0], current[1], ca_cert, names, client=client):
+        key, cert = _make_server(ca_key, ca_cert, names, client=client)
         write_private(edge, _pem_cert(cert) + _pem_key(key))
     if _load(ca_pem, "cert") != ca_cert:
         write_private(ca_pem, _pem_cert(ca_cert))

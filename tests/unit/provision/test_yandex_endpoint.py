@@ -55,6 +55,7 @@ def test_endpoint_inputs(yandex: dict) -> None:
         "endpoint_enabled": ("bool", False),
         "endpoint_port": ("number", 8443),
         "endpoint_health_port": ("number", 8442),
+        "endpoint_peer_port": ("number", 8444),
         "endpoint_allow": ("list(string)", []),
     }
     for name, (typ, default) in expected.items():
@@ -132,6 +133,7 @@ def test_targets_are_every_host_by_internal_address(targets: list[list[dict[str,
 # name -> (endpoint variables, the rules the hosts' security group must have)
 SSH_RULE = {"description": "SSH", "protocol": "TCP", "port": 22, "v4_cidr_blocks": SSH_CIDRS}
 HEALTH_CHECKS = {"protocol": "TCP", "predefined_target": "loadbalancer_healthchecks"}
+PEERS = {"protocol": "TCP", "predefined_target": "self_security_group"}
 RULE_CASES: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
     "off": ({"endpoint_enabled": False, "endpoint_allow": ["10.20.0.0/16"]}, [SSH_RULE]),
     "on_default_allow": (
@@ -140,15 +142,17 @@ RULE_CASES: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
             SSH_RULE,
             {"protocol": "TCP", "port": 8443, "v4_cidr_blocks": [SUBNET_CIDR]},
             {**HEALTH_CHECKS, "port": 8442},
+            {**PEERS, "port": 8444},
         ],
     ),
     "on_allow_and_ports": (
         {"endpoint_enabled": True, "endpoint_allow": ["10.20.0.0/16", "192.168.7.9/32"], "endpoint_port": 9443,
-         "endpoint_health_port": 9000},
+         "endpoint_health_port": 9000, "endpoint_peer_port": 9444},
         [
             SSH_RULE,
             {"protocol": "TCP", "port": 9443, "v4_cidr_blocks": ["10.20.0.0/16", "192.168.7.9/32"]},
             {**HEALTH_CHECKS, "port": 9000},
+            {**PEERS, "port": 9444},
         ],
     ),
 }  # fmt: skip
@@ -164,6 +168,7 @@ def _ingress_rules(values: dict[str, Any]) -> str:
         "subnet_cidr": SUBNET_CIDR,
         "endpoint_port": 8443,
         "endpoint_health_port": 8442,
+        "endpoint_peer_port": 8444,
         **values,
     }
     bindings = {f"var.{name}": literal(value) for name, value in variables.items()}
@@ -180,7 +185,8 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
 @pytest.mark.parametrize("case", list(RULE_CASES))
 def test_security_group_admits_exactly_the_endpoint_rules(case: str, ingress: dict[str, list[dict[str, Any]]]) -> None:
     """Off: SSH only. On: the endpoint port from endpoint_allow (the subnet when
-    empty) and the health port from the load balancer's health checks only."""
+    empty), the health port from the load balancer's health checks only, and
+    the peer port from the hosts themselves."""
     expected = RULE_CASES[case][1]
     got = [{k: v for k, v in rule.items() if v is not None and k != "description"} for rule in ingress[case]]
     assert got == [{k: v for k, v in rule.items() if k != "description"} for rule in expected]
