@@ -63,6 +63,10 @@ BASE_COMMANDS = {
     "unit-start": ("units", "cmd_unit_start"),
     "timer-start": ("units", "cmd_timer_start"),
     "timer-stop": ("units", "cmd_timer_stop"),
+    "edge-apply": ("edge", "cmd_edge_apply"),
+    "edge-map": ("edge", "cmd_edge_map"),
+    "edge-stat": ("edge", "cmd_edge_stat"),
+    "edge-stop": ("edge", "cmd_edge_stop"),
 }
 #: Commands that own their exit status and output (they do not return a document).
 STREAMING = {"lock", "materialize-loop"}
@@ -155,6 +159,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "unit-start":
             sp.add_argument("--service", choices=("server", "batch", "ui", "registry", "offline"), required=True)
             sp.add_argument("--log", required=True)
+        if name == "edge-map":
+            sp.add_argument("--add", nargs=2, metavar=("KEY", "VALUE"))
+            sp.add_argument("--del", dest="delete", metavar="KEY")
         if name in ("unit-start", "timer-start"):
             sp.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command the unit runs")
     return p
