@@ -214,19 +214,24 @@ def test_what_is_refused_and_how(ep: Endpoint) -> None:
     assert not any(reader in json.dumps(t) or writer in json.dumps(t) for t in listed.values())
 
 
-def test_feasts_sdk_reads_through_the_client_config_bundle(ep: Endpoint, tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
-    ep.dep.run("client-config", "sdk-app", "--out", str(bundle)).ok()
-    assert (bundle / "ca.pem").exists() and oct((bundle / "token").stat().st_mode & 0o777) == "0o600"
+def sdk_read(net: AppNet, bundle: Path) -> dict:
+    """Feast's SDK on the application host, with only the bundle: the score of DRIVERS at 0.7/0.3."""
     script = (
         "import json; from feast import FeatureStore\n"
         f"fs = FeatureStore(repo_path={str(bundle)!r})\n"
         f"rows = [{{'driver_id': d, 'conv_rate_coef': 0.7, 'acc_rate_coef': 0.3}} for d in {DRIVERS}]\n"
         f"print(json.dumps(fs.get_online_features(features={FEATURES}, entity_rows=rows).to_dict()))\n"
     )
-    res = ep.net.run(str(FEAST_PY), "-c", script, timeout=300)
+    res = net.run(str(FEAST_PY), "-c", script, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    got = json.loads(res.stdout.strip().splitlines()[-1])
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def test_feasts_sdk_reads_through_the_client_config_bundle(ep: Endpoint, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    ep.dep.run("client-config", "sdk-app", "--out", str(bundle)).ok()
+    assert (bundle / "ca.pem").exists() and oct((bundle / "token").stat().st_mode & 0o777) == "0o600"
+    got = sdk_read(ep.net, bundle)
     quality = load(ep.dep.repo / "data" / "driver_stats_with_productivity.parquet")
     hourly = load(ep.dep.repo / "data" / "driver_stats.parquet")
     for i, driver in enumerate(DRIVERS):

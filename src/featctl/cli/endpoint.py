@@ -104,6 +104,7 @@ def token_create(
     """
     from featctl.errors import UsageError
     from featctl.lifecycle import tokens
+    from featctl.lifecycle.endpoint import token_edges
 
     tokens.check_app(app)
     seconds = tokens.parse_expires(expires)
@@ -112,7 +113,14 @@ def token_create(
         if session.settings.endpoint is None:
             raise UsageError("the endpoint is not enabled", hint="add an [endpoint] table to featctl.toml and deploy")
         _revive(session)
-        new = tokens.create(session.settings.workspace, app, write=write, expires_in=seconds, replace=replace)
+        new = tokens.create(
+            session.settings.workspace,
+            app,
+            write=write,
+            expires_in=seconds,
+            replace=replace,
+            edges=token_edges(session),
+        )
     finally:
         rep.close()
         session.close()
@@ -139,12 +147,13 @@ def token_list(output: o.Output = None, workspace: o.Workspace = None, config: o
 def token_revoke(app: App, workspace: o.Workspace = None, config: o.Config = None) -> None:
     """Revoke APP's token: the running endpoint refuses it from the next request on (no reload)."""
     from featctl.lifecycle import tokens
+    from featctl.lifecycle.endpoint import token_edges
 
     tokens.check_app(app)
     session, rep = make_session(workspace=workspace, config=config)
     try:
         _revive(session)
-        tokens.revoke(session.settings.workspace, app)
+        tokens.revoke(session.settings.workspace, app, edges=token_edges(session))
     finally:
         rep.close()
         session.close()

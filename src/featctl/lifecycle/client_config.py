@@ -240,7 +240,8 @@ def client_config(
         (tmp / "ca.pem").write_text(ca)
         refs, entities = _example_request(record)
         body = json.dumps({"features": refs, "entities": entities})
-        new = tokens.create(root, app, write=write, expires_in=expires_in, replace=replace)
+        edges = endpoint.token_edges(session)
+        new = tokens.create(root, app, write=write, expires_in=expires_in, replace=replace, edges=edges)
         try:
             if fmt == "files":
                 auth = {"token": new.token}
@@ -262,7 +263,7 @@ def client_config(
             tmp.replace(out)
         except BaseException:
             with contextlib.suppress(Exception):
-                tokens.put_back(root, new)  # nothing half-done: a replaced token works again
+                tokens.put_back(root, new, edges)  # nothing half-done: a replaced token works again
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,9 +87,9 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
     ws = session.workspace
     rep = session.reporter
     check_repo(s.repo)
-    if s.endpoint is not None and s.target != "local":
+    if s.endpoint is not None and s.target not in ("local", "vm", "yandex"):
         raise UsageError(
-            f"[endpoint] runs on the local target only so far (this deployment's target: {s.target}); "
+            f"[endpoint] runs on the local, vm and yandex targets (this deployment's target: {s.target}); "
             "remove the table from featctl.toml to deploy"
         )
     if s.target == "vm":

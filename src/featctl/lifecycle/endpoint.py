@@ -11,7 +11,10 @@ What deploy, destroy and plan call:
 * ``backends(record)``: each host's serving feature server socket.
 
 On the local target every host is a directory on this machine, so the one
-HAProxy here reaches each host's socket directly. Its files live in
+HAProxy here reaches each host's socket directly. On the vm and yandex
+targets every host runs its own HAProxy (``lifecycle/endpoint_hosts.py``)
+behind a layer-4 load balancer: on vm featctl's, here, on yandex the cloud's.
+The files of this machine's HAProxy live in
 ``<workspace>/endpoint/`` (0700, see ``provision/haproxy.py``); what was last
 applied is ``endpoint/state.json`` (no secret), which ``plan_rows`` compares.
 """
@@ -31,7 +34,7 @@ from typing import Any
 
 from featctl.config import EndpointSettings, Settings
 from featctl.errors import FeatctlError, UsageError
-from featctl.lifecycle import tokens
+from featctl.lifecycle import endpoint_hosts, tokens
 from featctl.provision import haproxy, tls
 from featctl.remote.layout import Layout
 from featctl.session import Session
@@ -77,8 +80,11 @@ def files_of(root: Path) -> haproxy.Files:
     return tokens.endpoint_files(root)
 
 
-def backends(record: Deployment) -> list[haproxy.Backend]:
-    """``h<i>``: host i's serving feature server socket."""
+def backends(record: Deployment, settings: Settings | None = None) -> list[haproxy.Backend]:
+    """``h<i>``: host i's serving feature server socket (vm and yandex: host i's HAProxy)."""
+    if settings is not None and settings.endpoint is not None and endpoint_hosts.on_hosts(settings):
+        port = settings.endpoint.port
+        return [haproxy.Backend(f"h{i}", f"{record.for_host(i).host}:{port}") for i in range(record.host_count)]
     out = []
     for i in range(record.host_count):
         view = record.for_host(i)
@@ -113,13 +119,19 @@ def _require(settings: Settings) -> EndpointSettings:
     return settings.endpoint
 
 
+def effective(settings: Settings, record: Deployment) -> EndpointSettings:
+    """[endpoint] with the address applications connect to (yandex: its load balancer's)."""
+    _require(settings)
+    return endpoint_hosts.effective(settings, record)
+
+
 def desired_state(settings: Settings, record: Deployment) -> dict[str, Any]:
-    ep = _require(settings)
+    ep = effective(settings, record)
     return {
         "listen": ep.listen,
         "port": ep.port,
         "allow": allowed(settings, record),
-        "backends": [asdict(b) for b in backends(record)],
+        "backends": [asdict(b) for b in backends(record, settings)],
         "max_body": ep.max_body,
         "timeout": ep.timeout,
         "names": tls.endpoint_names(ep.listen, ep.names),
@@ -140,8 +152,11 @@ def plan_rows(settings: Settings, record: Deployment) -> list[EndpointChange]:
     old = applied_state(settings.workspace)
     if settings.endpoint is None:
         return [EndpointChange("endpoint", old["listen"], "remove")] if old else []
-    new = desired_state(settings, record)
-    name = url(settings.endpoint)
+    try:
+        new = desired_state(settings, record)
+        name = url(effective(settings, record))
+    except FeatctlError:  # yandex before its load balancer exists: its address is not known yet
+        return [EndpointChange("endpoint", f"load balancer :{settings.endpoint.port}", "add" if old is None else "change")]
     if old is None:
         return [EndpointChange("endpoint", name, "add", tuple(new))]
     differ = tuple(k for k in new if new[k] != old.get(k))
@@ -163,26 +178,42 @@ def _listening(ep: EndpointSettings, seconds: float = 10.0) -> None:
 def sync(session: Session, record: Deployment) -> EndpointStatus | None:
     """Bring the endpoint to featctl.toml's [endpoint]; None when it has none
     (HAProxy stopped, its files removed but tokens.map and tokens.json)."""
-    root = session.settings.workspace
+    settings = session.settings
+    root = settings.workspace
     files = files_of(root)
-    if session.settings.endpoint is None:
+    hosted = endpoint_hosts.on_hosts(settings)
+    if settings.endpoint is None:
         with tokens.endpoint_lock(root):
+            if hosted and applied_state(root) is not None:
+                endpoint_hosts.stop(session, record)
             _remove(files, keep=KEPT)
         return None
-    ep = session.settings.endpoint
-    if session.settings.target != "local":
+    if settings.target not in ("local", *endpoint_hosts.HOST_TARGETS):
         raise UsageError(
-            f"[endpoint] runs on the local target only so far (this deployment's target: {session.settings.target})",
+            f"[endpoint] runs on the local, vm and yandex targets (this deployment's target: {settings.target})",
             hint="remove [endpoint] from featctl.toml",
         )
-    state = desired_state(session.settings, record)
-    cfg = haproxy.render(ep, allow=state["allow"], backends=backends(record), state_dir=files.root)
+    ep = effective(settings, record)
+    state = desired_state(settings, record)
+    cfg: str | None
+    if not hosted:
+        cfg = haproxy.render(ep, allow=state["allow"], backends=backends(record), state_dir=files.root)
+    elif settings.target == "vm":
+        cfg = endpoint_hosts.front_config(settings, record, state["allow"], files.root)
+    else:
+        cfg = None  # yandex: the cloud's load balancer is in front
     with tokens.endpoint_lock(root):
         files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.root.chmod(0o700)
         before = _read(files.cfg), _read(files.edge_pem)
-        tls.ensure_endpoint_cert(Workspace(root), state["names"], files.root, label=session.settings.name)
+        tls.ensure_endpoint_cert(Workspace(root), state["names"], files.root, label=settings.name, client=hosted)
         tokens.write_map(root, tokens.load(root))
+        if hosted:
+            session.reporter.step(f"bringing the endpoint's HAProxy on {record.host_count} host(s) up to date")
+            endpoint_hosts.push(session, record, state["allow"], files)
+        if cfg is None:
+            write_private(files.root / STATE, json.dumps(state, indent=2) + "\n")
+            return _status(settings, record, session=session)
         staged = files.root / ".haproxy.cfg.new"
         write_private(staged, cfg)
         try:
@@ -209,7 +240,18 @@ def sync(session: Session, record: Deployment) -> EndpointStatus | None:
                 raise
         write_private(files.root / STATE, json.dumps(state, indent=2) + "\n")
     _listening(ep)
-    return _status(session.settings, record, started=started)
+    return _status(settings, record, started=started, session=session)
+
+
+def token_edges(session: Session) -> list[tokens.Edge] | None:
+    """Where a token change goes at once: every host's HAProxy on the vm and
+    yandex targets, else this machine's (None, ``tokens``' default)."""
+    settings = session.settings
+    if settings.endpoint is None or not endpoint_hosts.on_hosts(settings):
+        return None
+    if applied_state(settings.workspace) is None:
+        return []  # not deployed yet: the hosts get tokens.map with the endpoint
+    return list(endpoint_hosts.edges(session, session.workspace.require()))
 
 
 def after_switch(session: Session, record: Deployment) -> None:
@@ -218,7 +260,13 @@ def after_switch(session: Session, record: Deployment) -> None:
     failure is reported, not raised: the switch is done and serving goes on
     through the tunnel; the deploy's closing ``sync`` tries again and fails
     loudly."""
-    if session.settings.endpoint is None or not haproxy.running(files_of(session.settings.workspace)):
+    settings = session.settings
+    if settings.endpoint is None:
+        return
+    if endpoint_hosts.on_hosts(settings):
+        if applied_state(settings.workspace) is None:
+            return
+    elif not haproxy.running(files_of(settings.workspace)):
         return
     try:
         sync(session, record)
@@ -233,15 +281,19 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _status(settings: Settings, record: Deployment, *, started: bool = False) -> EndpointStatus:
-    ep = _require(settings)
+def _status(
+    settings: Settings, record: Deployment, *, started: bool = False, session: Session | None = None
+) -> EndpointStatus:
+    ep = effective(settings, record)
     files = files_of(settings.workspace)
     seen: dict[str, haproxy.ServerState] = {}
-    if haproxy.running(files):
+    if settings.target == "yandex":
+        seen = endpoint_hosts.host_states(session, record) if session else {}
+    elif haproxy.running(files):
         seen = {s.name: s for s in haproxy.show_stat(files)}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     rows = []
-    for b in backends(record):
+    for b in backends(record, settings):
         s = seen.get(b.name)
         state = "unknown" if s is None else ("up" if s.up else "down")
         since = None if s is None or s.since_seconds is None else now - timedelta(seconds=s.since_seconds)
@@ -283,10 +335,10 @@ def status(session: Session) -> EndpointStatus:
     """``featctl endpoint``: URL, CA file, each backend as HAProxy sees it, live tokens."""
     _require(session.settings)
     record = session.workspace.require()
-    if not files_of(session.settings.workspace).cfg.exists():
+    if applied_state(session.settings.workspace) is None:
         raise UsageError("the endpoint is enabled but not deployed yet", hint="run `featctl deploy`")
     started = ensure_running(session)
-    return _status(session.settings, record, started=started)
+    return _status(session.settings, record, started=started, session=session)
 
 
 def _remove(files: haproxy.Files, keep: tuple[str, ...] = ()) -> None:

@@ -22,10 +22,11 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from featctl.errors import FeatctlError, UsageError
 from featctl.provision import haproxy
@@ -131,7 +132,7 @@ def write_map(root: Path, records: list[TokenRecord]) -> Path:
     files = endpoint_files(root)
     files.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     files.root.chmod(0o700)
-    write_private(files.tokens_map, "".join(r.map_line() + "\n" for r in records))
+    write_private(files.tokens_map, _map_text(records))
     return files.tokens_map
 
 
@@ -144,6 +145,45 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
+class Edge(Protocol):
+    """A running HAProxy that checks tokens: this machine's (the local
+    target) or a host's (vm, yandex: ``lifecycle/endpoint_hosts.py``)."""
+
+    def live(self) -> bool: ...
+
+    def apply(self, map_text: str, *, add: tuple[str, str] | None = None, delete: str | None = None) -> None:
+        """``map_text`` is tokens.map as it is now; ``add`` (hash, value) and
+        ``delete`` (hash) go to the running HAProxy without a reload."""
+
+
+class LocalEdge:
+    """This machine's HAProxy (the local target); tokens.map is the workspace's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.files = endpoint_files(root)
+
+    def live(self) -> bool:
+        return haproxy.running(self.files)
+
+    def apply(self, map_text: str, *, add: tuple[str, str] | None = None, delete: str | None = None) -> None:
+        if add is not None:
+            haproxy.add_map(self.files, self.files.tokens_map, *add)
+        if delete is not None:
+            haproxy.del_map(self.files, self.files.tokens_map, delete)
+
+
+def _map_text(records: list[TokenRecord]) -> str:
+    return "".join(r.map_line() + "\n" for r in records)
+
+
+def _entry(record: TokenRecord) -> tuple[str, str]:
+    return record.sha256, record.map_line().split(" ", 1)[1]
+
+
+def _live(root: Path, edges: Sequence[Edge] | None) -> list[Edge]:
+    return [e for e in (edges if edges is not None else [LocalEdge(root)]) if e.live()]
+
+
 def create(
     root: Path,
     app: str,
@@ -152,9 +192,11 @@ def create(
     expires_in: int | None = None,
     replace: bool = False,
     now: datetime | None = None,
+    edges: Sequence[Edge] | None = None,
 ) -> NewToken:
     """A new token for ``app``; refuses an existing ``app`` unless ``replace``
-    (the old token stops working at once)."""
+    (the old token stops working at once). ``edges``: the running HAProxies
+    that take it at once (default: this machine's)."""
     check_app(app)
     now = now or datetime.now(timezone.utc)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -173,38 +215,39 @@ def create(
                 f"application {app!r} has a token already",
                 hint=f"`featctl token revoke {app}` first, or pass --replace to rotate it",
             )
-        _save(root, [r for r in records if r.name != app] + [record])
-        files = endpoint_files(root)
-        live = haproxy.running(files)
-        if live:
-            try:
-                haproxy.add_map(files, files.tokens_map, record.sha256, record.map_line().split(" ", 1)[1])
-            except haproxy.EndpointError:
-                _save(root, records)  # nobody saw the token: keep no record of it
-                raise
-            if old is not None:
-                haproxy.del_map(files, files.tokens_map, old.sha256)
-    return NewToken(record, token, live, old)
+        after = [r for r in records if r.name != app] + [record]
+        live = _live(root, edges)
+        _save(root, after)
+        done: list[Edge] = []
+        try:
+            for edge in live:
+                edge.apply(_map_text(after), add=_entry(record), delete=old.sha256 if old else None)
+                done.append(edge)
+        except FeatctlError:
+            _save(root, records)  # nobody saw the token: keep no record of it
+            for edge in done:
+                with contextlib.suppress(FeatctlError):
+                    edge.apply(_map_text(records), add=_entry(old) if old else None, delete=record.sha256)
+            raise
+    return NewToken(record, token, bool(live), old)
 
 
-def put_back(root: Path, new: NewToken) -> None:
+def put_back(root: Path, new: NewToken, edges: Sequence[Edge] | None = None) -> None:
     """Undo ``create``: the new token goes, the one it replaced (if any) works again."""
     with endpoint_lock(root):
         records = [r for r in load(root) if r.name != new.record.name]
         if new.replaced is not None:
             records.append(new.replaced)
         _save(root, records)
-        files = endpoint_files(root)
-        if haproxy.running(files):
-            haproxy.del_map(files, files.tokens_map, new.record.sha256)
-            if new.replaced is not None:
-                old = new.replaced
-                haproxy.add_map(files, files.tokens_map, old.sha256, old.map_line().split(" ", 1)[1])
+        for edge in _live(root, edges):
+            edge.apply(
+                _map_text(records), add=_entry(new.replaced) if new.replaced else None, delete=new.record.sha256
+            )
 
 
-def revoke(root: Path, app: str) -> TokenRecord:
-    """Remove ``app``'s token: from the running HAProxy first (the next request
-    is refused), then from tokens.map and the records."""
+def revoke(root: Path, app: str, edges: Sequence[Edge] | None = None) -> TokenRecord:
+    """Remove ``app``'s token: from the running HAProxies first (the next
+    request is refused), then from tokens.map and the records."""
     check_app(app)
     with endpoint_lock(root):
         records = load(root)
@@ -212,10 +255,10 @@ def revoke(root: Path, app: str) -> TokenRecord:
         if old is None:
             known = ", ".join(r.name for r in records) or "none"
             raise UsageError(f"no token for application {app!r}; tokens: {known}")
-        files = endpoint_files(root)
-        if haproxy.running(files):
-            haproxy.del_map(files, files.tokens_map, old.sha256)
-        _save(root, [r for r in records if r.name != app])
+        after = [r for r in records if r.name != app]
+        for edge in _live(root, edges):
+            edge.apply(_map_text(after), delete=old.sha256)
+        _save(root, after)
     return old
 
 

@@ -76,7 +76,7 @@ def test_sync_refuses_other_targets_before_touching_anything(tmp_path):
     from featctl.errors import UsageError
     from featctl.session import Session
 
-    s = settings(tmp_path, "[endpoint]\n", target="vm")
-    with pytest.raises(UsageError, match="local target only"):
+    s = settings(tmp_path, "[endpoint]\n", target="ssh")
+    with pytest.raises(UsageError, match="local, vm and yandex targets"):
         endpoint.sync(Session(s), record())
     assert not (s.workspace / "endpoint").exists()
