@@ -12,8 +12,10 @@ One deployment for the module; the fault tests restore what they break.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,3 +225,33 @@ def test_both_guest_servers_down_answer_503_within_3_s(ep: Endpoint) -> None:
         for i in (0, 1):
             signal_server(ep.dep, i, "CONT")
     wait_states(ep, {"h0": "up", "h1": "up"}, 20)
+
+
+def test_a_redeploy_under_reads_drops_none(ep: Endpoint) -> None:
+    """A changed feature view: a new release on both guests, switched one at a
+    time under 20 reads per second; each guest's HAProxy reloads onto its new
+    server before the old one stops."""
+    features = ep.dep.repo / "features.py"
+    features.write_text(
+        features.read_text().replace('description="Average daily trips"', 'description="Average daily trips (v2)"')
+    )
+    before = ep.dep.record()["release"]
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("FEATCTL_CONFIG", None)
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "featctl", "deploy"], cwd=ep.dep.root, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    results: list[dict] = []
+    try:
+        while deploy.poll() is None:
+            results += ep.load(10)
+        results += ep.load(5)
+        out = deploy.communicate()[0]
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 0, out[-2000:]
+    assert ep.dep.record()["release"] != before
+    assert len(results) >= 300 and _failures(results) == []
+    assert states(ep) == {"h0": "up", "h1": "up"}
