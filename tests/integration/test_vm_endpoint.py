@@ -178,6 +178,13 @@ def test_the_guests_admit_only_the_balancer(ep: Endpoint) -> None:
                 capture_output=True, text=True, timeout=30,
             )  # fmt: skip
             assert probe.stdout.strip() in ("000", ""), probe
+            # ... although the guest itself is reachable from there (its sshd answers): not a dead route.
+            banner = subprocess.run(
+                [*run_in, sys.executable, "-c",
+                 f"import socket; print(socket.create_connection(({host!r}, 22), timeout=5).recv(4).decode())"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert banner.stdout.strip() == "SSH-", banner
 
 
 def test_feasts_sdk_reads_through_the_bundle_from_the_application_host(ep: Endpoint, tmp_path: Path) -> None:
