@@ -172,6 +172,50 @@ def test_template_queries_equal_the_feast_sdk(template, tmp_path):
     assert rows == [{"driver_id": 1001, "labeler": None}]
 
 
+def test_score_on_the_template_sums_the_named_features(template, tmp_path):
+    """The template has no view that takes <feature>_coef weights: featctl sums
+    weight * value itself, online and point in time, compared with pandas."""
+    from tests.integration.expected import as_of, latest, load
+
+    d = template
+    data = load(d.local_copy / "data" / "driver_stats.parquet")
+    res = d.run("score", "-w", "conv_rate=0.7", "-d", "1001")
+    assert res.returncode == 2 and "weigh one as VIEW:FEATURE" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    weights = "driver_hourly_stats:conv_rate=0.7,driver_hourly_stats:acc_rate=0.3,driver_hourly_stats:avg_daily_trips=-0.01"
+    res = d.run("score", "-w", weights, "-d", "1001")
+    assert "featctl's weighted sum" in res.stderr + res.stdout  # says which computed it
+    rows = d.json("score", "-w", weights, "-d", "1001,1002,1003")
+    assert [r["driver_id"] for r in rows] == [1001, 1002, 1003]
+    for row in rows:
+        want = latest(data, row["driver_id"])
+        score = 0.7 * float(want.conv_rate) + 0.3 * float(want.acc_rate) - 0.01 * int(want.avg_daily_trips)
+        assert row["score"] == pytest.approx(score, rel=1e-5), row
+        assert row["conv_rate"] == pytest.approx(float(want.conv_rate), rel=1e-6)
+    # Point in time, per-row weights from the file; a row before any data scores null.
+    end = data.event_timestamp.max()
+    times = [end - timedelta(hours=5), end - timedelta(hours=30), pd.Timestamp("2000-01-01", tz="UTC")]
+    entities = tmp_path / "score.csv"
+    pd.DataFrame(
+        {
+            "driver_id": [1001, 1002, 1003],
+            "event_timestamp": [t.isoformat() for t in times],
+            "driver_hourly_stats__conv_rate_coef": [1.0, 2.0, 3.0],  # <view>__<feature>: conv_rate is in two views
+        }
+    ).to_csv(entities, index=False)
+    weights = "driver_hourly_stats:acc_rate=0.5,driver_hourly_stats:avg_daily_trips=0.001"
+    got = d.json("score", "--entities", str(entities), "-w", weights)
+    assert [r["driver_id"] for r in got] == [1001, 1002, 1003]
+    for row, ts, coef in zip(got, times, [1.0, 2.0, 3.0]):
+        want = as_of(data, row["driver_id"], ts, timedelta(days=1))
+        if want is None:
+            assert row["score"] is None, row
+            continue
+        score = coef * float(want.conv_rate) + 0.5 * float(want.acc_rate) + 0.001 * int(want.avg_daily_trips)
+        assert row["score"] == pytest.approx(score, rel=1e-5), (row, want)
+    assert got[2]["score"] is None
+
+
 def test_verify_on_the_template_checks_every_driver_and_repairs_a_changed_value(template):
     """featctl verify on `feast init`'s repository (its own names, Map, Json and
     list features, a push source feeding a second view): every driver of its

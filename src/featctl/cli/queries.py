@@ -95,7 +95,8 @@ def score(
             "--weights",
             "-w",
             help="Weights as NAME=NUMBER[,NAME=NUMBER...] without spaces; NUMBER is a plain decimal "
-            "(0.7, -1, 2.5e-3). A feature not given weighs 0.",
+            "(0.7, -1, 2.5e-3). With a scoring view a feature not given weighs 0; without one NAME may be "
+            "VIEW:FEATURE (a feature name that several views have).",
             show_default=False,
         ),
     ] = None,
@@ -140,6 +141,10 @@ def score(
     config: o.Config = None,
 ) -> None:
     """Weighted score: sum(weight * feature), computed by the on-demand view with the weights sent as request data.
+
+    The view is --view, else featctl.toml [score] view, else the one on-demand view whose request fields are
+    <feature>_coef weights. A repository with no such view gets featctl's own sum of the features --weights
+    names (a numeric feature of one feature view each), with the same rule: null when a value is missing.
 
     Online from the feature server by default; point-in-time from the offline store with --at or --entities
     (as historical: inside the serving feature server, or a Feast process of its own with

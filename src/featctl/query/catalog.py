@@ -15,15 +15,28 @@ DEFAULT_JOIN_KEY = "driver_id"
 COEF_SUFFIX = "_coef"
 
 
+#: Feast types a weighted sum takes (the values become 64-bit floats).
+NUMERIC = ("Int32", "Int64", "Float32", "Float64", "Bool")
+#: The output of a score featctl computes itself (no on-demand view weighs the features).
+SUM_OUTPUT = "score"
+
+
 @dataclass(frozen=True)
 class ScoreView:
-    """An on-demand view that weighs features with ``<feature>_coef`` request fields."""
+    """An on-demand view that weighs features with ``<feature>_coef`` request
+    fields or, with ``summed``, no view: featctl sums weight * value itself."""
 
     name: str
     #: weighted feature -> the feature view it is read from
     weighted: dict[str, str]
     #: the view's own output features
     outputs: list[str]
+    summed: bool = False
+
+    def describe(self) -> str:
+        if self.summed:
+            return "featctl's weighted sum (no on-demand view of the repository takes weights)"
+        return f"on-demand view {self.name}"
 
     def coef(self, feature: str) -> str:
         return f"{feature}{COEF_SUFFIX}"
@@ -135,10 +148,13 @@ class Catalog:
         return [f"{v['name']}:{f['name']}" for v in self.desc.get("feature_views", []) for f in v.get("features", [])]
 
     # --- score --------------------------------------------------------------------
-    def score_view(self, name: str | None = None, *, configured: str | None = None) -> ScoreView:
+    def score_view(
+        self, name: str | None = None, *, configured: str | None = None, weighing: Sequence[str] | None = None
+    ) -> ScoreView:
         """The on-demand view ``score`` uses: ``name`` (--view), else ``configured``
         (featctl.toml [score] view), else the one view whose request fields are all
-        ``<feature>_coef`` weights of features it reads."""
+        ``<feature>_coef`` weights of features it reads; with no such view and
+        ``weighing`` (the features --weights names), featctl's own sum of them."""
         odfvs = self.desc.get("on_demand_feature_views", [])
         if not self.desc:  # an old deployment record without a summary: featctl's demo view
             return ScoreView(
@@ -163,6 +179,8 @@ class Catalog:
         candidates = [s for s in (self._weighing(v) for v in odfvs) if s is not None]
         if len(candidates) == 1:
             return candidates[0]
+        if not candidates and weighing:
+            return self.summed(weighing)
         if not candidates:
             known = ", ".join(v["name"] for v in odfvs) or "none"
             raise UsageError(
@@ -173,6 +191,31 @@ class Catalog:
             f"several on-demand views take weights: {', '.join(c.name for c in candidates)}; "
             "choose one with --view or [score] view in featctl.toml"
         )
+
+    def summed(self, names: Sequence[str]) -> ScoreView:
+        """The score of features ``names`` (``feature`` or ``view:feature``) that
+        featctl computes: each one numeric feature of one feature view."""
+        types = self.feature_types()
+        weighted: dict[str, str] = {}
+        for name in names:
+            view, _, feat = name.rpartition(":")
+            homes = [view] if view else [v["name"] for v in self.desc.get("feature_views", [])
+                                         if any(f["name"] == feat for f in v.get("features", []))]  # fmt: skip
+            if view:
+                self.check_refs([name])
+            if not homes:
+                raise UsageError(f"no feature view has a feature {feat!r} to weigh")
+            if len(homes) > 1:
+                raise UsageError(
+                    f"feature {feat!r} is in several views ({', '.join(homes)}): weigh one as VIEW:FEATURE"
+                )
+            if feat in weighted:
+                raise UsageError(f"two weighted features are named {feat!r} ({weighted[feat]}, {homes[0]}): weigh one only")
+            dtype = types.get(f"{homes[0]}:{feat}", "")
+            if dtype and dtype not in NUMERIC:
+                raise UsageError(f"feature {homes[0]}:{feat} is {dtype}, not a number: it cannot be weighed")
+            weighted[feat] = homes[0]
+        return ScoreView("", weighted, [SUM_OUTPUT], summed=True)
 
     def _weighing(self, odfv: dict[str, Any]) -> ScoreView | None:
         fields = list(self.request_fields([f"{odfv['name']}:x"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from featctl.errors import UsageError
-from featctl.query.catalog import Catalog, catalog, select_features
+from featctl.query.catalog import COEF_SUFFIX, SUM_OUTPUT, Catalog, catalog, select_features
 from featctl.query.files import frame_table, numeric_column, read_entities, write_frame
 from featctl.query.inputs import parse_weights
 from featctl.query.online import gather, score_refs
@@ -73,14 +73,26 @@ def score_at(
     """
     record = session.deployment()
     cat = catalog(record)
-    spec = cat.score_view(view, configured=session.settings.score_view)
+    frame = None
+    if entities_file is not None:
+        frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
+    given = parse_weights(weight_specs, None) if weight_specs else {}
+    # A file's weight columns: <feature>_coef, or <view>__<feature>_coef for featctl's own sum.
+    columns = [str(c) for c in (frame.columns if frame is not None else [])]
+    in_file = {c: name for c in columns if (name := _weight_column(c)) is not None}
+    named = [*given, *(n for n in in_file.values() if n not in given)]
+    spec = cat.score_view(view, configured=session.settings.score_view, weighing=named)
+    if spec.summed and frame is not None:
+        frame = frame.rename(columns={c: spec.coef(n.rpartition(":")[2]) for c, n in in_file.items()})
     feats = list(spec.weighted)
     coef_cols = [spec.coef(f) for f in feats]
     refs = score_refs(spec)
-    weights = parse_weights(weight_specs, feats) if weight_specs or entities_file is None else {}
-    if entities_file is not None:
-        frame = read_entities(entities_file, required=["event_timestamp"], key_types=cat.join_key_types())
-        given = parse_weights(weight_specs, None) if weight_specs else {}
+    given = {name.rpartition(":")[2]: w for name, w in given.items()}
+    if spec.summed:
+        weights = {f: given.get(f, 0.0) for f in feats}
+    else:
+        weights = parse_weights(weight_specs, feats) if weight_specs or entities_file is None else {}
+    if frame is not None and entities_file is not None:
         both = [f for f in given if spec.coef(f) in frame.columns]
         if both:
             raise UsageError(
@@ -94,11 +106,16 @@ def score_at(
             frame[c] = numeric_column(frame, c, entities_file)
         frame = _frame_checked(cat, refs, frame, entities_file)
     else:
-        requests = {c: float(weights[f]) for f, c in zip(feats, coef_cols)}
+        requests = {} if spec.summed else {c: float(weights[f]) for f, c in zip(feats, coef_cols)}
         frame = _frame(
             cat, refs, entities_file=None, entity_specs=entity_specs, driver_ids=driver_ids, at=at, requests=requests
         )
+        for f, c in zip(feats, coef_cols):
+            if spec.summed:
+                frame[c] = float(weights[f])
     result = typed_frame(_historical_frame(session, record, frame, refs, None), column_types(cat, refs))
+    if spec.summed:
+        result[SUM_OUTPUT] = summed_column(result, feats, coef_cols)
     keys = [k for k in cat.keys_for(refs) if k in result.columns]
     cols = keys + ["event_timestamp"] + feats + coef_cols + spec.outputs
     result = result[[c for c in cols if c in result.columns]]
@@ -112,9 +129,34 @@ def score_at(
                 notes.append(f"{int(inf.sum())} score(s) overflowed a 64-bit float (weights too large); shown as null")
     if out is not None:
         return _written(result, out, notes)
-    table = frame_table(result, title="weighted score (point in time)")
+    if spec.summed:
+        notes.append(f"{SUM_OUTPUT} = sum(weight * value), computed by featctl: {spec.describe()}")
+    table = frame_table(result, title=f"weighted score (point in time): {spec.describe()}")
     table.notes = notes
     return table
+
+
+def _weight_column(column: str) -> str | None:
+    """The feature a file's weight column weighs (``view:feature`` for ``view__feature_coef``)."""
+    if not column.endswith(COEF_SUFFIX) or column == COEF_SUFFIX:
+        return None
+    base = column[: -len(COEF_SUFFIX)]
+    view, sep, feat = base.partition("__")
+    return f"{view}:{feat}" if sep and view and feat else base
+
+
+def summed_column(result: Any, feats: Sequence[str], coef_cols: Sequence[str]) -> Any:
+    """featctl's score per row: sum(weight * value), NaN (shown as null) when
+    any value is missing (the demo view's rule), as 64-bit floats."""
+    import pandas as pd
+
+    total = pd.Series(0.0, index=result.index, dtype="float64")
+    missing = pd.Series(False, index=result.index)
+    for f, c in zip(feats, coef_cols, strict=True):
+        values = pd.to_numeric(result[f], errors="coerce").astype("float64")
+        missing |= values.isna()
+        total += result[c].astype("float64") * values
+    return total.where(~missing)
 
 
 def _written(result: Any, out: Path, notes: list[str]) -> Table:

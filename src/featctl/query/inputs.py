@@ -11,7 +11,8 @@ from pathlib import Path
 from featctl.errors import UsageError
 
 COEF_SUFFIX = "_coef"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A weighted feature: ``feature``, or ``view:feature`` for featctl's own sum.
+_QUALIFIED = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_-]*:)?[A-Za-z_][A-Za-z0-9_]*")
 
 
 #: The one number syntax featctl accepts (README): optional sign, ASCII digits,
@@ -44,7 +45,7 @@ def parse_weights(specs: Sequence[str], allowed: Iterable[str] | None) -> dict[s
             name, sep, raw = item.partition("=")
             if not sep:
                 raise UsageError(f"weight {item!r} is not name=value")
-            if not name or not _NAME.fullmatch(name):
+            if not name or not _QUALIFIED.fullmatch(name):
                 raise UsageError(f"weight {item!r} has no valid feature name before '='")
             if not raw:
                 raise UsageError(f"weight {name!r} has no value after '='")

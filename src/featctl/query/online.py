@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from featctl.errors import FeatctlError, FeatureServerError, HostKeyMismatch, SSHError, UsageError
-from featctl.query.catalog import Catalog, ScoreView, catalog, select_features
+from featctl.query.catalog import SUM_OUTPUT, Catalog, ScoreView, catalog, select_features
 from featctl.query.inputs import parse_weights
 from featctl.query.rows import entity_rows, key_text, request_values
 from featctl.query.table import Table
@@ -279,7 +279,30 @@ def not_finite(value: Any) -> bool:
 
 
 def score_refs(spec: ScoreView) -> list[str]:
-    return [f"{view}:{feat}" for feat, view in spec.weighted.items()] + [f"{spec.name}:{o}" for o in spec.outputs]
+    """What the score reads: the weighted features and the view's outputs (featctl's sum: the features only)."""
+    outputs = [] if spec.summed else [f"{spec.name}:{o}" for o in spec.outputs]
+    return [f"{view}:{feat}" for feat, view in spec.weighted.items()] + outputs
+
+
+def weighted_sum(values: Sequence[Any], weights: Sequence[float]) -> float | None:
+    """featctl's own score, with the demo view's rule: None when a value is
+    missing (None or NaN) or not a number, else sum(weight * value)."""
+    total = 0.0
+    for value, weight in zip(values, weights, strict=True):
+        if value is None or isinstance(value, str) or value != value:
+            return None
+        total += float(weight) * float(value)
+    return total
+
+
+def score_spec(cat: Catalog, weight_specs: Sequence[str], view: str | None, configured: str | None) -> tuple[ScoreView, dict[str, float]]:
+    """The scoring view (or featctl's sum, when the repository has none) and
+    each weighted feature's weight (0 for a view's feature --weights leaves out)."""
+    given = parse_weights(weight_specs, None)
+    spec = cat.score_view(view, configured=configured, weighing=list(given))
+    if spec.summed:
+        return spec, {name.rpartition(":")[2]: w for name, w in given.items()}
+    return spec, parse_weights(weight_specs, list(spec.weighted))
 
 
 def score(
@@ -291,18 +314,21 @@ def score(
     view: str | None = None,
 ) -> Table:
     """The weighted score from the feature server, computed by the on-demand view
-    that weighs features (``Catalog.score_view``) with the weights as request data."""
+    that weighs features (``Catalog.score_view``) with the weights as request
+    data, or by featctl from the features' online values when no view does."""
     record = session.deployment()
     cat = catalog(record)
-    spec = cat.score_view(view, configured=session.settings.score_view)
-    weights = parse_weights(weight_specs, list(spec.weighted))
-    coefs = {spec.coef(f): w for f, w in weights.items()}
+    spec, weights = score_spec(cat, weight_specs, view, session.settings.score_view)
+    coefs = {} if spec.summed else {spec.coef(f): w for f, w in weights.items()}
     refs = score_refs(spec)
     ents = gather(cat, refs, entity_specs=entity_specs, driver_ids=driver_ids, extra_requests=coefs)
     columns = _ask(session, record, lambda srv: srv.online_features(ents.columns, features=refs))
     types = cat.feature_types()
     type_online(columns, {ref.partition(":")[2]: types.get(ref, "") for ref in refs})
     feats = list(spec.weighted)
+    if spec.summed:
+        values = [columns.get(f, [None] * ents.size) for f in feats]
+        columns[SUM_OUTPUT] = [weighted_sum([v[i] for v in values], [weights[f] for f in feats]) for i in range(ents.size)]
     out_cols = ents.keys + feats + [spec.coef(f) for f in feats] + spec.outputs
     rows = []
     overflowed: list[str] = []
@@ -317,10 +343,12 @@ def score(
                 value = None
             row.append(value)
         rows.append(row)
-    table = Table(out_cols, rows, title="weighted score")
+    table = Table(out_cols, rows, title=f"weighted score: {spec.describe()}")
     by_view: dict[str, list[str]] = {}
     for feat, source in spec.weighted.items():
         by_view.setdefault(source, []).append(feat)
     table.notes = missing_notes(ents, columns, by_view)
+    if spec.summed:
+        table.notes.append(f"{SUM_OUTPUT} = sum(weight * value), computed by featctl: {spec.describe()}")
     table.notes += [f"{t}: the score overflowed a 64-bit float (weights too large); shown as null" for t in overflowed]
     return table

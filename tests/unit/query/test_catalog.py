@@ -121,3 +121,39 @@ def test_an_on_demand_view_never_shares_a_request_with_a_namesake_of_its_inputs(
         assert len(names) == len(set(names))
         assert not ("weighted:score" in g and "hourly:spend" in g)
     assert sorted(r for g in groups for r in g) == sorted(["stats:spend", "hourly:spend", "weighted:score"])
+
+
+# --- featctl's own sum, for repositories without a weighing view ---------------------------------------------
+SUMMABLE = {
+    "feature_views": [
+        {"name": "stats", "features": [{"name": "spend", "dtype": "Float64"}, {"name": "tier", "dtype": "String"}]},
+        {"name": "visits", "features": [{"name": "count", "dtype": "Int64"}, {"name": "spend", "dtype": "Float32"}]},
+        {"name": "flags", "features": [{"name": "vip", "dtype": "Bool"}]},
+    ],
+    "on_demand_feature_views": [],
+}
+
+
+def test_without_a_weighing_view_the_named_features_are_summed():
+    spec = Catalog(SUMMABLE).score_view(weighing=["count", "stats:spend", "vip"])
+    assert spec.summed and spec.outputs == ["score"]
+    assert spec.weighted == {"count": "visits", "spend": "stats", "vip": "flags"}
+    assert "featctl's weighted sum" in spec.describe()
+    # a weighing view, when there is one, is still the one used
+    assert Catalog(DESC).score_view(weighing=["spend"]).name == "weighted"
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["spend"], r"feature 'spend' is in several views \(stats, visits\): weigh one as VIEW:FEATURE"),
+        (["nothing"], "no feature view has a feature 'nothing'"),
+        (["tier"], "feature stats:tier is String, not a number"),
+        (["stats:spend", "visits:spend"], "two weighted features are named 'spend'"),
+        (["nope:spend"], "unknown feature view 'nope'"),
+        (["stats:count"], "feature view 'stats' has no feature 'count'"),
+    ],
+)
+def test_what_featctl_will_not_sum(names, message):
+    with pytest.raises(UsageError, match=message):
+        Catalog(SUMMABLE).score_view(weighing=names)

@@ -158,3 +158,14 @@ def test_out_paths_are_checked_before_any_query(tmp_path):
     for path, message in cases:
         with pytest.raises(UsageError, match=message):
             check_out_path(path)
+
+
+def test_a_weight_may_name_its_view():
+    from featctl.query.inputs import parse_weights
+
+    assert parse_weights(["driver_hourly_stats:conv_rate=0.5,avg=1"], None) == {
+        "driver_hourly_stats:conv_rate": 0.5,
+        "avg": 1.0,
+    }
+    with pytest.raises(UsageError, match="no valid feature name"):
+        parse_weights(["a:b:c=1"], None)
