@@ -143,6 +143,11 @@ def test_values_from_the_application_host_equal_pandas_on_both_guests(ep: Endpoi
             assert got["linear_combination"][i] == pytest.approx(want, rel=1e-6)
 
 
+def test_plan_after_the_deploy_has_no_endpoint_change(ep: Endpoint) -> None:
+    plan = ep.dep.json("plan")
+    assert plan["endpoint"] == [], plan["endpoint"]
+
+
 def test_what_is_refused_and_a_revoked_token_on_every_guest(ep: Endpoint) -> None:
     reader, writer = ep.token("reader"), ep.token("writer", "--write")
     for token in (None, "fct_not-a-token", reader + "x"):

@@ -138,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int)
             sp.add_argument("--env")
             sp.add_argument("--online-store", help="the online store's identity its materialization filled")
+            sp.add_argument("--workers", type=int, help="the feature server's worker processes")
         if name == "cleanup":
             sp.add_argument("--keep", type=int, default=5)
             sp.add_argument("--spare", default="")

@@ -71,6 +71,7 @@ def releases(base: str) -> list[dict[str, Any]]:
                 "probe": probe,
                 "env": read(os.path.join(meta, "env")) or None,
                 "online_store": read(os.path.join(meta, "online_store")) or None,
+                "workers": int(read(os.path.join(meta, "workers"), "0") or 0) or None,
                 "services": {
                     **{
                         name: int(read(os.path.join(meta, f"{name}.pid")))
@@ -323,14 +324,9 @@ def cmd_set(args: argparse.Namespace) -> dict[str, Any]:
     meta = os.path.join(args.base, "releases", args.id, META)
     if not os.path.isdir(meta):
         raise InputError(f"no release {args.id}")
-    if args.state:
-        write(os.path.join(meta, "state"), args.state)
-    if args.port:
-        write(os.path.join(meta, "port"), str(args.port))
-    if args.env:
-        write(os.path.join(meta, "env"), args.env)
-    if args.online_store:
-        write(os.path.join(meta, "online_store"), args.online_store)
+    for name in ("state", "port", "env", "online_store", "workers"):
+        if getattr(args, name, None):
+            write(os.path.join(meta, name), str(getattr(args, name)))
     return {"release": args.id}
 
 

@@ -237,6 +237,10 @@ def plan(
             "kept_host_data": result.kept,
             "conflicts": result.conflicts,
             "install_feast": result.install_feast,
+            "server": result.server,
+            "endpoint": [
+                {"kind": r.kind, "name": r.name, "change": r.change, "fields": list(r.fields)} for r in result.endpoint
+            ],
             "registry": registry,
         }
         ENV.stdout.write(dumps_json(doc) + "\n")

@@ -32,6 +32,32 @@ def refuse_unknown_views(views: list[str] | None, known: set[str], unknown_says:
         )
 
 
+def server_workers(settings: Any) -> int:
+    """The feature server's worker processes: featctl.toml's server_workers, or
+    1 where the repository's online store is a file only one process may open."""
+    from featctl.errors import FeatctlError
+    from featctl.repo.feature_store import load
+
+    try:
+        single = load(settings.repo).single_process_online
+    except FeatctlError:
+        return int(settings.server_workers)
+    return 1 if single else int(settings.server_workers)
+
+
+def server_differs(release: Any, settings: Any) -> str | None:
+    """How the serving release's feature server runs otherwise than featctl.toml
+    says (a deploy starts a new release for it), or None. A release from before
+    featctl recorded its workers counts as the default's."""
+    from featctl.config import _DEFAULTS
+
+    workers = getattr(release, "workers", None) or _DEFAULTS["server_workers"]
+    wanted = server_workers(settings)
+    if workers != wanted:
+        return f"server_workers {workers} -> {wanted}"
+    return None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 

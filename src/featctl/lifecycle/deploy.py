@@ -18,7 +18,7 @@ from typing import Any
 
 from featctl.errors import FeatctlError, UsageError
 from featctl.lifecycle import endpoint, hosts, ownership
-from featctl.lifecycle.common import check_repo, choose_server_ports, connect_host, holder
+from featctl.lifecycle.common import check_repo, choose_server_ports, connect_host, holder, server_differs
 from featctl.lifecycle.health import Health, materialized_views, release_health
 from featctl.lifecycle.release import build_release
 from featctl.provision.machine import ensure_keys, provision, provision_existing
@@ -181,10 +181,14 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             stale = _stale_server_code(conn, cur) if cur is not None and healthy else None
             if stale:
                 rep.info(stale)
+            differs = server_differs(cur, s) if cur is not None else None
+            if differs and healthy and cur is not None:
+                rep.info(f"release {cur.id}'s feature server runs with {differs}: starting a new release with it")
             if (
                 cur is not None
                 and healthy
                 and not stale
+                and not differs
                 and not files.changes
                 and (cur.env or DEFAULT_ENV) == spec.name
                 and cur.port in record.server_ports

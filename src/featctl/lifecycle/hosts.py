@@ -15,7 +15,7 @@ from typing import Any
 from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.lifecycle import endpoint, health
-from featctl.lifecycle.common import choose_server_ports, connect_host, holder, shielded
+from featctl.lifecycle.common import choose_server_ports, connect_host, holder, server_differs, server_workers, shielded
 from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
@@ -108,7 +108,10 @@ def follow(
         cur = host.current_release
         # Host 0 decided what the release holds: a follower mirrors this machine's files.
         files = releases.file_plan(local, host, "overwrite")
-        if cur is not None and not files.changes and (cur.env or DEFAULT_ENV) == spec.name:
+        differs = server_differs(cur, s) if cur is not None else None
+        if differs and cur is not None:
+            outcome.messages.append(f"host {index}: release {cur.id}'s feature server runs with {differs}")
+        if cur is not None and not differs and not files.changes and (cur.env or DEFAULT_ENV) == spec.name:
             server = FeatureServer(conn, int(cur.port or 0))
             try:
                 ok = health.check(server, probe, materialized) if cur.port else health.Health(False, "no port")
@@ -129,8 +132,8 @@ def follow(
             releases.upload(conn, local, new_layout, new_id, files)
             step = "starting the feature server"
             rep.step(f"host {index}: starting the feature server of release {new_id}")
-            releases.set_meta(conn, new_layout, new_id, port=port, env=new_layout.env_name)
-            service.start(conn, new_layout, new_id, port=port, workers=s.server_workers)
+            releases.set_meta(conn, new_layout, new_id, port=port, env=new_layout.env_name, workers=server_workers(s))
+            service.start(conn, new_layout, new_id, port=port, workers=server_workers(s))
             server = FeatureServer(conn, port)
             wait_healthy(conn, new_layout, new_id, server)
             step = "the health check"
@@ -180,8 +183,8 @@ def roll_back_follower(session: Session, record: Deployment, index: int) -> Host
         tlayout = layout.with_env(target.env)
         port = next(p for p in view.server_ports if p != cur.port)
         rep.step(f"host {index}: starting the feature server of release {target.id}")
-        releases.set_meta(conn, tlayout, target.id, port=port)
-        service.start(conn, tlayout, target.id, port=port, workers=session.settings.server_workers)
+        releases.set_meta(conn, tlayout, target.id, port=port, workers=server_workers(session.settings))
+        service.start(conn, tlayout, target.id, port=port, workers=server_workers(session.settings))
         server = FeatureServer(conn, port)
         try:
             wait_healthy(conn, tlayout, target.id, server)

@@ -8,7 +8,7 @@ from typing import Any
 
 from featctl.errors import HostKeyMismatch, SSHError, UsageError
 from featctl.lifecycle import endpoint
-from featctl.lifecycle.common import check_repo, holder
+from featctl.lifecycle.common import check_repo, holder, server_differs
 from featctl.provision.machine import prepared_stack
 from featctl.provision.targets import HostKeys
 from featctl.remote import agent, releases
@@ -46,10 +46,14 @@ class PlanResult:
     conflicts: list[str] = field(default_factory=list)
     #: The application endpoint: added, removed or changed ([endpoint] in featctl.toml).
     endpoint: list[PlanRow] = field(default_factory=list)
+    #: How the serving feature server runs otherwise than featctl.toml says (a new release starts it so).
+    server: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
-        return bool(self.terraform or self.upload or self.remove or self.install_feast or self.endpoint)
+        return bool(
+            self.terraform or self.upload or self.remove or self.install_feast or self.endpoint or self.server
+        )
 
     def rows(self) -> list[PlanRow]:
         """Every planned change, Terraform first, then files (host-written ones kept), the host, the registry."""
@@ -65,6 +69,7 @@ class PlanResult:
         ]
         if self.install_feast:
             rows.append(PlanRow("host", "Feast environment", "install"))
+        rows += [PlanRow("host", "feature server", f"new release ({why})") for why in self.server]
         return rows + list(self.endpoint) + list(self.registry or [])
 
 
@@ -83,12 +88,13 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
     if record and record.target != s.target:
         raise UsageError(f"{ws.root} holds a {record.target} deployment; destroy it first or use another --workspace")
     result = PlanResult(target=s.target)
-    if s.endpoint is not None and s.target != "local":
-        raise UsageError(f"[endpoint] runs on the local target only so far (this deployment's target: {s.target})")
+    if s.endpoint is not None and s.target not in ("local", "vm", "yandex"):
+        raise UsageError(f"[endpoint] runs on the local, vm and yandex targets (this deployment's target: {s.target})")
     if record is not None and record.host:
         result.endpoint = [PlanRow(c.kind, c.name, c.change, tuple(c.fields)) for c in endpoint.plan_rows(s, record)]
     elif s.endpoint is not None:
-        result.endpoint = [PlanRow("endpoint", endpoint.url(s.endpoint), "add")]
+        where = f"load balancer :{s.endpoint.port}" if s.target == "yandex" else endpoint.url(s.endpoint)
+        result.endpoint = [PlanRow("endpoint", where, "add")]
     with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
         # Existing keys are read, missing ones are throwaway: plan keeps nothing.
         client = (
@@ -144,6 +150,8 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
         ready = conn.run(f"cat {q(wanted.env + '/.featctl-ready')} 2>/dev/null || true", timeout=30).text.strip()
         result.install_feast = not ready
         cur = host.current_release
+        differs = server_differs(cur, s) if cur is not None else None
+        result.server = [differs] if differs else []
         if result.install_feast:
             result.notes.append(f"deploy would install {spec.describe()} (envs/{spec.name}) beside the serving one")
         # The registry diff runs with the environment deploy would use, when it exists.

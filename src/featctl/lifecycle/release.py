@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeastError, FeatctlError
 from featctl.lifecycle import endpoint, health, services
-from featctl.lifecycle.common import iso, shielded, utcnow
+from featctl.lifecycle.common import iso, server_workers, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.query.server import FeatureServer
 from featctl.remote import agent, releases, service
@@ -114,8 +114,8 @@ def build_release(
         agent.feast_apply(conn, layout, layout.release(new_id), timeout=s.command_timeout)
         step = "starting the feature server"
         rep.step(f"starting the feature server of release {new_id}")
-        releases.set_meta(conn, layout, new_id, port=port, env=layout.env_name)
-        service.start(conn, layout, new_id, port=port, workers=s.server_workers)
+        releases.set_meta(conn, layout, new_id, port=port, env=layout.env_name, workers=server_workers(s))
+        service.start(conn, layout, new_id, port=port, workers=server_workers(s))
         server = FeatureServer(conn, port)
         wait_healthy(conn, layout, new_id, server)
         step = "materialization"

@@ -7,7 +7,7 @@ from typing import Any
 
 from featctl.errors import FeastError, FeatctlError, UsageError
 from featctl.lifecycle import endpoint, health, ownership, services
-from featctl.lifecycle.common import holder, iso, shielded, utcnow
+from featctl.lifecycle.common import holder, iso, server_workers, shielded, utcnow
 from featctl.lifecycle.materialize import materialize_views
 from featctl.lifecycle.release import wait_healthy
 from featctl.query.server import FeatureServer
@@ -47,8 +47,8 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
             port = next((p for p in ports if p != cur.port), ports[0])
             try:
                 rep.step(f"starting the feature server of release {target.id}")
-                releases.set_meta(conn, layout, target.id, port=port)
-                service.start(conn, layout, target.id, port=port, workers=session.settings.server_workers)
+                releases.set_meta(conn, layout, target.id, port=port, workers=server_workers(session.settings))
+                service.start(conn, layout, target.id, port=port, workers=server_workers(session.settings))
                 server = FeatureServer(conn, port)
                 wait_healthy(conn, layout, target.id, server)
                 if "postgres" in record.stores:

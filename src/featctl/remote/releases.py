@@ -53,6 +53,8 @@ class Release:
     #: Its feature server's newest restart by featctl's supervisor: UTC time,
     #: and `` (by a new supervisor)`` when the keeper had replaced a killed one.
     restarted: str | None = None
+    #: Its feature server's worker processes (None: from before featctl recorded them).
+    workers: int | None = None
 
     @property
     def running(self) -> bool:
@@ -239,6 +241,7 @@ def set_meta(
     port: int | None = None,
     env: str | None = None,
     online_store: str | None = None,
+    workers: int | None = None,
 ) -> None:
     args = ["--id", release_id]
     if state:
@@ -249,6 +252,8 @@ def set_meta(
         args += ["--env", env]
     if online_store:
         args += ["--online-store", online_store]
+    if workers:
+        args += ["--workers", str(workers)]
     hostops(conn, layout, "set", *args)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featctl import FEAST_VERSION
 from featctl.errors import UsageError
 
 CONFIG = "feature_store.yaml"
@@ -89,6 +90,16 @@ class RepoConfig:
             return {"type": store}
         return dict(store)
 
+    @property
+    def single_process_online(self) -> str | None:
+        """Why only one process may open the online store (an embedded store in
+        a local file, e.g. milvus-lite), or None."""
+        store = self.online_store
+        kind = str(store.get("type", ""))
+        if kind == "milvus" and store.get("path") and not store.get("host"):
+            return f"the online store is milvus-lite (a file, {store['path']}, that one process opens)"
+        return None
+
 
 def load(repo: Path) -> RepoConfig:
     """Read ``feature_store.yaml``; a file Feast could not read is one line, exit 2."""
@@ -114,15 +125,36 @@ def load(repo: Path) -> RepoConfig:
     return cfg
 
 
+#: Feast's feature server types (feature_store.yaml ``feature_server: type:``) -> the extra each needs.
+FEATURE_SERVER_TYPES = {"local": None, "mcp": "mcp"}
+
+
+def feature_server_type(cfg: RepoConfig) -> str:
+    """feature_store.yaml's ``feature_server`` type ("local" when it names none);
+    a type Feast 0.67 does not know is one line (exit 2) before anything runs."""
+    server = cfg.data.get("feature_server")
+    kind = str((server.get("type") if isinstance(server, dict) else None) or "local")
+    if kind not in FEATURE_SERVER_TYPES:
+        raise UsageError(
+            f"{cfg.path}: feature_server type {kind!r} is not one Feast {FEAST_VERSION} serves "
+            f"({', '.join(FEATURE_SERVER_TYPES)})"
+        )
+    return kind
+
+
 def installable_extras() -> set[str]:
     """Every Feast extra ``extras_for`` may name, and the lock's own ``grpcio``:
     scripts/check-feast-extras resolves them together with the lock."""
-    return {*_ONLINE_EXTRAS.values(), *_OFFLINE_EXTRAS.values(), "postgres", "mysql", "spark", "grpcio"}
+    servers = {e for e in FEATURE_SERVER_TYPES.values() if e}
+    return {*_ONLINE_EXTRAS.values(), *_OFFLINE_EXTRAS.values(), *servers, "postgres", "mysql", "spark", "grpcio"}
 
 
 def extras_for(cfg: RepoConfig) -> list[str]:
     """The Feast extras the repository's stores need (``feast[redis,postgres]``)."""
     out: set[str] = set()
+    server_extra = FEATURE_SERVER_TYPES[feature_server_type(cfg)]
+    if server_extra:
+        out.add(server_extra)
     online = cfg.online_store.get("type")
     if isinstance(online, str) and online in _ONLINE_EXTRAS:
         out.add(_ONLINE_EXTRAS[online])
