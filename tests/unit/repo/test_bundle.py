@@ -123,6 +123,15 @@ def test_demo_marker_and_extras(tmp_path):
     assert not feature_store.load(repo_with(tmp_path / "other")).is_demo
 
 
+def test_the_mcp_feature_server_needs_its_extra_and_unknown_types_are_refused(tmp_path):
+    mcp = feature_store.load(repo_with(tmp_path / "m", "project: p\nfeature_server:\n  type: mcp\n  mcp_enabled: true\n"))
+    assert mcp.extras == ["mcp"]
+    assert feature_store.load(repo_with(tmp_path / "l", "project: p\nfeature_server:\n  type: local\n")).extras == []
+    assert "mcp" in feature_store.installable_extras()
+    with pytest.raises(UsageError, match="feature_server type 'lambda' is not one Feast 0.67.0 serves"):
+        feature_store.load(repo_with(tmp_path / "x", "project: p\nfeature_server:\n  type: lambda\n"))
+
+
 def test_bad_feature_store_yaml_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="not valid YAML"):
         build(repo_with(tmp_path, "project: [unclosed\n"))
