@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -168,17 +169,34 @@ def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) 
         f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} apply", timeout=timeout, check=False
     )
     if result.exit_status != 0:
-        raise FeastError(f"feast apply failed on the host: {feast_message(result.stderr or result.stdout)}")
+        message = feast_message(result.stderr or result.stdout)
+        raise FeastError(f"feast apply failed on the host: {message}", hint=module_hint(message))
     return result.text
+
+
+#: Lines of a traceback that never say what went wrong: its frames, markers and
+#: PostgreSQL's context after the message (``LINE 1: SELECT ...`` and its caret).
+_NOT_THE_CAUSE = re.compile(r"(File |\^|~|Traceback|│|During handling|The above exception|LINE \d+: )")
 
 
 def feast_message(raw: bytes) -> str:
     """The line of Feast's output that says what went wrong (not a traceback frame)."""
     lines = [ln.strip() for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
     for line in reversed(lines):
-        if not line.startswith(("File ", "^", "~", "Traceback", "│", "During handling", "The above exception")):
+        if not _NOT_THE_CAUSE.match(line):
             return line[:400]
     return lines[-1][:400] if lines else "no output"
+
+
+def module_hint(message: str) -> str | None:
+    """What to do about a module the repository imports and the host lacks."""
+    found = re.search(r"No module named '([^'.]+)", message)
+    if found is None:
+        return None
+    return (
+        f"the repository imports {found.group(1)}, which the host's Feast environment lacks: add its package to "
+        "[host] requirements in featctl.toml"
+    )
 
 
 # --- calling the agent ----------------------------------------------------------------
@@ -215,9 +233,15 @@ def run_agent(
     if result.exit_status != 0 or "error" in data:
         message = str(data.get("error") or result.last_error_line())
         if data.get("kind") == "input":
-            raise UsageError(message)
-        raise FeastError(f"{command} failed on the host: {message}")
+            raise UsageError(message, hint=module_hint(message))
+        raise FeastError(f"{command} failed on the host: {_cause(message)}", hint=module_hint(message))
     return data
+
+
+def _cause(message: str) -> str:
+    """An agent's one-line error without PostgreSQL's context after the message
+    (``... does not exist LINE 1: SELECT * FROM ...``: the SQL is not the cause)."""
+    return re.split(r"\s+LINE \d+: ", message, maxsplit=1)[0]
 
 
 def hostops(
