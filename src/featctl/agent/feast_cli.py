@@ -71,10 +71,12 @@ def main() -> None:
         bind_unix(sys.argv[1], os.environ[BIND])
     if sys.argv[1:2] == ["serve"]:
         from .compat import fork_safe_registry
+        from .documents import ranked_document_search
         from .endpoints import extend_feature_server
 
         fork_safe_registry()
         extend_feature_server()
+        ranked_document_search()
     if sys.argv[1:2] == ["apply"]:
         import os
 
