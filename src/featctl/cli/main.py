@@ -12,7 +12,7 @@ import sys
 import typer
 
 from featctl import __version__
-from featctl.cli import endpoint, feast_tools, lifecycle, operate, queries
+from featctl.cli import endpoint, feast_tools, lifecycle, operate, queries, search
 
 app = typer.Typer(
     name="featctl",
@@ -85,6 +85,7 @@ def _root(
 lifecycle.register(app)
 operate.register(app)
 queries.register(app)
+search.register(app)
 feast_tools.register(app)
 endpoint.register(app)
 

@@ -151,6 +151,9 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             # The environment follows the repository: its stores' extras and
             # [host] requirements, each set in an environment of its own.
             spec = agent.EnvSpec(tuple(bundle.config.extras), tuple(s.host_requirements))
+            single = bundle.config.single_process_online if bundle.config else None
+            if single and s.server_workers != 1:
+                rep.info(f"the feature server runs with 1 worker, not {s.server_workers}: {single}")
             new_layout = layout.with_env(spec.name)
             result.installed_feast = agent.ensure_feast_env(
                 conn, new_layout, spec, on_line=rep.detail, timeout=s.command_timeout, on_install=rep.step

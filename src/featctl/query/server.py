@@ -189,6 +189,11 @@ class FeatureServer:
             body["features"] = list(features)
         return parse_online_response(self.post_json("/get-online-features", body))
 
+    def search(self, body: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """Feast's ``/search`` (``retrieve_online_documents_v2`` with ``api_version`` 2):
+        the nearest rows as columns, as ``/get-online-features`` answers them."""
+        return parse_online_response(self.post_json("/search", dict(body)))
+
     def online_read(
         self, entities: Mapping[str, Sequence[Any]], features: Sequence[str], *, timeout: float | None = 10.0
     ) -> dict[str, dict[str, list[Any]]]:

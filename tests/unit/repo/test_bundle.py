@@ -128,7 +128,7 @@ def test_the_mcp_feature_server_needs_its_extra_and_unknown_types_are_refused(tm
     assert mcp.extras == ["mcp"]
     assert feature_store.load(repo_with(tmp_path / "l", "project: p\nfeature_server:\n  type: local\n")).extras == []
     assert "mcp" in feature_store.installable_extras()
-    with pytest.raises(UsageError, match="feature_server type 'lambda' is not one Feast 0.67.0 serves"):
+    with pytest.raises(UsageError, match=r"feature_server type 'lambda' is not one Feast 0\.67\.0 serves"):
         feature_store.load(repo_with(tmp_path / "x", "project: p\nfeature_server:\n  type: lambda\n"))
 
 
