@@ -139,15 +139,11 @@ def _load(conn: Any, table: str, parquet: str) -> int:
     by batch: memory stays at one batch whatever the file's size. Columns of
     scalar types go through Arrow's CSV writer (no Python object per value);
     a batch with lists, maps or structs is written row by row."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
-    from feast.type_map import arrow_to_pg_type
 
     source = pq.ParquetFile(parquet)
     schema = source.schema_arrow
-    # Feast's type map, except that a column with no value at all (arrow's
-    # `null`, as in `feast init`'s label data) becomes text rather than an invalid type.
-    types = {f.name: "text" if pa.types.is_null(f.type) else arrow_to_pg_type(str(f.type)) for f in schema}
+    types = {f.name: pg_type(f.type) for f in schema}
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
     conn.execute(f'CREATE TABLE "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)} {t}" for c, t in types.items())})')
     columns = ", ".join(f'"{c}"' for c in schema.names)
@@ -168,6 +164,57 @@ def _load(conn: Any, table: str, parquet: str) -> int:
     return rows
 
 
+#: PostgreSQL element types an array column may have (anything else nested is jsonb).
+_ARRAY_ELEMENTS = ("smallint", "int", "bigint", "real", "float", "double precision", "boolean", "text", "date",
+                   "time", "timestamp", "timestamptz", "bytea")  # fmt: skip
+
+
+_SCALARS = {"bool": "boolean", "int16": "smallint", "int32": "int", "int64": "bigint", "uint8": "smallint",
+            "uint16": "int", "uint32": "bigint", "uint64": "bigint", "float": "float", "double": "double precision",
+            "halffloat": "real", "string": "text"}  # fmt: skip
+
+
+def pg_type(t: Any) -> str:
+    """The PostgreSQL column type for an Arrow type a parquet source may hold,
+    as Feast 0.67's ``arrow_to_pg_type`` maps the types it knows (timestamps,
+    maps, structs and large strings as jsonb, float as PostgreSQL's float).
+
+    That map refuses ``date32``, ``time``, ``decimal``, dictionary-encoded
+    columns and lists of strings or floats (``Unsupported type: date32[day]``
+    failed the whole load even for a column no view reads), names types
+    PostgreSQL does not have (``tinyint``, ``binary``) and cannot take arrow's
+    ``null`` (a column with no value, as in `feast init`'s label data: text
+    here)."""
+    import pyarrow as pa
+
+    if str(t) in _SCALARS:
+        return _SCALARS[str(t)]
+    if pa.types.is_null(t):
+        return "text"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_map(t) or pa.types.is_struct(t) or pa.types.is_large_string(t):
+        return "jsonb"
+    if pa.types.is_dictionary(t):
+        return pg_type(t.value_type)
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision},{t.scale})"
+    if pa.types.is_int8(t):
+        return "smallint"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "bytea"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = pg_type(t.value_type)
+        return f"{inner}[]" if inner in _ARRAY_ELEMENTS else "jsonb"
+    from feast.type_map import arrow_to_pg_type  # what featctl does not know, Feast may
+
+    return str(arrow_to_pg_type(str(t)))
+
+
 def _csv_ready(t: Any) -> bool:
     """Types Arrow's CSV writer writes as PostgreSQL reads them (a large string is
     ``jsonb`` in Feast's type map: written as JSON row by row)."""
@@ -184,14 +231,23 @@ def _csv_ready(t: Any) -> bool:
 
 
 def _rows(batch: Any, types: dict[str, str]) -> Any:
-    frame = batch.to_pandas()
-    clean = frame.astype(object).where(frame.notna(), None)
-    for name, pg_type in types.items():
-        if pg_type == "jsonb":  # maps and structs: JSON text
-            clean[name] = clean[name].map(lambda v: None if v is None else json.dumps(v, default=str))
-        elif pg_type.endswith("[]"):  # lists arrive as numpy arrays
-            clean[name] = clean[name].map(lambda v: None if v is None else list(v))
-    return clean.itertuples(index=False, name=None)
+    """Rows for COPY as Arrow's own Python values (dates, times, decimals,
+    bytes, an integer column with nulls as integers: pandas made them floats
+    that a bigint column refused; nested lists stay lists), NaN as NULL, a
+    map's (key, value) pairs as a JSON object, the rest of jsonb as JSON text."""
+    import pyarrow as pa
+
+    columns = []
+    for field, column in zip(batch.schema, batch.columns):
+        values = column.to_pylist()
+        if pa.types.is_floating(field.type):  # NaN is a missing value, as the CSV path writes it
+            values = [None if v is not None and v != v else v for v in values]
+        if pa.types.is_map(field.type):
+            values = [None if v is None else dict(v) for v in values]
+        if types[field.name] == "jsonb":
+            values = [None if v is None else json.dumps(v, default=str) for v in values]
+        columns.append(values)
+    return zip(*columns)
 
 
 SPARK_FILES = os.path.join("_featctl", "spark_files.json")
