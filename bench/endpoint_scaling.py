@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/endpoint_scaling.py needs root (CPU cgroups, ip netns)")
+    # A SIGTERM unwinds like an exception: the cgroups, the deployment and the namespace are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     runs, seconds = (1, 4.0) if args.quick else (args.runs, args.seconds)
     started = time.monotonic()
     work = TMP / "endpoint-scaling"

@@ -493,40 +493,6 @@ def test_redeploy_after_a_change_uploads_only_that_file(deployment):
         features.write_text(original)
 
 
-def _server_workers(dep) -> int:
-    """Worker processes of the serving feature server: the gunicorn master's children."""
-    rec = dep.record()
-    group = Path(rec["remote_base_dir"]) / "releases" / rec["release"] / ".featctl" / "server-group.pid"
-    out = subprocess.run(["pgrep", "-P", group.read_text().strip()], capture_output=True, text=True).stdout
-    return len(out.split())
-
-
-def test_a_server_workers_change_is_planned_and_applied(deployment):
-    """#24 item 5: what featctl.toml says runs on the host is a change plan shows and deploy makes."""
-    toml = deployment.root / "featctl.toml"
-    original = toml.read_text() if toml.exists() else None
-    assert _server_workers(deployment) == 2
-    toml.write_text((original or "") + "server_workers = 1\n")
-    try:
-        plan = deployment.json("plan")
-        assert plan["server"] == ["server_workers 2 -> 1"] and plan["changes"] is True, plan
-        before = deployment.record()["release"]
-        res = deployment.run("deploy").ok()
-        assert "server_workers 2 -> 1" in res.stderr
-        assert deployment.record()["release"] != before
-        assert _server_workers(deployment) == 1
-        assert deployment.json("plan")["server"] == []
-        rows = deployment.json("score", "-w", "conv_rate=1", "-d", "1001")
-        assert rows[0]["linear_combination"] is not None
-    finally:
-        if original is None:
-            toml.unlink()
-        else:
-            toml.write_text(original)
-    deployment.run("deploy").ok()
-    assert _server_workers(deployment) == 2
-
-
 def test_ssh_target_deploys_to_an_existing_host(deployment, tmp_path):
     """The same code path on a machine Terraform did not create: here this module's
     deployment's sshd plays an existing server that we can log in to."""
@@ -640,6 +606,39 @@ def test_a_range_into_the_future_is_refused_and_later_rows_still_load(deployment
     assert at[0]["avg_daily_trips"] == online[0]["avg_daily_trips"]
     assert at[0]["conv_rate"] == pytest.approx(online[0]["conv_rate"], rel=1e-6)
     assert all(t <= pd.Timestamp.now(tz="UTC") for t in last_materialized().values())
+
+
+def _server_workers(dep) -> int:
+    """Worker processes of the serving feature server: the gunicorn master's children."""
+    rec = dep.record()
+    group = Path(rec["remote_base_dir"]) / "releases" / rec["release"] / ".featctl" / "server-group.pid"
+    out = subprocess.run(["pgrep", "-P", group.read_text().strip()], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+def test_a_server_workers_change_is_planned_and_applied(deployment):
+    """#24 item 5: what featctl.toml says runs on the host is a change plan shows and deploy makes.
+    Last before destroy: the deployment is left with one worker."""
+    toml = deployment.root / "featctl.toml"
+    original = toml.read_text() if toml.exists() else None
+    assert _server_workers(deployment) == 2
+    toml.write_text((original or "") + "server_workers = 1\n")
+    try:
+        plan = deployment.json("plan")
+        assert plan["server"] == ["server_workers 2 -> 1"] and plan["changes"] is True, plan
+        before = deployment.record()["release"]
+        res = deployment.run("deploy").ok()
+        assert "server_workers 2 -> 1" in res.stderr
+        assert deployment.record()["release"] != before
+        assert _server_workers(deployment) == 1
+        assert deployment.json("plan")["server"] == []
+        rows = deployment.json("score", "-w", "conv_rate=1", "-d", "1001")
+        assert rows[0]["linear_combination"] is not None
+    finally:
+        if original is None:
+            toml.unlink()
+        else:
+            toml.write_text(original)
 
 
 def test_destroy_leaves_nothing_running(deployment):
