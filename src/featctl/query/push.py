@@ -4,8 +4,9 @@ or both.
 
 Rows come from a file (.csv or .parquet) or from ``--entity``/``--set`` for
 one row. Every value is typed from the cached registry summary (the push
-source's views: join keys, features, the batch source's timestamp fields)
-and checked before any connection: one line naming the row and column.
+source's views: join keys, features, the batch source's timestamp fields;
+the batch source's other columns, null unless given: ``pushtarget.py``) and
+checked before any connection: one line naming the row and column.
 
 The feature server builds a pandas frame from the JSON it gets, and Feast's
 two writers want different things from it: the online writer turns a
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featctl.errors import FeatctlError, UsageError
-from featctl.query.catalog import Catalog, catalog
+from featctl.query.catalog import catalog
 from featctl.query.inputs import NUMBER, parse_timestamp
 from featctl.query.keys import parse_key
 from featctl.query.online import _ask
+from featctl.query.pushtarget import PushTarget, carried, push_target, refuse_offline_into_postgres
 from featctl.query.rows import split_pairs
 from featctl.query.values import element_type
 from featctl.session import Session
@@ -41,26 +43,8 @@ if TYPE_CHECKING:
     from featctl.query.server import FeatureServer
 
 DESTINATIONS = ("online", "offline", "both")
-_SCALARS = ("Int32", "Int64", "Float32", "Float64", "String", "Bool", "UnixTimestamp", "Json")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
-
-
-@dataclass(frozen=True)
-class PushTarget:
-    """What one push source takes: the union of the columns of the views it feeds."""
-
-    name: str
-    views: list[str]
-    keys: dict[str, str]
-    features: dict[str, str]
-    timestamp: str
-    created: str | None
-
-    @property
-    def columns(self) -> dict[str, str]:
-        times = {self.timestamp: "UnixTimestamp"} | ({self.created: "UnixTimestamp"} if self.created else {})
-        return self.keys | self.features | times
 
 
 @dataclass
@@ -69,49 +53,6 @@ class PushResult:
     views: list[str]
     rows: int
     to: str
-
-
-def push_target(cat: Catalog, name: str) -> PushTarget:
-    """The push source ``name`` from the registry summary, or one line saying why not."""
-    sources = {p["name"]: p for p in cat.desc.get("push_sources", [])}
-    if "push_sources" not in cat.desc:
-        raise UsageError("this deployment's registry summary predates push: run `featctl deploy` once to refresh it")
-    if name not in sources:
-        fed = [p["name"] for p in sources.values() if name in p.get("views", [])]
-        hint = f"; {name} is a feature view fed by {', '.join(fed)}" if fed else ""
-        known = ", ".join(sorted(sources)) or "none"
-        raise UsageError(f"--view {name!r} is not a push source{hint}; push sources: {known}")
-    src = sources[name]
-    views = {v["name"]: v for v in cat.desc.get("feature_views", [])}
-    fed = [views[v] for v in src.get("views", []) if v in views]
-    if not fed:
-        raise UsageError(f"push source {name} feeds no feature view: Feast has nowhere to write its rows")
-    if src.get("field_mapping"):
-        raise UsageError(
-            f"push source {name}'s batch source renames columns (field_mapping): featctl push does not handle "
-            "that; push with Feast's SDK (featctl connect)"
-        )
-    keys: dict[str, str] = {}
-    features: dict[str, str] = {}
-    for view in fed:
-        for part, fields in ((keys, view.get("join_keys", [])), (features, view.get("features", []))):
-            for f in fields:
-                if part.setdefault(f["name"], f["dtype"]) != f["dtype"]:
-                    raise UsageError(f"push source {name}: its views declare {f['name']} with different types")
-    for col, dtype in (keys | features).items():
-        if dtype not in _SCALARS and element_type(dtype) not in _SCALARS:
-            raise UsageError(
-                f"featctl push does not carry {dtype} values ({col} of push source {name}); "
-                "push with Feast's SDK (featctl connect)"
-            )
-    return PushTarget(
-        name=name,
-        views=[v["name"] for v in fed],
-        keys=keys,
-        features=features,
-        timestamp=str(src.get("timestamp_field") or "event_timestamp"),
-        created=src.get("created_timestamp_column") or None,
-    )
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -222,9 +163,7 @@ def rows_from_options(
         if not sep:
             raise UsageError(f"--set {spec!r} is not NAME=VALUE")
         if name not in columns or name in target.keys:
-            raise UsageError(
-                f"--set {name}: {target.name} has no such feature; its features: {', '.join(target.features)}"
-            )
+            raise UsageError(f"--set {name}: {target.name} has no such feature; {target.takes()}")
         if name in row:
             raise UsageError(f"--set {name} is given twice")
         row[name] = value_of(raw, columns[name], name=name, where="--set")
@@ -278,6 +217,10 @@ def _complete(
     time (when the source has one) defaults to now."""
     if target.created and target.created not in rows:
         rows[target.created] = [now] * size
+    for col, dtype in target.source_only.items():  # the batch source's other columns: null unless given
+        values = rows.setdefault(col, [None] * size)
+        if not carried(dtype) and any(v is not None for v in values):
+            raise UsageError(f"{where}: featctl push does not carry {dtype} values ({col}); leave it out (null)")
     missing = [c for c in target.columns if c not in rows]
     if missing:
         raise UsageError(
@@ -296,7 +239,7 @@ def _complete(
 def payload(target: PushTarget, rows: dict[str, list[Any]], to: str) -> dict[str, list[Any]]:
     """The JSON columns for one ``/push`` request (module docstring: times differ)."""
     out: dict[str, list[Any]] = {}
-    for col in target.columns:
+    for col in target.columns if to == "offline" else target.online_columns():
         seconds = to == "online" and col in target.features
         out[col] = [_wire(v, seconds) for v in rows[col]]
     return out
@@ -330,6 +273,8 @@ def push(
         raise UsageError(f"--to {to!r} is not one of {', '.join(DESTINATIONS)}")
     record = session.deployment()
     target = push_target(catalog(record), view)
+    if to != "online":
+        refuse_offline_into_postgres(target, getattr(record, "stores", None))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     if entities_file is not None:
         if entity_specs or set_specs or at is not None:
@@ -337,6 +282,13 @@ def push(
         rows = rows_from_file(target, entities_file, now)
     else:
         rows = rows_from_options(target, entity_specs, set_specs, at, now)
+    if to == "online":
+        given = [c for c in target.source_only if any(v is not None for v in rows[c])]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: a column of push source {target.name}'s batch source that none of its views "
+                f"({', '.join(target.views)}) holds, so only an offline push writes it: --to offline or both"
+            )
     if to in ("offline", "both"):  # offline first: if Feast refuses the rows, nothing was written
         _send(session, record, target.name, payload(target, rows, "offline"), "offline")
     if to in ("online", "both"):

@@ -37,6 +37,12 @@ DESC = {
             ),
             "source": "/host/releases/r1/data/user_events.parquet",
         },
+        {  # reads the file user_events_push appends to, directly: its other columns
+            "name": "user_history",
+            "join_keys": fields(user_id="Int64"),
+            "features": fields(clicks="Int32", visits="Int64", profile="Map"),
+            "source": "/host/releases/r1/data/user_events.parquet",
+        },
         {
             "name": "totals",
             "join_keys": fields(user_id="Int64"),
@@ -51,8 +57,15 @@ DESC = {
             "created_timestamp_column": "created",
             "field_mapping": {},
             "views": ["user_events"],
+            "source": "/host/releases/r1/data/user_events.parquet",
         },
-        {"name": "totals_push", "timestamp_field": "ts", "field_mapping": {}, "views": ["totals"]},
+        {
+            "name": "totals_push",
+            "timestamp_field": "ts",
+            "field_mapping": {},
+            "views": ["totals"],
+            "source": "postgres:featctl_totals_abc",
+        },
         {"name": "orphan_push", "timestamp_field": "ts", "field_mapping": {}, "views": []},
     ],
 }
@@ -200,3 +213,82 @@ def test_checks_come_before_any_connection():
     for to in ("online", "offline", "both"):
         with pytest.raises(AssertionError, match="connected"):
             push(s, "user_events_push", entity_specs=["user_id=1"], set_specs=FULL, to=to)  # type: ignore[arg-type]
+
+
+# --- the batch source's other columns (issue #24 item 1) ---------------------------------------------
+
+
+def test_the_batch_sources_other_columns_are_typed_from_the_views_that_read_it():
+    assert EVENTS.source_only == {"visits": "Int64", "profile": "Map"}
+    assert "visits" not in EVENTS.features and "clicks" not in EVENTS.source_only
+    assert push_target(CAT, "totals_push").source_only == {}
+
+
+def test_columns_not_given_are_null_offline_and_absent_online():
+    rows = rows_from_options(EVENTS, ["user_id=7"], FULL, None, NOW)
+    assert rows["visits"] == [None] and rows["profile"] == [None] and rows["clicks"] == [3]
+    offline = payload(EVENTS, rows, "offline")
+    online = payload(EVENTS, rows, "online")
+    assert offline["visits"] == [None] and offline["profile"] == [None]
+    assert set(offline) == set(EVENTS.columns)
+    assert "visits" not in online and "profile" not in online and online["clicks"] == [3]
+
+
+def test_a_given_batch_source_column_is_taken_and_typed():
+    rows = rows_from_options(EVENTS, ["user_id=7"], [*FULL, "visits=7"], None, NOW)
+    assert rows["visits"] == [7] and isinstance(rows["visits"][0], int)
+    assert payload(EVENTS, rows, "offline")["visits"] == [7]
+    for sets, expected in (
+        ([*FULL, "visits=x"], "visits 'x' is not an integer"),
+        ([*FULL, "visits=9223372036854775808"], "outside the range of Int64"),
+        ([*FULL, "profile={}"], "does not carry Map values"),
+        ([*FULL, "nope=1"], "no such feature; its features: clicks, .*; columns of its batch source: visits, profile"),
+    ):
+        with pytest.raises(UsageError, match=expected) as err:
+            rows_from_options(EVENTS, ["user_id=7"], sets, None, NOW)
+        assert "\n" not in err.value.message
+
+
+def test_a_file_may_hold_the_batch_sources_other_columns(tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text("user_id,event_timestamp,clicks,visits\n1,2026-12-03T07:00:00Z,5,7\n2,2026-12-03T07:00:00Z,6,\n")
+    with pytest.raises(UsageError, match="missing purchases"):
+        rows_from_file(EVENTS, csv, NOW)
+    csv.write_text(
+        "user_id,event_timestamp,clicks,purchases,ctr,segment,is_active,last_seen,embedding,tags,visits\n"
+        "1,2026-12-03T07:00:00Z,5,,,,,,,,7\n2,2026-12-03T07:00:00Z,6,,,,,,,,\n"
+    )
+    rows = rows_from_file(EVENTS, csv, NOW)
+    assert rows["visits"] == [7, None] and rows["profile"] == [None, None] and rows["clicks"] == [5, 6]
+    csv.write_text("user_id,event_timestamp,clicks,bogus\n1,2026-12-03T07:00:00Z,5,7\n")
+    with pytest.raises(UsageError, match="bogus that push source user_events_push does not take"):
+        rows_from_file(EVENTS, csv, NOW)
+
+
+class _StoresSession(_Session):
+    def deployment(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(registry=DESC, host="h", host_count=1, stores={"postgres": {"host": "h"}})
+
+
+def test_refusals_before_any_connection():
+    s = _Session()
+    # A batch source column goes offline only: online it would be dropped without a word.
+    with pytest.raises(UsageError, match="visits: a column of push source user_events_push's batch source") as err:
+        push(s, "user_events_push", entity_specs=["user_id=1"], set_specs=[*FULL, "visits=7"], to="online")  # type: ignore[arg-type]
+    assert "--to offline or both" in err.value.message and "\n" not in err.value.message
+    for to in ("offline", "both"):
+        with pytest.raises(AssertionError, match="connected"):
+            push(s, "user_events_push", entity_specs=["user_id=1"], set_specs=[*FULL, "visits=7"], to=to)  # type: ignore[arg-type]
+    # Feast 0.67's PostgreSQL offline store has no offline_write_batch: refused, exit 2.
+    for session, push_source in ((s, "totals_push"), (_StoresSession(), "user_events_push")):
+        sets = ["total=1", "vector="] if push_source == "totals_push" else FULL
+        for to in ("offline", "both"):
+            with pytest.raises(UsageError, match="PostgreSQL offline store takes no pushes") as err:
+                push(session, push_source, entity_specs=["user_id=1"], set_specs=sets, to=to)  # type: ignore[arg-type]
+            assert err.value.exit_code == 2 and "\n" not in err.value.message
+        with pytest.raises(AssertionError, match="connected"):  # online pushes go on
+            push(session, push_source, entity_specs=["user_id=1"], set_specs=sets, to="online")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"in PostgreSQL \(table featctl_totals_abc\)"):
+        push(s, "totals_push", entity_specs=["user_id=1"], set_specs=["total=1", "vector="], to="offline")  # type: ignore[arg-type]
