@@ -355,7 +355,9 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
 
     from .pushsources import push_sources
 
-    pushes = push_sources(proto, project, mine(proto.feature_views) + mine(proto.stream_feature_views), _source_path)
+    pushes = push_sources(
+        proto, project, mine(proto.feature_views) + mine(proto.stream_feature_views), lambda s: _source_path(s, repo)
+    )
 
     def by_name(d: dict[str, Any]) -> str:
         return str(d["name"])

@@ -117,12 +117,24 @@ def _source_only(
     out: dict[str, str] = {}
     names = {v["name"] for v in fed}
     for view in views.values():
-        if view["name"] in names or view.get("source") != where:
+        if view["name"] in names or not _same_source(view.get("source"), where):
             continue
         for f in [*view.get("join_keys", []), *view.get("features", [])]:
             if f["name"] not in taken:
                 out.setdefault(f["name"], f["dtype"])
     return out
+
+
+def _same_source(a: str | None, b: str) -> bool:
+    """The same file or table. A summary from an earlier agent names a push
+    source's file by its absolute path where the views name it relative to
+    the release (a repository whose paths are built with ``os.path.abspath``)."""
+    if not a:
+        return False
+    if a == b:
+        return True
+    rel, full = (a, b) if b.startswith("/") else (b, a)
+    return full.startswith("/") and not rel.startswith("/") and full.endswith("/" + rel)
 
 
 def refuse_offline_into_postgres(target: PushTarget, stores: object) -> None:

@@ -224,6 +224,18 @@ def test_the_batch_sources_other_columns_are_typed_from_the_views_that_read_it()
     assert push_target(CAT, "totals_push").source_only == {}
 
 
+def test_a_push_sources_absolute_path_names_the_views_relative_one():
+    views = [
+        {"name": "pushed", "join_keys": fields(k="Int64"), "features": fields(a="Float32"), "source": "data/x.parquet"},
+        {"name": "direct", "join_keys": fields(k="Int64"), "features": fields(b="Int64"), "source": "data/x.parquet"},
+        {"name": "other", "join_keys": fields(k="Int64"), "features": fields(c="Int64"), "source": "data/y.parquet"},
+    ]
+    for where in ("/srv/releases/r1/data/x.parquet", "data/x.parquet"):
+        push_source = {"name": "p", "timestamp_field": "ts", "views": ["pushed"], "source": where}
+        target = push_target(Catalog({"feature_views": views, "push_sources": [push_source]}), "p")
+        assert target.source_only == {"b": "Int64"}, where
+
+
 def test_columns_not_given_are_null_offline_and_absent_online():
     rows = rows_from_options(EVENTS, ["user_id=7"], FULL, None, NOW)
     assert rows["visits"] == [None] and rows["profile"] == [None] and rows["clicks"] == [3]
