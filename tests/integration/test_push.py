@@ -7,7 +7,9 @@ notice. One deployment for the module.
 
 The repository gets a second push source, `user_totals_push`, and its view
 (so an entity row can be in one view and not the other), a feature service
-and a `_coef` score view over it. The offline push into `user_events` (an
+and a `_coef` score view over it, and `user_visits`, a view that reads the
+push source's file directly (a column, `visits`, that the push source's
+views do not hold: #24 item 1). The offline push into `user_events` (an
 Array(String) feature) needs featctl's fix of Feast 0.67 (agent/compat.py).
 Every answer is compared with the pandas point-in-time
 reference (`point_in_time`) over the repository's data plus the rows pushed.
@@ -60,6 +62,15 @@ user_totals = FeatureView(
     ],
     source=user_totals_push,
 )
+# Reads the file user_totals_push appends to directly: `visits` is a column of
+# the push source's batch source that none of its views holds (#24 item 1).
+user_visits = FeatureView(
+    name="user_visits",
+    entities=[user],
+    ttl=timedelta(days=7),
+    schema=[Field(name="visits", dtype=Int64)],
+    source=user_totals_source,
+)
 engagement_weights = RequestSource(
     name="engagement_weights",
     schema=[Field(name="total_clicks_coef", dtype=Float64), Field(name="score_coef", dtype=Float64)],
@@ -108,6 +119,7 @@ def totals_frame(now: datetime) -> pd.DataFrame:
                     "items": [int(x) for x in rng.integers(1, 99, 2)],
                     "event_timestamp": ts,
                     "created": ts,
+                    "visits": 10 * u + days,
                 }
             )
     return pd.DataFrame(rows)
@@ -125,6 +137,7 @@ TOTALS_SCHEMA = pa.schema(
         ("items", pa.list_(pa.int64())),
         ("event_timestamp", pa.timestamp("us", tz="UTC")),
         ("created", pa.timestamp("us", tz="UTC")),
+        ("visits", pa.int64()),
     ]
 )
 
@@ -456,6 +469,78 @@ def test_push_offline_then_both_read_back(events, tmp_path):
     assert_rows(hist, totals_ref, TOTALS)
     assert hist[0]["tags"] == pushed_events["tags"][0] and hist[2]["clicks"] == int(pushed_events["clicks"][1])
     assert hist[5]["total_purchases"] is None and isinstance(hist[0]["total_purchases"], (int, type(None)))
+
+
+def totals_sets(values: dict) -> list[str]:
+    out = []
+    for name, value in values.items():
+        text = value.isoformat() if isinstance(value, datetime) else json.dumps(value)
+        out += ["--set", f"{name}={text}"]
+    return out
+
+
+def test_push_offline_fills_the_batch_sources_other_columns(events, tmp_path):
+    """#24 item 1: Feast's offline write wants every column of the batch source;
+    `visits` (read by user_visits, not by the push source's user_totals) is null
+    unless given, and taken when given."""
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=90)
+    pushed = {
+        1: {
+            "total_clicks": 1234,
+            "total_purchases": 56,
+            "score": 0.75,
+            "active": True,
+            "first_seen": at - timedelta(days=400),
+            "vector": [0.5, -0.25, 0.125, 1.0],
+            "items": [3, 4],
+        },
+        2: {
+            "total_clicks": 4321,
+            "total_purchases": 65,
+            "score": 0.375,
+            "active": False,
+            "first_seen": at - timedelta(days=300),
+            "vector": [-0.5, 0.25, 2.0, 0.0],
+            "items": [9],
+        },
+    }
+    base = ["push", "--view", "user_totals_push", "--at", at.isoformat()]
+    online_before = events.json("online", "-e", "user_id=1", "-e", "user_id=2", "-f", "user_totals:score")
+    # Online, a value for visits is refused: no online view would hold it. Nothing is written.
+    res = events.run(*base, "--entity", "user_id=2", *totals_sets(pushed[2]), "--set", "visits=7")
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "visits: a column of push source user_totals_push" in res.stderr
+    # Offline with only the view's features: visits goes as a null typed by the file.
+    res = events.run(*base, "--entity", "user_id=1", *totals_sets(pushed[1]), "--to", "offline").ok()
+    assert "pushed 1 row(s) through user_totals_push into user_totals (the offline store)" in res.stderr
+    events.run(*base, "--entity", "user_id=2", *totals_sets(pushed[2]), "--set", "visits=7", "--to", "offline").ok()
+    assert events.json("online", "-e", "user_id=1", "-e", "user_id=2", "-f", "user_totals:score") == online_before
+    later = at + timedelta(minutes=1)
+    rows = [(1, later), (2, later), (1, at - timedelta(seconds=1)), (2, at - timedelta(seconds=1))]
+    ents = entity_file(tmp_path / "ents.csv", rows)
+    refs = ",".join([*(f"user_totals:{f}" for f in TOTALS), "user_visits:visits"])
+    hist = events.json("historical", "--entities", str(tmp_path / "ents.csv"), "--features", refs)
+    assert len(hist) == len(rows)
+    for i, user in enumerate((1, 2)):  # the pushed rows win
+        for name, value in pushed[user].items():
+            want = iso(value) if isinstance(value, datetime) else value
+            assert same(hist[i][name], want), (user, name, hist[i][name], want)
+    assert hist[0]["visits"] is None and hist[1]["visits"] == 7 and isinstance(hist[1]["visits"], int)
+    # Before the push: the file's rows, as pandas has them.
+    before = point_in_time(
+        ents.iloc[2:],
+        events.totals,
+        ["user_id"],
+        [*TOTALS, "visits"],
+        timestamp="event_timestamp",
+        created="created",
+        ttl=TTL,
+    )
+    before["score"] = before["score"].astype("float32").astype("float64")
+    before["vector"] = [[float(x) for x in np.asarray(v, dtype="float32")] for v in before["vector"]]
+    assert_rows(hist[2:4], before.iloc[:2], [*TOTALS, "visits"])
+    assert [r["visits"] for r in hist[2:4]] == [11, 21]
 
 
 # --- score and plan (item 7) --------------------------------------------------------------------------
