@@ -272,7 +272,8 @@ def push(
         typer.Option(
             "--entities",
             help="CSV/Parquet of rows: join keys, the event time column, every feature (lists as JSON arrays in "
-            "CSV, e.g. [0.1,0.2]); an empty cell is null.",
+            "CSV, e.g. [0.1,0.2]); an empty cell is null. Columns of the batch source that only other views read "
+            "may be given (offline only); they are null when left out.",
             show_default=False,
         ),
     ] = None,
@@ -290,7 +291,8 @@ def push(
         typer.Option(
             "--set",
             help="With --entity: a feature value NAME=VALUE, one per feature (lists as JSON arrays, times ISO "
-            "8601, NAME= for null); repeatable.",
+            "8601, NAME= for null); repeatable. Also a column of the batch source that only other views read "
+            "(offline only; null unless given).",
             show_default=False,
         ),
     ] = None,
@@ -302,8 +304,8 @@ def push(
         str,
         typer.Option(
             "--to",
-            help="online, offline (appended to the view's data on the host, read by historical) or both "
-            "(offline first, then online)",
+            help="online, offline (appended to the view's data on the host, read by historical; the file "
+            "offline store only, refused on PostgreSQL) or both (offline first, then online)",
         ),
     ] = "online",
     repo: o.Repo = None,
