@@ -228,6 +228,31 @@ def test_historical_on_postgres_equals_the_pandas_reference(chain: Chain, tmp_pa
     assert [r["conv_rate"] for r in alone] == [pytest.approx(float(got["conv_rate"][row]), rel=1e-7)]
 
 
+def test_an_offline_push_into_postgres_is_refused_before_anything_is_sent(chain: Chain) -> None:
+    """#24 item 1: Feast 0.67's PostgreSQL offline store has no offline_write_batch
+    (the feature server answered HTTP 500 with an empty body): one line, exit 2,
+    no table changed, the online store untouched."""
+    d = chain.d
+    tables = _psql(chain, "SELECT table_name FROM featctl_loads ORDER BY table_name").split()
+    assert tables
+
+    def counts() -> dict[str, str]:
+        return {t: _psql(chain, f'SELECT count(*) FROM "{t}"') for t in tables}
+
+    before = counts()
+    online = d.json("online", "-d", "1001", "-f", "driver_quality_metrics:conv_rate,driver_quality_metrics:acc_rate")
+    for to in ("offline", "both"):
+        res = d.run(
+            "push", "--view", "driver_stats_push_source", "--entity", "driver_id=1001", "--set", "conv_rate=0.5",
+            "--set", "acc_rate=0.25", "--to", to,
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "PostgreSQL offline store takes no pushes" in res.stderr and "--to online" in res.stderr
+    assert counts() == before
+    assert d.json("online", "-d", "1001", "-f", "driver_quality_metrics:conv_rate,driver_quality_metrics:acc_rate") == online
+
+
 def test_verify_repairs_a_redis_value_no_materialization_overwrites(chain: Chain) -> None:
     """A wrong value in Redis whose event time is newer than the source's row
     (but before the last materialization): Feast's Redis writer skips every
