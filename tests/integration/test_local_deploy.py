@@ -616,6 +616,49 @@ def _server_workers(dep) -> int:
     return len(out.split())
 
 
+def test_full_feature_names_on_online_and_historical(deployment, tmp_path):
+    """Two views with a feature of one name: historical refuses them in one line
+    unless --full-feature-names, then names the columns view__feature; online
+    takes the flag for a single view too. Values equal pandas."""
+    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    refs = "driver_hourly_stats:conv_rate,driver_quality_metrics:conv_rate"
+    newest = df.event_timestamp.max()
+    entities = pd.DataFrame(
+        {"driver_id": [1001, 1002, 1003], "event_timestamp": [newest - timedelta(hours=h) for h in (2, 30, 40)]}
+    )
+    entities["event_timestamp"] = entities["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
+    src = tmp_path / "entities.csv"
+    entities.to_csv(src, index=False)
+    res = deployment.run("historical", "--entities", str(src), "--features", refs, "--output", "json")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--full-feature-names" in lines[0], res.stderr
+    assert res.stdout == ""
+
+    rows = deployment.json("historical", "--entities", str(src), "--features", refs, "--full-feature-names")
+    assert [r["driver_id"] for r in rows] == [1001, 1002, 1003]
+    for row, (_, ent) in zip(rows, entities.iterrows()):
+        assert set(row) >= {"driver_hourly_stats__conv_rate", "driver_quality_metrics__conv_rate"}
+        assert "conv_rate" not in row
+        ts = pd.Timestamp(ent.event_timestamp, tz="UTC")
+        for view, ttl in (("driver_hourly_stats", timedelta(days=1)), ("driver_quality_metrics", timedelta(days=2))):
+            want = as_of(df, ent.driver_id, ts, ttl)
+            got = row[f"{view}__conv_rate"]
+            if want is None:
+                assert got is None, (view, row)
+            else:
+                assert got == pytest.approx(float(want.conv_rate), rel=1e-6), (view, row)
+
+    online = deployment.json(
+        "online", "-d", "1001,1002", "-f", "driver_hourly_stats:conv_rate,driver_hourly_stats:acc_rate", "--full-feature-names"
+    )
+    for row in online:
+        want = latest(df, row["driver_id"])
+        assert set(row) == {"driver_id", "driver_hourly_stats__conv_rate", "driver_hourly_stats__acc_rate"}, row
+        assert row["driver_hourly_stats__conv_rate"] == pytest.approx(float(want.conv_rate), rel=1e-6)
+        assert row["driver_hourly_stats__acc_rate"] == pytest.approx(float(want.acc_rate), rel=1e-6)
+
+
 def test_a_server_workers_change_is_planned_and_applied(deployment):
     """#24 item 5: what featctl.toml says runs on the host is a change plan shows and deploy makes.
     Last before destroy: the deployment is left with one worker."""

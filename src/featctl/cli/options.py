@@ -71,6 +71,14 @@ Features = Annotated[
         autocompletion=complete.features,
     ),
 ]
+FullFeatureNames = Annotated[
+    bool,
+    typer.Option(
+        "--full-feature-names",
+        help="Name columns VIEW__FEATURE (Feast's full_feature_names): two views may then have a feature of the "
+        "same name in one query.",
+    ),
+]
 FeatureService = Annotated[
     str | None,
     typer.Option(

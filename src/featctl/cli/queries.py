@@ -55,6 +55,7 @@ def online(
     requests: o.Requests = None,
     features: o.Features = None,
     feature_service: o.FeatureService = None,
+    full_feature_names: o.FullFeatureNames = False,
     output: o.Output = None,
     repo: o.Repo = None,
     workspace: o.Workspace = None,
@@ -82,6 +83,7 @@ def online(
             request_specs=list(requests or []),
             features=refs,
             feature_service=feature_service,
+            full_feature_names=full_feature_names,
         )
     finally:
         session.close()
@@ -209,6 +211,7 @@ def historical(
     requests: o.Requests = None,
     features: o.Features = None,
     feature_service: o.FeatureService = None,
+    full_feature_names: o.FullFeatureNames = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -246,6 +249,7 @@ def historical(
             features=refs,
             feature_service=feature_service,
             out=out,
+            full_feature_names=full_feature_names,
         )
     finally:
         session.close()

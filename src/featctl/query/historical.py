@@ -166,10 +166,10 @@ def _written(result: Any, out: Path, notes: list[str]) -> Table:
     return Table([str(c) for c in result.columns], [], notes=[*notes, f"wrote {len(result)} rows to {out}"])
 
 
-def column_types(cat: Catalog, refs: Sequence[str]) -> dict[str, str]:
+def column_types(cat: Catalog, refs: Sequence[str], *, full: bool = False) -> dict[str, str]:
     """Result column -> the declared Feast type of the feature it holds."""
     types = cat.feature_types()
-    return {ref.partition(":")[2]: types.get(ref, "") for ref in refs}
+    return {(ref.replace(":", "__") if full else ref.partition(":")[2]): types.get(ref, "") for ref in refs}
 
 
 def _frame_checked(cat: Catalog, refs: Sequence[str], frame: Any, path: Path) -> Any:
@@ -193,13 +193,17 @@ def historical(
     features: Sequence[str] = (),
     feature_service: str | None = None,
     out: Path | None = None,
+    full_feature_names: bool = False,
 ) -> Table:
-    """Point-in-time correct features: one row per entity row, in order."""
+    """Point-in-time correct features: one row per entity row, in order;
+    ``full_feature_names``: columns named ``view__feature`` (Feast's option)."""
     if not features and not feature_service:
         raise UsageError("give --features VIEW:FEATURE or --feature-service NAME")
     known = session.workspace.load()  # the cached registry summary: no connection yet
     cat = catalog(known)
     refs, service = select_features(cat, features, feature_service)
+    if not full_feature_names:
+        _refuse_namesakes(refs)
     if entities_file is not None:
         if request_specs:
             raise UsageError("--entities holds the request data as columns: leave out --request")
@@ -219,15 +223,29 @@ def historical(
             requests=request_values(request_specs, fields),
         )
     record = session.deployment()
-    result = _historical_frame(session, record, frame, [] if service else refs, service)
-    result = typed_frame(result, column_types(cat, refs))
+    result = _historical_frame(session, record, frame, [] if service else refs, service, full=full_feature_names)
+    result = typed_frame(result, column_types(cat, refs, full=full_feature_names))
     if out is not None:
         return _written(result, out, [])
     return frame_table(result, title="historical features")
 
 
+def _refuse_namesakes(refs: Sequence[str]) -> None:
+    """Two views' features of one name would be one column: Feast refuses them
+    (FeatureNameCollisionError); say so before anything runs, with the way out."""
+    seen: dict[str, str] = {}
+    for ref in refs:
+        view, _, name = ref.partition(":")
+        if name in seen and seen[name] != view:
+            raise UsageError(
+                f"{seen[name]}:{name} and {ref} would both be column {name!r}: pass --full-feature-names "
+                f"(columns {seen[name]}__{name} and {view}__{name})"
+            )
+        seen.setdefault(name, view)
+
+
 def _historical_frame(
-    session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None
+    session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None, *, full: bool = False
 ) -> Any:
     """The result rows: from the serving feature server when it can answer
     (query/served.py), else from the agent's ``historical`` command."""
@@ -240,16 +258,22 @@ def _historical_frame(
     engine = "feast" if os.environ.get("FEATCTL_HISTORICAL_ENGINE") == "feast" else None
     result = None
     if how != "process" and engine is None and "spark" not in session.settings.stores:
-        result = served_frame(session, record, frame, refs, service, required=how == "server")
+        result = served_frame(session, record, frame, refs, service, required=how == "server", full_feature_names=full)
     if result is None:
-        result = _process_frame(session, record, frame, refs, service, engine)
+        result = _process_frame(session, record, frame, refs, service, engine, full)
     if len(result) != len(frame):
         raise UsageError(f"historical retrieval returned {len(result)} rows for {len(frame)} entity rows")
     return result
 
 
 def _process_frame(
-    session: Session, record: Deployment, frame: Any, refs: Sequence[str], service: str | None, engine: str | None
+    session: Session,
+    record: Deployment,
+    frame: Any,
+    refs: Sequence[str],
+    service: str | None,
+    engine: str | None,
+    full: bool = False,
 ) -> Any:
     """The agent's ``historical`` command in a process of its own on host 0:
     entity rows up and the result down as parquet over SFTP."""
@@ -271,6 +295,7 @@ def _process_frame(
             args = ["--entities", remote_in, "--out", remote_out]
             args += ["--feature-service", service] if service else ["--features", ",".join(refs)]
             args += ["--engine", engine] if engine else []
+            args += ["--full-feature-names"] if full else []
             agent.run_agent(conn, layout, "historical", args, timeout=session.settings.command_timeout)
             conn.get_file(remote_out, local_out)
         finally:

@@ -220,9 +220,12 @@ def online(
     request_specs: Sequence[str] = (),
     features: Sequence[str] = (),
     feature_service: str | None = None,
+    full_feature_names: bool = False,
 ) -> Table:
     """Online features for entity rows, with request data for on-demand views,
-    exactly as Feast's ``get_online_features`` answers them."""
+    exactly as Feast's ``get_online_features`` answers them; columns named
+    ``view__feature`` with ``full_feature_names`` or when two views share a
+    feature name."""
     record = session.deployment()
     cat = catalog(record)
     refs, service = select_features(cat, features, feature_service)
@@ -236,7 +239,7 @@ def online(
     )
     names_only = [r.partition(":")[2] for r in refs]
     # Two views with a feature of the same name: name columns view__feature.
-    full = len(set(names_only)) != len(names_only)
+    full = full_feature_names or len(set(names_only)) != len(names_only)
     wanted = [r.replace(":", "__") if full else r.partition(":")[2] for r in refs]
     groups = None if service else request_groups(cat, refs)
     if groups is None:
@@ -262,12 +265,20 @@ def online(
     types = cat.feature_types()
     type_online(columns, {col: types.get(ref, "") for col, ref in zip(wanted, refs)})
     keys = [k for k in ents.keys if k in ents.columns]
-    names = keys + [c for c in wanted if c in columns] + [c for c in columns if c not in keys and c not in wanted]
+    names = column_order(keys, wanted, columns)
     rows = [[ents.columns[c][i] if c in keys else columns[c][i] for c in names] for i in range(ents.size)]
     table = Table(names, rows, title="online features")
     odfvs = [v for v in {r.partition(":")[0] for r in refs} if cat.odfv(v) is not None]
     table.notes = missing_notes(ents, columns, _columns_by_view(refs, wanted, columns), odfvs)
     return table
+
+
+def column_order(keys: Sequence[str], wanted: Sequence[str], columns: dict[str, Any]) -> list[str]:
+    """The join keys, the features in the order asked for, then whatever else
+    the server answered; a view whose schema lists its join key (a stream view
+    often does) answers it as a feature too: one column of it, not two."""
+    names = list(keys) + [c for c in wanted if c in columns and c not in keys]
+    return names + [c for c in columns if c not in names]
 
 
 def not_finite(value: Any) -> bool:

@@ -44,12 +44,14 @@ class NotOffered(Exception):
     """The server cannot take this request; the message says why."""
 
 
-def encode(frame: Any, refs: Sequence[str], service: str | None) -> bytes:
+def encode(frame: Any, refs: Sequence[str], service: str | None, full_feature_names: bool = False) -> bytes:
     """The entity rows and the request as one Arrow IPC stream."""
     import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     request: dict[str, Any] = {"feature_service": service} if service else {"features": list(refs)}
+    if full_feature_names:
+        request["full_feature_names"] = True
     meta = dict(table.schema.metadata or {})
     meta[REQUEST_KEY] = json.dumps(request).encode()
     table = table.replace_schema_metadata(meta)
@@ -131,13 +133,14 @@ def served_frame(
     service: str | None,
     *,
     required: bool,
+    full_feature_names: bool = False,
 ) -> Any | None:
     """The result from the serving feature server of host 0 (where the agent's
     command would run too), or None when it cannot answer (the caller then runs
     the agent's command); with ``required`` that is an error instead."""
     from featctl.remote.agent import agent_digest
 
-    payload = encode(frame, refs, service)
+    payload = encode(frame, refs, service, full_feature_names)
     digest = agent_digest()
     timeout = float(session.settings.command_timeout)
     try:

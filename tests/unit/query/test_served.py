@@ -226,11 +226,11 @@ def test_which_path_a_historical_request_takes(monkeypatch, env, stores, served_
     frame = pd.DataFrame({"driver_id": [1, 2]})
     taken: list[str] = []
 
-    def served_frame(session, record, frame_, refs, service, *, required):
+    def served_frame(session, record, frame_, refs, service, *, required, full_feature_names=False):
         taken.append("server (required)" if required else "server")
         return frame if served_answer else None
 
-    def process_frame(session, record, frame_, refs, service, engine):
+    def process_frame(session, record, frame_, refs, service, engine, full=False):
         taken.append("process" + (f" --engine {engine}" if engine else ""))
         return frame
 
@@ -312,3 +312,11 @@ def test_batch_work_goes_to_the_batch_server_and_falls_back_to_the_feature_serve
     with pytest.raises(served.NotOffered):
         served._ask_batch_first(s, None, b"rows", "abc", 5.0)  # type: ignore[arg-type]
     assert s.asked == ["batch"]
+
+
+def test_full_feature_names_travel_with_the_request_and_only_when_asked():
+    frame = pd.DataFrame({"driver_id": [1001], "event_timestamp": pd.to_datetime(["2026-12-01"], utc=True)})
+    _, request = endpoints.decode_request(served.encode(frame, ["a:conv_rate", "b:conv_rate"], None, True))
+    assert request == {"features": ["a:conv_rate", "b:conv_rate"], "full_feature_names": True}
+    _, request = endpoints.decode_request(served.encode(frame, ["a:conv_rate"], None))
+    assert "full_feature_names" not in request
