@@ -14,7 +14,7 @@ application namespace, the sustained rate is the highest with p99 under the
 bound and no errors, hosts = 1 being the same deployment with host 1 set to
 maintenance in HAProxy's runtime API; ``--runs`` ladders, medians.
 
-    bench/endpoint_scaling.py [--host-cpu 0.25] [--runs 3] [--seconds 10]
+    bench/endpoint_scaling.py [--host-cpu 0.25] [--runs 3] [--seconds 8] [--step 10]
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def capped(groups: list[int], fraction: float) -> Iterator[list[str]]:
             cg = root / f"featctl-bench-h{i}"
             cg.mkdir(exist_ok=True)
             made.append(cg)
-            period = 100_000
+            # A 10 ms period: throttled pauses of a few ms, not the 100 ms default's
+            # stalls that would decide p99 rather than capacity.
+            period = 10_000
             if v2:
                 (cg / "cpu.max").write_text(f"{int(fraction * period)} {period}\n")
             else:
@@ -79,8 +81,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host-cpu", type=float, default=0.25, help="fraction of a core per host's feature server")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--step", type=int, default=5, help="the ladder's step, req/s")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--step", type=int, default=10, help="the ladder's step, req/s")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -124,10 +126,18 @@ def main() -> None:
                         time.sleep(1.0)
                         best = 0.0
                         for rate in ladder:
-                            s = stats(appload(net.name, url, ca, token, rate, seconds))
-                            log(f"run {r + 1} {label} at {rate}/s: {s}")
-                            extra["ladders"].setdefault(label, []).append({"run": r + 1, "rate": rate, **s})
-                            if s["errors"] or s["p99"] is None or s["p99"] > P99_BOUND_MS:
+                            # A step over the bound is tried once more: a lone outlier on a
+                            # shared 2-core machine is noise, saturation repeats.
+                            for attempt in (1, 2):
+                                s = stats(appload(net.name, url, ca, token, rate, seconds))
+                                log(f"run {r + 1} {label} at {rate}/s (try {attempt}): {s}")
+                                extra["ladders"].setdefault(label, []).append(
+                                    {"run": r + 1, "rate": rate, "try": attempt, **s}
+                                )
+                                ok = not s["errors"] and s["p99"] is not None and s["p99"] <= P99_BOUND_MS
+                                if ok:
+                                    break
+                            if not ok:
                                 break
                             best = float(rate)
                         sustained[label].append(best)
@@ -141,7 +151,8 @@ def main() -> None:
             rows.append(row(f"sustained rate, hosts = 1 (feature server at {args.host_cpu} CPU)", one, "req/s"))
             notes.append(f"Runs: hosts = 2 {sustained['hosts = 2']}, hosts = 1 {sustained['hosts = 1']} req/s; ladder "
                          f"steps of {step} req/s, {seconds:.0f} s each, sustained = highest with p99 <= "
-                         f"{P99_BOUND_MS:.0f} ms and no errors; medians of {runs}.")
+                         f"{P99_BOUND_MS:.0f} ms and no errors (a step over it is tried once more; two "
+                         f"in a row end the ladder); medians of {runs}.")
     notes += LEAKS
     write_result("endpoint_scaling", "#22 The endpoint over hosts = 2 vs hosts = 1, each host's capacity capped",
                  rows, notes, order=23, extra=extra, quick=args.quick, started=started,
