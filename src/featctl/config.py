@@ -29,10 +29,11 @@ STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
 #: [endpoint] keys (types are checked by _parse_endpoint).
 ENDPOINT_KEYS = ("listen", "port", "allow", "max_body", "timeout", "names", "health_port")
-#: Tables of featctl.toml besides the per-target ones: [score], [host] and [endpoint].
+#: Tables of featctl.toml besides the per-target ones: [score], [host], [materialize] and [endpoint].
 TABLES: dict[str, dict[str, type]] = {
     "score": {"view": str},
     "host": {"requirements": list},
+    "materialize": {"skip": list},
     "endpoint": {key: object for key in ENDPOINT_KEYS},
 }
 
@@ -73,6 +74,8 @@ DESCRIPTIONS: dict[str, str] = {
     "score.view": "The on-demand view `featctl score` uses (else the one whose request fields are <feature>_coef).",
     "host.requirements": "Extra pip requirements for the host's Feast environment, "
     'e.g. ["scikit-learn==1.5.2"].',
+    "materialize.skip": "Feature views deploy and `featctl materialize` leave out: views Feast cannot "
+    'materialize (e.g. a stream view with a Spark transformation), e.g. ["driver_stream"].',
     "endpoint.listen": "The address applications connect to (an IP of this machine on the local target; not 0.0.0.0).",
     "endpoint.port": "The endpoint's TCP port (HTTPS).",
     "endpoint.allow": "Networks (CIDRs) that may connect; default: the deployment's own network (local target: 127.0.0.0/8).",
@@ -181,6 +184,8 @@ class Settings:
     score_view: str | None = None
     #: [host] requirements: extra pip requirements for the host's Feast environment.
     host_requirements: tuple[str, ...] = ()
+    #: [materialize] skip: views deploy and materialize leave out.
+    materialize_skip: tuple[str, ...] = ()
     #: Per-target tables of featctl.toml, e.g. ``[yandex]``: passed to the
     #: target's Terraform stack as variables.
     target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -263,7 +268,7 @@ def _parse_endpoint(path: Path, table: Mapping[str, Any]) -> EndpointSettings:
 
 
 def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """[score] and [host]: known keys with the right types."""
+    """[score], [host], [materialize] and [endpoint]: known keys with the right types."""
     out: dict[str, dict[str, Any]] = {}
     for name, keys in TABLES.items():
         table = data.get(name)
@@ -277,6 +282,8 @@ def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, An
         for key, kind in keys.items():
             if kind is not object and key in table and not isinstance(table[key], kind):
                 raise ConfigError(f"{path}: [{name}] {key} must be a {'string' if kind is str else 'list of strings'}")
+        if name == "materialize" and not all(isinstance(v, str) and v.strip() for v in table.get("skip", [])):
+            raise ConfigError(f"{path}: [materialize] skip must be a list of feature view names")
         if name == "host":
             reqs = table.get("requirements", [])
             if not all(isinstance(r, str) and r.strip() and "\n" not in r for r in reqs):
@@ -351,6 +358,7 @@ def load_settings(
         hosts=values["hosts"],
         score_view=extra_tables.get("score", {}).get("view"),
         host_requirements=tuple(extra_tables.get("host", {}).get("requirements", ())),
+        materialize_skip=tuple(dict.fromkeys(v.strip() for v in extra_tables.get("materialize", {}).get("skip", ()))),
         endpoint=extra_tables.get("endpoint", {}).get("settings"),
         repo=(cwd / values["repo"]).resolve(),
         workspace=(cwd / values["workspace"]).resolve(),

@@ -17,6 +17,7 @@ from typing import Any
 
 from .output import InputError
 from .repo import load_repo_config, local_registry_path
+from .sourcerows import source_rows
 from .timeutil import pb_ts
 
 DUMMY_ENTITY = "__dummy"
@@ -290,6 +291,7 @@ def render_registry(proto: Any, project: str, repo: str | None = None) -> dict[s
                 "entities": [e for e in spec.entities if e != DUMMY_ENTITY],
                 "join_keys": [f for f in _fields(spec.entity_columns) if f["name"] != DUMMY_JOIN_KEY],
                 "source": _source_path(spec.batch_source, repo),
+                "source_rows": source_rows(_source_path(spec.batch_source, repo), repo),
                 "ttl_seconds": ttl,
                 "online": bool(spec.online),
                 "last_materialized": pb_ts(last, True) if last is not None else None,

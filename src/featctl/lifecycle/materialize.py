@@ -4,6 +4,7 @@ work is left."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +36,26 @@ def check_range(start: datetime | None, end: datetime | None, now: datetime | No
                 "by now, or the rows that arrive until then are never loaded; `featctl materialize` without "
                 "--start/--end loads up to now"
             )
+
+
+def not_materialized(desc: dict[str, Any], skip: Sequence[str] = ()) -> dict[str, str]:
+    """View -> why deploy and ``materialize`` leave it out: ``online=False``
+    (Feast serves it offline only), ``[materialize] skip`` in featctl.toml (a
+    view Feast cannot materialize), or an empty source (0 rows: nothing to load;
+    Feast's file store fails on one instead of loading nothing)."""
+    why: dict[str, str] = {}
+    for v in desc.get("feature_views", []):
+        if not v.get("online", True):
+            why[v["name"]] = "online=False"
+        elif v["name"] in skip:
+            why[v["name"]] = "[materialize] skip in featctl.toml"
+        elif v.get("source_rows") == 0:
+            why[v["name"]] = "empty source: 0 rows"
+    return why
+
+
+def skipped_note(why: dict[str, str]) -> str:
+    return "not materialized: " + ", ".join(f"{name} ({reason})" for name, reason in sorted(why.items()))
 
 
 def materialize_views(
@@ -69,13 +90,7 @@ def materialize_views(
     conn = session.connection(record)
     layout = layout or session.layout(record)
     desc = described if described is not None else agent.run_agent(conn, layout, "describe", timeout=120, repo=repo)
-    online = [v for v in desc.get("feature_views", []) if v.get("online", True)]
-    known = {v["name"] for v in online}
-    if views:
-        unknown = [v for v in views if v not in known]
-        if unknown:
-            raise UsageError(f"unknown feature view(s) {', '.join(unknown)}; deployed: {', '.join(sorted(known))}")
-        online = [v for v in online if v["name"] in views]
+    online = _views_to_load(session, desc, views)
     if not online:
         return []
     server = server or session.server(record)
@@ -111,8 +126,37 @@ def materialize_views(
     return done
 
 
-def materialize(
-    session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
+def _views_to_load(session: Session, desc: dict[str, Any], views: list[str] | None) -> list[dict[str, Any]]:
+    """The online views to materialize (all, or those named), each left out
+    said in one line; a view named that cannot be loaded is an error."""
+    skip = session.settings.materialize_skip
+    left_out = not_materialized(desc, skip)
+    all_views = desc.get("feature_views", [])
+    online = [v for v in all_views if v.get("online", True)]
+    if views:
+        known = {v["name"] for v in online}
+        offline = [v["name"] for v in all_views if v["name"] in views and not v.get("online", True)]
+        if offline:
+            raise UsageError(f"{', '.join(offline)}: online=False, nothing to materialize (historical reads it)")
+        unknown = [v for v in views if v not in known]
+        if unknown:
+            raise UsageError(f"unknown feature view(s) {', '.join(unknown)}; deployed: {', '.join(sorted(known))}")
+        named = [v for v in views if v in skip]
+        if named:
+            raise UsageError(
+                f"{', '.join(named)}: left out by [materialize] skip in featctl.toml; remove it there to materialize it"
+            )
+        left_out = {n: r for n, r in left_out.items() if n in views}
+        online = [v for v in online if v["name"] in views]
+    missing = sorted(set(skip) - {v["name"] for v in all_views})
+    if missing and not views:
+        session.reporter.info(f"[materialize] skip names {', '.join(missing)}, which the repository does not define")
+    if left_out:
+        session.reporter.info(skipped_note(left_out))
+    return [v for v in online if v["name"] not in left_out]
+
+
+def materialize(    session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
 ) -> list[dict[str, Any]]:
     check_range(start, end)  # before any connection
     record = session.deployment()
@@ -185,9 +229,14 @@ def _materialize_fast(session: Session, record: Deployment, views: list[str] | N
     if os.environ.get("FEATCTL_NO_TUNNEL") == "1" or tunnel.available(session.workspace.root) is None:
         tunnel.start_background(session.workspace.root)
         return None
-    online = [v for v in (record.registry or {}).get("feature_views", []) if v.get("online", True)]
+    left_out = not_materialized(record.registry or {}, session.settings.materialize_skip)
+    online = [
+        v for v in (record.registry or {}).get("feature_views", []) if v.get("online", True) and v["name"] not in left_out
+    ]
     if not online or any(not v.get("last_materialized") for v in online):
         return None
+    if any(v.get("source_rows") == 0 for v in (record.registry or {}).get("feature_views", [])):
+        return None  # an empty source may have rows now: the full path reads the registry anew
     known = {v["name"] for v in online}
     if views and any(v not in known for v in views):
         return None  # the full path names the unknown views
