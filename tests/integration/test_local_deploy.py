@@ -302,6 +302,8 @@ def test_status(deployment):
     info = st["deployment"]
     assert info["target"] == "local" and info["ssh"] == "answers"
     assert info["feature_server"].startswith("healthy")
+    # The check reads through each of the two workers, not only the one a connection happened to reach.
+    assert info["feature_server"].endswith("(read through 2 of 2 workers)"), info["feature_server"]
     assert info["terraform_outputs"]["port"] == int(info["host"].rsplit(":", 1)[1])
     views = {v["view"]: v for v in st["feature_views"]}
     assert views["driver_quality_metrics"]["ttl_seconds"] == 2 * 86400

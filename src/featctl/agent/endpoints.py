@@ -185,7 +185,8 @@ def add_endpoints(app: Any, store: Any) -> None:
 
     @app.get(f"{API}/info")
     async def featctl_info() -> Any:
-        return {"api": API_VERSION, "agent": DIGEST, "historical": True}
+        # pid: which worker answered (the health check reads through every one).
+        return {"api": API_VERSION, "agent": DIGEST, "historical": True, "pid": os.getpid()}
 
     @app.post(f"{API}/historical", dependencies=[Depends(inject_user_details)])
     async def featctl_historical(request: Request) -> Response:

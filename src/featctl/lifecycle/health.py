@@ -8,7 +8,7 @@ the caller (the agent's describe)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +24,8 @@ from featctl.remote.ssh import Connection
 class Health:
     ok: bool
     reason: str | None = None
+    #: How the check reached the server's workers (e.g. "read through 2 of 2 workers").
+    detail: str | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -99,6 +101,43 @@ def check(server: FeatureServer, probe: Mapping[str, Any] | None, materialized: 
         return Health(False, "its feature server does not answer /health")
     found = wrong_views(server, probe, materialized, first=True)
     return Health(False, next(iter(found.values()))) if found else Health(True)
+
+
+def check_workers(
+    connect: Callable[[], FeatureServer],
+    workers: int,
+    probe: Mapping[str, Any] | None,
+    materialized: set[str] | None = None,
+    *,
+    attempts: int | None = None,
+) -> Health:
+    """``check`` through every worker of a server: each read on a fresh
+    connection, which a worker of the kernel's choosing takes; the worker that
+    answered says its pid (featctl's /info), so reads go on until each of
+    ``workers`` has answered right or ``attempts`` connections were made. A
+    store that only one process can hold (milvus-lite) fails in the others:
+    one healthy worker must not make the server healthy."""
+    seen: set[int] = set()
+    tries = attempts if attempts is not None else 6 * workers
+    for _ in range(max(1, tries)):
+        server = connect()
+        try:
+            info = server.featctl_info() if workers > 1 else None
+            pid = info.get("pid") if info else None
+            if isinstance(pid, int) and pid in seen:
+                continue
+            verdict = check(server, probe, materialized)
+            if not verdict:
+                where = f"worker {pid}" if isinstance(pid, int) else "a worker"
+                return Health(False, f"{where} of {workers}: {verdict.reason}" if workers > 1 else verdict.reason)
+            if not isinstance(pid, int):  # a release from before /info's pid: one read is all it can tell
+                return Health(True)
+            seen.add(pid)
+        finally:
+            server.close()
+        if len(seen) >= workers:
+            break
+    return Health(True, detail=f"read through {len(seen)} of {workers} workers" if workers > 1 else None)
 
 
 def wrong_views(
@@ -179,13 +218,14 @@ def release_health(
             return Health(False, f"its probe could not be computed: {exc.message}"), registry
     if port is None:
         return Health(False, "its port is unknown"), registry
-    server = FeatureServer(conn, port)
-    try:
-        if patient and release.unit:
+    if patient and release.unit:
+        server = FeatureServer(conn, port)
+        try:
             _starting(server)
-        return check(server, probe, materialized_views(registry)), registry
-    finally:
-        server.close()
+        finally:
+            server.close()
+    workers = int(release.workers or 1)
+    return check_workers(lambda: FeatureServer(conn, port), workers, probe, materialized_views(registry)), registry
 
 
 #: How long a server systemd is (re)starting gets to answer before it counts as down.

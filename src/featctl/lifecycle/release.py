@@ -149,7 +149,9 @@ def build_release(
         verdict = (
             health.Health(False, problems[0])
             if problems
-            else health.check(server, probe, health.materialized_views(registry))
+            else health.check_workers(
+                lambda: FeatureServer(conn, port), server_workers(s), probe, health.materialized_views(registry)
+            )
         )
         server.close()
         if not verdict:

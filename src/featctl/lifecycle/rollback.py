@@ -70,7 +70,12 @@ def rollback(session: Session, *, take_over: bool = False) -> RollbackResult:
                 verdict = (
                     health.Health(False, problems[0])
                     if problems
-                    else health.check(server, probe, health.materialized_views(registry))
+                    else health.check_workers(
+                        lambda: FeatureServer(conn, port),
+                        server_workers(session.settings),
+                        probe,
+                        health.materialized_views(registry),
+                    )
                 )
                 if not verdict:
                     raise FeastError(f"release {target.id} is unhealthy: {verdict.reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ def status(session: Session) -> Status:
     except SSHError as exc:
         info["ssh"] = f"no answer: {exc}"
         info["feature_server"] = "unknown (no SSH)"
-        return _status(info, record.registry, stale=True)
+        return _status(info, record.registry, stale=True, skip=session.settings.materialize_skip)
     layout = session.layout(record)
     host = releases.state(conn, layout)
     cur = host.current_release
@@ -81,7 +82,11 @@ def status(session: Session) -> Status:
         layout = layout.with_env(cur.env)
         verdict, desc = release_health(conn, layout, cur)
         where = f"{layout.socket(int(cur.port))} (host side)" if cur.port else "no port (host side)"
-        info["feature_server"] = f"healthy on {where}" if verdict else f"unhealthy on {where}: {verdict.reason}"
+        info["feature_server"] = (
+            f"healthy on {where}" + (f" ({verdict.detail})" if verdict.detail else "")
+            if verdict
+            else f"unhealthy on {where}: {verdict.reason}"
+        )
         info["supervised_by"] = _supervisor(cur, host.keeper)
         if cur.restarted and not cur.unit:
             info["restarted"] = f"the feature server was restarted at {cur.restarted}"
@@ -143,10 +148,10 @@ def status(session: Session) -> Status:
         down = [h["host"] for h in info["hosts"] if not str(h.get("feature_server", "")).startswith("healthy")]
         if down:
             info["repair"] = f"host(s) {', '.join(map(str, down))} not serving; `featctl deploy` heals them"
-    return _status(info, desc, stale=stale)
+    return _status(info, desc, stale=stale, skip=session.settings.materialize_skip)
 
 
-def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool) -> Status:
+def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool, skip: Sequence[str] = ()) -> Status:
     services = [
         {"feature_service": s["name"], "features": ", ".join(s.get("features", []))}
         for s in desc.get("feature_services", [])
@@ -160,7 +165,7 @@ def _status(info: dict[str, Any], desc: dict[str, Any], *, stale: bool) -> Statu
         }
         for p in desc.get("push_sources", [])
     ]
-    return Status(info, _views_from(desc, stale=stale), services, pushes)
+    return Status(info, _views_from(desc, stale=stale, skip=skip), services, pushes)
 
 
 def _supervisor(release: releases.Release, keeper: int | None = None) -> str:
@@ -176,9 +181,13 @@ def _supervisor(release: releases.Release, keeper: int | None = None) -> str:
     return "nobody (not running)"
 
 
-def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, Any]]:
-    """One row per view of every kind the registry holds."""
+def _views_from(desc: dict[str, Any], *, stale: bool = False, skip: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per view of every kind the registry holds; a view deploy leaves
+    unmaterialized says why in its last_materialized."""
+    from featctl.lifecycle.materialize import not_materialized
+
     rows = []
+    left_out = not_materialized(desc, skip)
     for v in desc.get("feature_views", []):
         rows.append(
             {
@@ -186,7 +195,9 @@ def _views_from(desc: dict[str, Any], *, stale: bool = False) -> list[dict[str, 
                 "kind": v.get("kind", "feature view"),
                 "features": ", ".join(f["name"] for f in v.get("features", [])),
                 "ttl_seconds": v.get("ttl_seconds"),
-                "last_materialized": v.get("last_materialized") or ("never" if not stale else None),
+                "last_materialized": (f"not materialized: {left_out[v['name']]}" if v["name"] in left_out else None)
+                or v.get("last_materialized")
+                or ("never" if not stale else None),
             }
         )
     for v in desc.get("on_demand_feature_views", []):

@@ -148,3 +148,67 @@ def test_a_server_systemd_is_starting_gets_the_time_a_start_takes(monkeypatch):
     never = Starting(after=10**9)
     health._starting(never)  # type: ignore[arg-type]
     assert never.polls == 1  # a server that does not come up is not waited for past the bound
+
+
+class Worker(Server):
+    """One connection, taken by the worker the kernel picked; says its pid."""
+
+    def __init__(self, pid, **kw):
+        super().__init__(**kw)
+        self.pid = pid
+        self.closed = False
+
+    def featctl_info(self):
+        return {"api": 1, "pid": self.pid} if self.pid is not None else None
+
+    def close(self):
+        self.closed = True
+
+
+def connections(*workers):
+    """Connections in the order the kernel hands them to workers."""
+    made = []
+    it = iter(workers)
+
+    def connect():
+        made.append(next(it))
+        return made[-1]
+
+    return connect, made
+
+
+def test_every_worker_is_read_through():
+    from featctl.lifecycle.health import check_workers
+
+    connect, made = connections(Worker(11), Worker(11), Worker(12), Worker(11))
+    verdict = check_workers(connect, 2, PROBE)
+    assert verdict and verdict.detail == "read through 2 of 2 workers"
+    assert len(made) == 3 and all(w.closed for w in made)
+    assert [len(w.reads) for w in made] == [2, 0, 2]  # a worker already read is not read again
+
+
+def test_one_worker_that_cannot_read_makes_the_server_unhealthy():
+    """milvus-lite: the store opens in one process; the other workers fail (HTTP 500)."""
+    from featctl.lifecycle.health import check_workers
+
+    connect, _ = connections(Worker(11), Worker(12, fail="a"))
+    verdict = check_workers(connect, 2, PROBE)
+    assert not verdict and verdict.reason.startswith("worker 12 of 2: an online read of a failed")
+
+
+def test_workers_the_kernel_never_picked_are_said_not_hidden():
+    from featctl.lifecycle.health import check_workers
+
+    connect, made = connections(*[Worker(11) for _ in range(4)])
+    verdict = check_workers(connect, 2, PROBE, attempts=4)
+    assert verdict and verdict.detail == "read through 1 of 2 workers" and len(made) == 4
+
+
+def test_one_worker_or_a_server_without_pids_is_one_read():
+    from featctl.lifecycle.health import check_workers
+
+    connect, made = connections(Worker(None), Worker(None))
+    assert check_workers(connect, 2, PROBE) and len(made) == 1
+    connect, made = connections(Worker(11), Worker(12))
+    verdict = check_workers(connect, 1, PROBE)
+    assert verdict and verdict.detail is None and len(made) == 1
