@@ -591,3 +591,26 @@ def test_redis_online_store(redis_repo):
     assert rows[0]["linear_combination"] == pytest.approx(float(want.conv_rate) + float(want.acc_rate), rel=1e-6)
     assert d.json("materialize")[0]["mode"] == "incremental"
     assert "nothing changed" in d.run("deploy").ok().stderr
+
+
+def test_a_repository_whose_own_store_is_unreachable_stops_deploy_with_exit_5(redis_repo, tmp_path):
+    """docs/repository.md: a store featctl does not run must be reachable from
+    the host, else deploy stops with Feast's own error (exit 5, ExitCode.FEAST)."""
+    port, password = redis_repo.redis
+    shutil.copytree(redis_repo.repo, tmp_path / "feature_repo", ignore=shutil.ignore_patterns("*.db", "__pycache__"))
+    fsy = tmp_path / "feature_repo" / "feature_store.yaml"
+    bad = free_port()
+    fsy.write_text(fsy.read_text().replace(f"127.0.0.1:{port},", f"127.0.0.1:{bad},"))
+    (tmp_path / "featctl.toml").write_text('repo = "feature_repo"\nserver_workers = 1\n')
+    try:
+        res = featctl("deploy", cwd=tmp_path, timeout=1200)
+        assert res.returncode == 5, (res.returncode, res.stderr[-2000:])
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("featctl: error: deploy failed at materialization; nothing was serving before: "), last
+        assert last.endswith(f'Feast failed to materialize (HTTP 500 on /materialize): Error 111 connecting to '
+                             f'127.0.0.1:{bad}. Connection refused.'), last
+        assert password not in res.stderr
+    finally:
+        if (tmp_path / ".featctl" / "deployment.json").exists():
+            featctl("destroy", "--yes", cwd=tmp_path, timeout=300)
+    assert processes_under(tmp_path / ".featctl") == []

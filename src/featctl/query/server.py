@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from featctl.errors import FeatureServerError, UsageError
+from featctl.errors import FeastError, FeatureServerError, UsageError
 
 if TYPE_CHECKING:
     from featctl.remote.ssh import Connection
@@ -219,13 +219,26 @@ class FeatureServer:
         body: dict[str, Any] = {"start_ts": start, "end_ts": end}
         if views:
             body["feature_views"] = list(views)
-        self.post_json("/materialize", body, timeout=timeout)
+        self._materialize("/materialize", body, timeout)
 
     def materialize_incremental(self, end: str, views: Sequence[str] | None, *, timeout: float) -> None:
         body: dict[str, Any] = {"end_ts": end}
         if views:
             body["feature_views"] = list(views)
-        self.post_json("/materialize-incremental", body, timeout=timeout)
+        self._materialize("/materialize-incremental", body, timeout)
+
+    def _materialize(self, path: str, body: dict[str, Any], timeout: float) -> None:
+        """An error the server answers with is Feast's materialization failing
+        (an unreachable store, a source it cannot read): a Feast error (exit 5),
+        as from `feast materialize`; no answer stays the server's (exit 7)."""
+        status, raw = self.request("POST", path, body, timeout=timeout)
+        if status == 200:
+            return
+        err = _server_error(path, status, raw)
+        if status >= 500 and isinstance(err, FeatureServerError):
+            detail = err.message.partition("): ")[2] or f"HTTP {status}"
+            raise FeastError(f"Feast failed to materialize (HTTP {status} on {path}): {detail}")
+        raise err
 
 
     def push(self, source: str, columns: Mapping[str, Sequence[Any]], to: str, *, timeout: float) -> None:
@@ -274,6 +287,9 @@ def _server_error(path: str, status: int, raw: bytes) -> Exception:
         try:
             data = json.loads(data)
         except (ValueError, TypeError):
+            break
+        if isinstance(data, str):  # a JSON string inside: its text, without the quotes
+            detail = data
             break
         if not isinstance(data, dict):
             break

@@ -84,3 +84,34 @@ def test_an_offline_push_is_never_sent_twice(tmp_path):
         assert not err.value.sent and len(got) == 2
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "kind", "text"),
+    [
+        (500, b'{"detail": "Error 111 connecting to 127.0.0.1:1. Connection refused."}', "FeastError", "connecting"),
+        (422, b'{"detail": "bad date"}', "UsageError", "bad date"),
+    ],
+)
+def test_a_materialization_the_server_fails_is_feasts_failure(status, raw, kind, text):
+    """Feast's /materialize answering 500 is Feast failing (exit 5, as the exit codes say), not the server."""
+    from featctl.errors import ExitCode
+    from featctl.query.server import FeatureServer
+
+    class Answering(FeatureServer):
+        def __init__(self):
+            pass
+
+        def request(self, method, path, body=None, **kw):
+            return status, raw
+
+    with pytest.raises(Exception) as err:
+        Answering().materialize("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", ["v"], timeout=5)
+    assert type(err.value).__name__ == kind and text in str(err.value)
+    assert err.value.exit_code == (ExitCode.FEAST if kind == "FeastError" else ExitCode.USAGE)
+    assert "\n" not in str(err.value)
+
+
+def test_a_json_string_inside_the_detail_loses_its_quotes():
+    err = _server_error("/materialize", 500, b'{"detail": "\\"Error 111 connecting to 127.0.0.1:1. Connection refused.\\""}')
+    assert str(err).endswith("(HTTP 500): Error 111 connecting to 127.0.0.1:1. Connection refused.")
