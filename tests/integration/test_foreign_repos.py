@@ -345,6 +345,19 @@ def customer_value(inputs: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame()
     out["value_score"] = inputs["spend"] * inputs["spend_coef"] + inputs["loyalty"] * inputs["loyalty_coef"]
     return out
+
+
+budget = RequestSource(name="budget", schema=[Field(name="total", dtype=Float64)])
+
+
+@on_demand_feature_view(
+    sources=[customer_stats, budget],
+    schema=[Field(name="spend_share", dtype=Float64)],
+    mode="python",
+)
+def spend_share(inputs: dict) -> dict:
+    # Raises ZeroDivisionError for a customer whose spend is the total.
+    return {"spend_share": [s / (t - s) for s, t in zip(inputs["spend"], inputs["total"])]}
 """
 
 
@@ -427,6 +440,20 @@ def test_string_and_composite_keys_and_score_on_any_view(customers, tmp_path):
     rows = d.json("historical", "--entities", str(entities), "-f", "customer_stats:spend,customer_value:value_score")
     assert [r["spend"] for r in rows] == [10.5, 12.5]
     assert [r["value_score"] for r in rows] == [10.5, 12.5]
+
+
+def test_an_on_demand_view_that_raises_names_itself_and_the_row(customers):
+    """#24 item 8: Feast passed the view's exception through bare ("float division by zero")."""
+    d = customers
+    ents = ("--entity", "customer_id=C001", "--entity", "customer_id=C002")
+    rows = d.json("online", *ents, "-f", "spend_share:spend_share", "--request", "total=100")
+    assert [r["spend_share"] for r in rows] == [pytest.approx(12.5 / 87.5), pytest.approx(20.0 / 80.0)]
+    res = d.run("online", *ents, "-f", "spend_share:spend_share", "--request", "total=20", "--output", "json")
+    assert res.returncode != 0 and res.stdout == "", res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "on-demand view spend_share failed on row 1 (" in lines[0], lines[0]
+    assert "customer_id='C002'" in lines[0] and "ZeroDivisionError: float division by zero" in lines[0], lines[0]
 
 
 # --- registry and data outside the repository -----------------------------------------------

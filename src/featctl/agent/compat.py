@@ -93,8 +93,8 @@ def _atomic_file_registry() -> None:
 
 
 def patch_feast() -> None:
-    """Apply the fixes (idempotent); imports ``feast.type_map`` and Feast's
-    file registry store (not all of Feast)."""
+    """Apply the fixes (idempotent); imports ``feast.type_map``, Feast's
+    file registry store and its on-demand views (odfv_errors.py)."""
     global _done
     if _done:
         return
@@ -108,6 +108,9 @@ def patch_feast() -> None:
     pa_to_feast_value_type.__doc__ = original.__doc__
     type_map.pa_to_feast_value_type = pa_to_feast_value_type
     _atomic_file_registry()
+    from .odfv_errors import name_failures
+
+    name_failures()
     _done = True
 
 
