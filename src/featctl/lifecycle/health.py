@@ -122,7 +122,10 @@ def check_workers(
     for _ in range(max(1, tries)):
         server = connect()
         try:
-            info = server.featctl_info() if workers > 1 else None
+            try:
+                info = server.featctl_info() if workers > 1 else None
+            except FeatctlError:
+                info = None  # a server that does not answer: check() says so
             pid = info.get("pid") if info else None
             if isinstance(pid, int) and pid in seen:
                 continue

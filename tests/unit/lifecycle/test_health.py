@@ -212,3 +212,16 @@ def test_one_worker_or_a_server_without_pids_is_one_read():
     connect, made = connections(Worker(11), Worker(12))
     verdict = check_workers(connect, 1, PROBE)
     assert verdict and verdict.detail is None and len(made) == 1
+
+
+def test_a_server_that_does_not_answer_is_unhealthy_not_an_error():
+    """status on a host whose server socket is gone (the vm unit restarting) reports, never crashes."""
+    from featctl.lifecycle.health import check_workers
+
+    class Gone(Worker):
+        def featctl_info(self):
+            raise FeatureServerError("cannot open a tunnel to /opt/featctl/run/s/6566: Connect failed")
+
+    connect, _ = connections(Gone(None, healthy=False))
+    verdict = check_workers(connect, 2, PROBE)
+    assert not verdict and "/health" in verdict.reason
