@@ -352,12 +352,14 @@ budget = RequestSource(name="budget", schema=[Field(name="total", dtype=Float64)
 
 @on_demand_feature_view(
     sources=[customer_stats, budget],
-    schema=[Field(name="spend_share", dtype=Float64)],
+    schema=[Field(name="headroom", dtype=Float64)],
     mode="python",
 )
-def spend_share(inputs: dict) -> dict:
-    # Raises ZeroDivisionError for a customer whose spend is the total.
-    return {"spend_share": [s / (t - s) for s, t in zip(inputs["spend"], inputs["total"])]}
+def headroom(inputs: dict) -> dict:
+    import math
+
+    # Raises ValueError (math domain error) for a customer who spent more than the total.
+    return {"headroom": [math.sqrt(t - s) for s, t in zip(inputs["spend"], inputs["total"])]}
 """
 
 
@@ -443,17 +445,17 @@ def test_string_and_composite_keys_and_score_on_any_view(customers, tmp_path):
 
 
 def test_an_on_demand_view_that_raises_names_itself_and_the_row(customers):
-    """#24 item 8: Feast passed the view's exception through bare ("float division by zero")."""
+    """#24 item 8: Feast passed the view's exception through bare ("math domain error")."""
     d = customers
     ents = ("--entity", "customer_id=C001", "--entity", "customer_id=C002")
-    rows = d.json("online", *ents, "-f", "spend_share:spend_share", "--request", "total=100")
-    assert [r["spend_share"] for r in rows] == [pytest.approx(12.5 / 87.5), pytest.approx(20.0 / 80.0)]
-    res = d.run("online", *ents, "-f", "spend_share:spend_share", "--request", "total=20", "--output", "json")
+    rows = d.json("online", *ents, "-f", "headroom:headroom", "--request", "total=100")
+    assert [r["headroom"] for r in rows] == [pytest.approx(87.5**0.5), pytest.approx(80.0**0.5)]
+    res = d.run("online", *ents, "-f", "headroom:headroom", "--request", "total=15", "--output", "json")
     assert res.returncode != 0 and res.stdout == "", res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
-    assert "on-demand view spend_share failed on row 1 (" in lines[0], lines[0]
-    assert "customer_id='C002'" in lines[0] and "ZeroDivisionError: float division by zero" in lines[0], lines[0]
+    assert "on-demand view headroom failed on row 1 (" in lines[0], lines[0]
+    assert "customer_id='C002'" in lines[0] and "ValueError: math domain error" in lines[0], lines[0]
 
 
 # --- registry and data outside the repository -----------------------------------------------
@@ -620,9 +622,10 @@ def test_redis_online_store(redis_repo):
     assert "nothing changed" in d.run("deploy").ok().stderr
 
 
-def test_a_repository_whose_own_store_is_unreachable_stops_deploy_with_exit_5(redis_repo, tmp_path):
+def test_a_repository_whose_own_store_is_unreachable_stops_deploy_with_exit_5(redis_repo, tmp_path_factory):
     """docs/repository.md: a store featctl does not run must be reachable from
     the host, else deploy stops with Feast's own error (exit 5, ExitCode.FEAST)."""
+    tmp_path = tmp_path_factory.mktemp("unreach")  # short: the host's sockets live under it
     port, password = redis_repo.redis
     shutil.copytree(redis_repo.repo, tmp_path / "feature_repo", ignore=shutil.ignore_patterns("*.db", "__pycache__"))
     fsy = tmp_path / "feature_repo" / "feature_store.yaml"

@@ -88,6 +88,22 @@ def name_failures() -> None:
 
             raise OnDemandViewError(describe(self.name, exc, lists, one)) from exc
 
+    infer = View.infer_features
+
+    def infer_features(self: Any) -> None:
+        try:
+            infer(self)
+        except OnDemandViewError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("feast"):
+                raise  # Feast's own inference errors name the view already
+            raise OnDemandViewError(
+                f"on-demand view {self.name} failed on the sample inputs feast apply runs it on to infer its schema: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
     transform_arrow.__featctl__ = True  # type: ignore[attr-defined]
+    View.infer_features = infer_features
     View.transform_arrow = transform_arrow
     View.transform_dict = transform_dict

@@ -27,6 +27,9 @@ def view_class(monkeypatch):
         def transform_dict(self, d):
             return {"share": [a / (b - a) for a, b in zip(d["spend"], d["total"])]}
 
+        def infer_features(self):
+            self.transform_dict({"spend": [1.0], "total": [1.0]})  # Feast's sample inputs: equal values
+
     feast = types.ModuleType("feast")
     odfv = types.ModuleType("feast.on_demand_feature_view")
     odfv.OnDemandFeatureView = View
@@ -74,3 +77,11 @@ def test_a_failure_no_single_row_has_is_said_for_the_batch():
     assert msg == "on-demand view v failed on 2 row(s): KeyError: 'total'"
     long = describe("v", ValueError("x"), {"text": ["y" * 100]}, lambda i: None)
     assert "text='" + "y" * 36 + "..." in long
+
+
+def test_a_view_that_fails_on_feast_applys_sample_inputs_is_named(view_class):
+    from featctl.agent.odfv_errors import OnDemandViewError
+
+    with pytest.raises(OnDemandViewError) as err:
+        view_class("spend_share").infer_features()
+    assert str(err.value).startswith("on-demand view spend_share failed on row 0 (spend=1.0, total=1.0)")
