@@ -621,8 +621,9 @@ def _server_workers(dep) -> int:
 def test_full_feature_names_on_online_and_historical(deployment, tmp_path):
     """Two views with a feature of one name: historical refuses them in one line
     unless --full-feature-names, then names the columns view__feature; online
-    takes the flag for a single view too. Values equal pandas."""
-    df = load(deployment.repo / "data" / "driver_stats.parquet")
+    takes the flag for a single view too. Values equal pandas on the release's
+    own data file (an earlier test adds a row to it on the host)."""
+    df = load(Path(deployment.record()["remote_base_dir"]) / "current" / "data" / "driver_stats.parquet")
     refs = "driver_hourly_stats:conv_rate,driver_quality_metrics:conv_rate"
     newest = df.event_timestamp.max()
     entities = pd.DataFrame(

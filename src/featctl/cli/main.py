@@ -101,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     except FeatctlError as exc:
         sys.stderr.write(f"featctl: error: {exc}\n")
         sys.exit(int(exc.exit_code))
-    except (Abort, KeyboardInterrupt):
+    except (Abort, KeyboardInterrupt) as exc:
+        # Click turns an EOFError into Abort: off a terminal no prompt reads
+        # stdin, so it is a connection (paramiko) that closed, not the user.
+        if isinstance(exc.__cause__, EOFError) and not sys.stdin.isatty():
+            sys.stderr.write("featctl: error: the connection to the host closed before it answered (EOFError)\n")
+            sys.exit(int(ExitCode.SSH))
         code = int(ExitCode.INTERRUPTED)
     except TyperException as exc:  # usage errors found while parsing the command line
         sys.stderr.write(f"featctl: error: {exc.format_message()}\n")

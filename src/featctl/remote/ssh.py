@@ -9,6 +9,7 @@ have timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import select
 import shlex
@@ -81,9 +82,10 @@ class Connection:
 
     # lifecycle -----------------------------------------------------------
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        self._client.close()
+        """Best effort: closing a dead connection raises, hiding the error being reported."""
+        for close in ([self._sftp.close] if self._sftp is not None else []) + [self._client.close]:
+            with contextlib.suppress(Exception):
+                close()
 
     def __enter__(self) -> Connection:
         return self
@@ -108,11 +110,8 @@ class Connection:
         stdin: bytes | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> Result:
-        """Run ``command`` on the host and return its exit status and output.
-
-        Both streams are read while the command runs, so output of any size
-        cannot stall it. ``on_line`` receives stdout/stderr lines as they come.
-        """
+        """Run ``command`` on the host; both streams are read while it runs, so output of
+        any size cannot stall it. ``on_line`` receives stdout/stderr lines as they come."""
         try:
             chan = self.transport.open_session(timeout=30)
             chan.set_combine_stderr(False)

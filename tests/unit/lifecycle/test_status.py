@@ -47,3 +47,19 @@ def test_status_prints_the_whole_report_then_exits_with_the_verdict(monkeypatch,
     assert exited.value.code == code
     doc = json.loads(out.getvalue())
     assert doc["deployment"] == info and doc["feature_views"] == views
+
+
+def test_a_connection_that_closes_is_an_ssh_error_not_an_interruption(monkeypatch, tmp_path, capsys):
+    """paramiko raises EOFError when the host's sshd dies mid-command; Click turns an
+    EOFError into Abort, which featctl reported as 'interrupted' (exit 130)."""
+
+    def closed(session):
+        raise EOFError
+
+    monkeypatch.setattr(status_module, "status", closed)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main(["status", "--workspace", str(tmp_path)])
+    assert exited.value.code == ExitCode.SSH
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "featctl: error: the connection to the host closed before it answered (EOFError)"
