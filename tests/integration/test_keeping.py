@@ -40,7 +40,10 @@ BACK_WITHIN = 30.0
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory) -> Iterator[Deployed]:
-    root = tmp_path_factory.mktemp("keeping")
+    # A comma and a quote in the workspace path (#23 item 9): the stores' CA lives under it,
+    # and Feast's Redis connection string splits on commas.
+    root = tmp_path_factory.mktemp("keeping") / "a,b's"
+    root.mkdir()
     shutil.copytree(
         ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
     )
@@ -154,5 +157,10 @@ def test_destroy_leaves_no_keeper(dep: Deployed) -> None:
 
     base = Path(dep.record()["remote_base_dir"])
     assert host_state(dep)["keeper"]
+    # The comma in the workspace path: the hosts name the stores' CA through a link in ~/.featctl/ca.
+    ca = next(Path(w["ca_file"]) for w in dep.record()["stores"].values() if w.get("ca_file"))
+    links = [p for p in (Path.home() / ".featctl" / "ca").glob("*.crt") if p.resolve() == ca.resolve()]
+    assert links, "no link to the stores' CA"
     featctl("destroy", "--yes", cwd=dep.root, timeout=300).ok()
     assert not processes_under(base)
+    assert not any(p.is_symlink() for p in links), "destroy left the CA link"

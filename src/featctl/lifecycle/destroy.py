@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from featctl.config import LOOPBACK_TARGETS
 from featctl.errors import FeatctlError, HostKeyMismatch, SSHError
 from featctl.lifecycle import ownership
+from featctl.lifecycle.hosts import remove_ca_aliases
 from featctl.provision.machine import ensure_keys, port_open
 from featctl.provision.targets import stack_variables
 from featctl.provision.terraform import Stack
@@ -156,6 +157,7 @@ def _stop_everything(
     for r in state.releases:
         result.stopped_server = service.stop(conn, layout, r.id) or result.stopped_server
     schedule.disable(conn, layout)
+    remove_ca_aliases(conn, record, layout)
     left = host.processes(conn, layout, kill=True)
     if left:
         shown = "; ".join(f"pid {p['pid']} ({p['cmd'][:80]})" for p in left[:3])

@@ -9,6 +9,8 @@ time, so some host always serves.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +46,48 @@ def write_stores_env(session: Session, conn: Connection, layout: Layout, record:
     from featctl.repo.stores import env_lines, for_host
 
     passwords = {s: session.workspace.store_password_file(s).read_text().strip() for s in record.stores}
-    text = env_lines(for_host(record.stores, record.remote_base_dir, layout.base), passwords)
+    stores = for_host(record.stores, record.remote_base_dir, layout.base)
+    for where in stores.values():
+        if isinstance(where.get("ca_file"), str) and not SAFE_PATH.fullmatch(where["ca_file"]):
+            where["ca_file"] = _ca_alias(conn, where["ca_file"])
+    text = env_lines(stores, passwords)
     if text:
         conn.put_text(layout.stores_env, text, 0o600)
     else:
         conn.run(f"rm -f {q(layout.stores_env)}", timeout=30)
+
+
+#: A path stores.env and Feast's Redis connection string carry as it is (no comma, quote or space).
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@%=:-]+")
+
+
+def remove_ca_aliases(conn: Connection, record: Deployment, layout: Layout) -> None:
+    """destroy: the links ``_ca_alias`` made on this host go with the deployment."""
+    from featctl.repo.stores import for_host
+
+    for where in for_host(record.stores, record.remote_base_dir, layout.base).values():
+        ca = where.get("ca_file")
+        if isinstance(ca, str) and not SAFE_PATH.fullmatch(ca):
+            conn.run(f"rm -f {q(_ca_alias(conn, ca, make=False))}", timeout=30, check=False)
+
+
+def _ca_alias(conn: Connection, ca: str, *, make: bool = True) -> str:
+    """A link to the CA at a path the hosts' store settings can carry: a
+    workspace whose path holds a comma or a quote (the local target's hosts live
+    under it) keeps its CA there, and Feast's Redis connection string splits on
+    commas. The link lives in the SSH user's home (``~/.featctl/ca``, 0700)."""
+    import hashlib
+
+    home = conn.run("cd && pwd -P", timeout=30).text.strip()
+    alias = f"{home}/.featctl/ca/{hashlib.sha256(ca.encode()).hexdigest()[:16]}.crt"
+    if not SAFE_PATH.fullmatch(alias):
+        raise UsageError(
+            f"the stores' CA file {ca} holds a comma or quote and so does the home {home}: use a "
+            "workspace path without them (--workspace)"
+        )
+    if make:
+        conn.run(f"umask 077 && mkdir -p {q(posixpath.dirname(alias))} && ln -sfn {q(ca)} {q(alias)}", timeout=30)
+    return alias
 
 
 def check_stores(conn: Connection, layout: Layout, stores: list[str]) -> list[str]:

@@ -205,13 +205,8 @@ def stack_variables(
         "store_password_files": {s: store_password(workspace, s) for s in servers},
     }
     if target == "local":
-        if servers and any(c in str(workspace.local_dir) for c in ",'\n"):
-            # The hosts' store settings name the CA under each host's directory:
-            # Feast's Redis connection string splits on commas, stores.env takes no quotes.
-            raise UsageError(
-                f"the local stores' CA would live under {workspace.local_dir}, whose comma or quote the hosts' "
-                "store settings cannot carry; use a workspace path without them (--workspace)"
-            )
+        if servers and "\n" in str(workspace.local_dir):
+            raise UsageError(f"the workspace path {workspace.local_dir!r} holds a newline; use another (--workspace)")
         host_dirs = _local_host_dirs(workspace, len(keys.hosts), previous, extra.pop("port", None))
         listen = str(extra.pop("listen_address", previous.get("listen_address", "127.0.0.1")))
         return {

@@ -59,14 +59,16 @@ def test_several_hosts_need_shared_stores():
     check_shared(2, RepoConfig(path=None, data=shared))  # type: ignore[arg-type]
 
 
-def test_a_workspace_path_the_store_settings_cannot_carry_is_refused_before_terraform(tmp_path):
-    for bad in ("a,b", "it's"):
-        ws = Workspace(tmp_path / bad / "ws")
-        with pytest.raises(UsageError, match="comma or quote"):
-            stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=("redis",))
-    # Without stores nothing names the CA: such paths stay allowed.
-    ws = Workspace(tmp_path / "it's" / "ws")
-    stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=())
+def test_a_workspace_path_with_a_comma_or_quote_takes_local_stores(tmp_path):
+    """#23 item 9: the hosts name the CA through a link (lifecycle/hosts._ca_alias);
+    only a newline, which no settings file carries, is refused before Terraform."""
+    for fine in ("a,b", "it's"):
+        ws = Workspace(tmp_path / fine / "ws")
+        v = stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=("redis",))
+        assert "," in v["remote_base_dir"] or "'" in v["remote_base_dir"]
+    ws = Workspace(tmp_path / "new\nline" / "ws")
+    with pytest.raises(UsageError, match="newline"):
+        stack_variables("local", name="featctl", keys=KEYS, workspace=ws, target_vars={}, stores=("redis",))
 
 
 def test_local_stores_get_tls_material_for_the_listen_address(tmp_path):
