@@ -9,7 +9,6 @@ time, so some host always serves.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +46,10 @@ def write_stores_env(session: Session, conn: Connection, layout: Layout, record:
 
     passwords = {s: session.workspace.store_password_file(s).read_text().strip() for s in record.stores}
     stores = for_host(record.stores, record.remote_base_dir, layout.base)
+    aliases = _ca_aliases(conn, stores)
     for where in stores.values():
-        if isinstance(where.get("ca_file"), str) and not SAFE_PATH.fullmatch(where["ca_file"]):
-            where["ca_file"] = _ca_alias(conn, where["ca_file"])
+        if where.get("ca_file") in aliases:
+            where["ca_file"] = aliases[where["ca_file"]]
     text = env_lines(stores, passwords)
     if text:
         conn.put_text(layout.stores_env, text, 0o600)
@@ -62,32 +62,37 @@ SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@%=:-]+")
 
 
 def remove_ca_aliases(conn: Connection, record: Deployment, layout: Layout) -> None:
-    """destroy: the links ``_ca_alias`` made on this host go with the deployment."""
+    """destroy: the links ``_ca_aliases`` made on this host go with the deployment."""
     from featctl.repo.stores import for_host
 
-    for where in for_host(record.stores, record.remote_base_dir, layout.base).values():
-        ca = where.get("ca_file")
-        if isinstance(ca, str) and not SAFE_PATH.fullmatch(ca):
-            conn.run(f"rm -f {q(_ca_alias(conn, ca, make=False))}", timeout=30, check=False)
+    links = _ca_aliases(conn, for_host(record.stores, record.remote_base_dir, layout.base), make=False)
+    if links:
+        conn.run("rm -f " + " ".join(q(a) for a in links.values()), timeout=30, check=False)
 
 
-def _ca_alias(conn: Connection, ca: str, *, make: bool = True) -> str:
-    """A link to the CA at a path the hosts' store settings can carry: a
-    workspace whose path holds a comma or a quote (the local target's hosts live
-    under it) keeps its CA there, and Feast's Redis connection string splits on
-    commas. The link lives in the SSH user's home (``~/.featctl/ca``, 0700)."""
+def _ca_aliases(conn: Connection, stores: dict[str, dict[str, Any]], *, make: bool = True) -> dict[str, str]:
+    """CA path -> a link to it at a path the hosts' store settings can carry,
+    for each CA that needs one: a workspace whose path holds a comma or a quote
+    (the local target's hosts live under it) keeps its CA there, and Feast's
+    Redis connection string splits on commas. The links live in the SSH user's
+    home (``~/.featctl/ca``, 0700); one command makes them all."""
     import hashlib
 
+    cas = {w["ca_file"] for w in stores.values() if isinstance(w.get("ca_file"), str)}
+    cas = {ca for ca in cas if not SAFE_PATH.fullmatch(ca)}
+    if not cas:
+        return {}
     home = conn.run("cd && pwd -P", timeout=30).text.strip()
-    alias = f"{home}/.featctl/ca/{hashlib.sha256(ca.encode()).hexdigest()[:16]}.crt"
-    if not SAFE_PATH.fullmatch(alias):
+    aliases = {ca: f"{home}/.featctl/ca/{hashlib.sha256(ca.encode()).hexdigest()[:16]}.crt" for ca in sorted(cas)}
+    if not SAFE_PATH.fullmatch(home):
         raise UsageError(
-            f"the stores' CA file {ca} holds a comma or quote and so does the home {home}: use a "
+            f"the stores' CA file {min(cas)} holds a comma or quote and so does the home {home}: use a "
             "workspace path without them (--workspace)"
         )
     if make:
-        conn.run(f"umask 077 && mkdir -p {q(posixpath.dirname(alias))} && ln -sfn {q(ca)} {q(alias)}", timeout=30)
-    return alias
+        links = " && ".join(f"ln -sfn {q(ca)} {q(alias)}" for ca, alias in aliases.items())
+        conn.run(f"umask 077 && mkdir -p {q(home + '/.featctl/ca')} && {links}", timeout=30)
+    return aliases
 
 
 def check_stores(conn: Connection, layout: Layout, stores: list[str]) -> list[str]:

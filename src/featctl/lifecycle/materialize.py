@@ -38,6 +38,10 @@ def check_range(start: datetime | None, end: datetime | None, now: datetime | No
             )
 
 
+#: not_materialized's reason for a source of 0 rows.
+EMPTY = "empty source: 0 rows"
+
+
 def not_materialized(desc: dict[str, Any], skip: Sequence[str] = ()) -> dict[str, str]:
     """View -> why deploy and ``materialize`` leave it out: ``online=False``
     (Feast serves it offline only), ``[materialize] skip`` in featctl.toml (a
@@ -50,8 +54,14 @@ def not_materialized(desc: dict[str, Any], skip: Sequence[str] = ()) -> dict[str
         elif v["name"] in skip:
             why[v["name"]] = "[materialize] skip in featctl.toml"
         elif v.get("source_rows") == 0:
-            why[v["name"]] = "empty source: 0 rows"
+            why[v["name"]] = EMPTY
     return why
+
+
+def unknown_skips(desc: dict[str, Any], skip: Sequence[str]) -> list[str]:
+    """Names in ``[materialize] skip`` that no feature view of ``desc`` has."""
+    named = {v["name"] for v in desc.get("feature_views", [])}
+    return [v for v in skip if v not in named]
 
 
 def skipped_note(why: dict[str, str]) -> str:
@@ -148,7 +158,7 @@ def _views_to_load(session: Session, desc: dict[str, Any], views: list[str] | No
             )
         left_out = {n: r for n, r in left_out.items() if n in views}
         online = [v for v in online if v["name"] in views]
-    missing = sorted(set(skip) - {v["name"] for v in all_views})
+    missing = unknown_skips(desc, skip)
     if missing and not views:
         session.reporter.info(f"[materialize] skip names {', '.join(missing)}, which the repository does not define")
     if left_out:
@@ -156,7 +166,8 @@ def _views_to_load(session: Session, desc: dict[str, Any], views: list[str] | No
     return [v for v in online if v["name"] not in left_out]
 
 
-def materialize(    session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
+def materialize(
+    session: Session, *, start: datetime | None = None, end: datetime | None = None, views: list[str] | None = None
 ) -> list[dict[str, Any]]:
     check_range(start, end)  # before any connection
     record = session.deployment()
@@ -230,13 +241,11 @@ def _materialize_fast(session: Session, record: Deployment, views: list[str] | N
         tunnel.start_background(session.workspace.root)
         return None
     left_out = not_materialized(record.registry or {}, session.settings.materialize_skip)
-    online = [
-        v for v in (record.registry or {}).get("feature_views", []) if v.get("online", True) and v["name"] not in left_out
-    ]
+    if EMPTY in left_out.values():
+        return None  # an empty source may have rows now: the full path reads the registry anew
+    online = [v for v in (record.registry or {}).get("feature_views", []) if v["name"] not in left_out]
     if not online or any(not v.get("last_materialized") for v in online):
         return None
-    if any(v.get("source_rows") == 0 for v in (record.registry or {}).get("feature_views", [])):
-        return None  # an empty source may have rows now: the full path reads the registry anew
     known = {v["name"] for v in online}
     if views and any(v not in known for v in views):
         return None  # the full path names the unknown views

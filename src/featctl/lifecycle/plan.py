@@ -9,7 +9,7 @@ from typing import Any
 from featctl.errors import HostKeyMismatch, SSHError, UsageError
 from featctl.lifecycle import endpoint
 from featctl.lifecycle.common import check_repo, holder, server_differs
-from featctl.lifecycle.materialize import not_materialized, skipped_note
+from featctl.lifecycle.materialize import not_materialized, skipped_note, unknown_skips
 from featctl.provision.machine import prepared_stack
 from featctl.provision.targets import HostKeys
 from featctl.remote import agent, releases
@@ -100,8 +100,7 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
         left_out = not_materialized(record.registry, s.materialize_skip)
         if left_out:
             result.notes.append(skipped_note(left_out))
-        named = {v["name"] for v in record.registry.get("feature_views", [])}
-        if missing := [v for v in s.materialize_skip if v not in named]:
+        if missing := unknown_skips(record.registry, s.materialize_skip):
             result.notes.append(f"[materialize] skip names {', '.join(missing)}, which the deployed registry lacks")
     with ws.lock(), tempfile.TemporaryDirectory(prefix="featctl-plan-") as tmp:
         # Existing keys are read, missing ones are throwaway: plan keeps nothing.

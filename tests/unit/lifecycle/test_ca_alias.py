@@ -7,8 +7,12 @@ from __future__ import annotations
 import pytest
 
 from featctl.errors import UsageError
-from featctl.lifecycle.hosts import SAFE_PATH, _ca_alias
+from featctl.lifecycle.hosts import SAFE_PATH, _ca_aliases
 from featctl.repo.stores import env_lines
+
+
+def _ca_alias(conn, ca):
+    return _ca_aliases(conn, {"redis": {"ca_file": ca}})[ca]
 
 
 class Conn:
@@ -47,3 +51,12 @@ def test_ordinary_paths_are_used_as_they_are(path):
     assert SAFE_PATH.fullmatch(path)
     assert not SAFE_PATH.fullmatch("/a,b/ca.crt") and not SAFE_PATH.fullmatch("/a'b/ca.crt")
     assert not SAFE_PATH.fullmatch("/a b/ca.crt")
+
+
+def test_stores_sharing_one_ca_get_one_link_in_one_command():
+    conn = Conn()
+    ca = "/w/a,b/tls/featctl-ca.crt"
+    aliases = _ca_aliases(conn, {"redis": {"ca_file": ca}, "postgres": {"ca_file": ca}, "spark": {}})
+    assert list(aliases) == [ca]
+    assert len(conn.commands) == 2 and conn.commands[1].count("ln -sfn") == 1  # home, then the link
+    assert _ca_aliases(Conn(), {"redis": {"ca_file": "/plain/tls/ca.crt"}}) == {}
