@@ -29,11 +29,12 @@ STORES = ("redis", "postgres", "spark")
 DEFAULT_CONFIG_FILE = "featctl.toml"
 #: [endpoint] keys (types are checked by _parse_endpoint).
 ENDPOINT_KEYS = ("listen", "port", "allow", "max_body", "timeout", "names", "health_port")
-#: Tables of featctl.toml besides the per-target ones: [score], [host], [materialize] and [endpoint].
+#: Tables of featctl.toml besides the per-target ones: [score], [host], [materialize], [spark] and [endpoint].
 TABLES: dict[str, dict[str, type]] = {
     "score": {"view": str},
     "host": {"requirements": list},
     "materialize": {"skip": list},
+    "spark": {"driver_memory": str, "stall_seconds": object},
     "endpoint": {key: object for key in ENDPOINT_KEYS},
 }
 
@@ -76,6 +77,10 @@ DESCRIPTIONS: dict[str, str] = {
     'e.g. ["scikit-learn==1.5.2"].',
     "materialize.skip": "Feature views deploy and `featctl materialize` leave out: views Feast cannot "
     'materialize (e.g. a stream view with a Spark transformation), e.g. ["driver_stream"].',
+    "spark.driver_memory": "Spark's driver heap on the host (e.g. \"6g\", at least 512m); default: half the host's "
+    "memory, at least 1g. A spark.driver.memory in the repository's own spark_conf wins.",
+    "spark.stall_seconds": "A Spark job whose processes use almost no CPU this long is stopped (exit 10) with "
+    "everything it started; default 45.",
     "endpoint.listen": "The address applications connect to (an IP of this machine on the local target; not 0.0.0.0).",
     "endpoint.port": "The endpoint's TCP port (HTTPS).",
     "endpoint.allow": "Networks (CIDRs) that may connect; default: the deployment's own network (local target: 127.0.0.0/8).",
@@ -186,6 +191,8 @@ class Settings:
     host_requirements: tuple[str, ...] = ()
     #: [materialize] skip: views deploy and materialize leave out.
     materialize_skip: tuple[str, ...] = ()
+    #: [spark] as the release's _featctl/spark.json carries it: driver_memory (None: sized on the host), stall_seconds.
+    spark: Mapping[str, Any] = field(default_factory=lambda: {"driver_memory": None, "stall_seconds": 45.0})
     #: Per-target tables of featctl.toml, e.g. ``[yandex]``: passed to the
     #: target's Terraform stack as variables.
     target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -284,6 +291,8 @@ def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, An
                 raise ConfigError(f"{path}: [{name}] {key} must be a {'string' if kind is str else 'list of strings'}")
         if name == "materialize" and not all(isinstance(v, str) and v.strip() for v in table.get("skip", [])):
             raise ConfigError(f"{path}: [materialize] skip must be a list of feature view names")
+        if name == "spark":
+            _check_spark(path, table)
         if name == "host":
             reqs = table.get("requirements", [])
             if not all(isinstance(r, str) and r.strip() and "\n" not in r for r in reqs):
@@ -292,6 +301,18 @@ def _check_tables(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, An
     if "endpoint" in out:
         out["endpoint"] = {"settings": _parse_endpoint(path, out["endpoint"])}
     return out
+
+
+_MEMORY = re.compile(r"(\d+)([kmgt])", re.IGNORECASE)  # a unit: Spark reads a bare number as MiB
+
+
+def _check_spark(path: Path, table: Mapping[str, Any]) -> None:
+    memory, stall = table.get("driver_memory"), table.get("stall_seconds", 45)
+    found = _MEMORY.fullmatch(memory.strip()) if memory is not None else None
+    if memory is not None and (found is None or int(found[1]) << (10 * " kmgt".index(found[2].lower())) < 512 << 20):
+        raise ConfigError(f'{path}: [spark] driver_memory must be a size with a unit such as "6g" or "1536m", at least 512m')
+    if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 10 <= stall <= 86400:
+        raise ConfigError(f"{path}: [spark] stall_seconds must be a number of seconds from 10 to 86400")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -360,6 +381,10 @@ def load_settings(
         host_requirements=tuple(extra_tables.get("host", {}).get("requirements", ())),
         materialize_skip=tuple(dict.fromkeys(v.strip() for v in extra_tables.get("materialize", {}).get("skip", ()))),
         endpoint=extra_tables.get("endpoint", {}).get("settings"),
+        spark={
+            "driver_memory": (extra_tables.get("spark", {}).get("driver_memory") or "").strip().lower() or None,
+            "stall_seconds": float(extra_tables.get("spark", {}).get("stall_seconds", 45)),
+        },
         repo=(cwd / values["repo"]).resolve(),
         workspace=(cwd / values["workspace"]).resolve(),
         target=values["target"],

@@ -25,6 +25,7 @@ class ExitCode(enum.IntEnum):
     | 7 | SERVER | the feature server did not answer, or answered with an error |
     | 8 | UNHEALTHY | `featctl status` printed its full report and the deployment is not healthy: no SSH, no release, a feature server that does not serve right, or a host that does not serve |
     | 9 | WRONG_VALUES | `featctl verify` found online values that differ from the offline data (also when `--repair` rewrote them) |
+    | 10 | JOB_STOPPED | a job on the host (a query, materialization, verify, feast apply) ran out of memory, stopped making progress or ran past `command_timeout`: featctl stopped it and everything it started there |
     | 130 | INTERRUPTED | interrupted (Ctrl-C) |
     """
 
@@ -38,6 +39,7 @@ class ExitCode(enum.IntEnum):
     SERVER = 7
     UNHEALTHY = 8
     WRONG_VALUES = 9
+    JOB_STOPPED = 10
     INTERRUPTED = 130
 
 
@@ -79,6 +81,17 @@ class HostKeyMismatch(SSHError):
 
 class RemoteCommandError(SSHError):
     """A command on the host failed or timed out."""
+
+
+class CommandTimedOut(RemoteCommandError):
+    """A command on the host ran past its time limit; the client gave up on it."""
+
+
+class JobStopped(FeatctlError):
+    """A job on the host ran out of memory, stalled or ran past its limit, and
+    featctl stopped it and what it started (Spark's JVM) on the host."""
+
+    exit_code = ExitCode.JOB_STOPPED
 
 
 class FeastError(FeatctlError):

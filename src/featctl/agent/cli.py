@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from . import watch
 from .output import AgentError, InputError, emit, one_line, protect_stdout
 
 # Feast exceptions that mean "the request is wrong" rather than "Feast broke".
@@ -177,37 +178,56 @@ def _handler(command: str) -> Callable[[argparse.Namespace], Any]:
 
 def main(argv: list[str] | None = None) -> int:
     protect_stdout()
+    watch.watch_client()
     try:
-        args = parser().parse_args(argv)
-        if args.command in REPO_COMMANDS:
-            repo = os.path.abspath(args.repo)
-            if not os.path.isdir(repo):
-                raise InputError(f"repo directory {repo} not found")
-            args.repo = repo
-            for attr in ("entities", "out"):
-                if getattr(args, attr, None):
-                    setattr(args, attr, os.path.abspath(getattr(args, attr)))
-            os.chdir(repo)  # like the feast CLI: relative paths in the repo resolve from here
-        else:
-            os.umask(0o022)
-        handler = _handler(args.command)
-        if args.command in STREAMING:
-            return int(handler(args))
-        return emit(handler(args), 0)
-    except InputError as exc:
-        return emit({"error": one_line(exc), "kind": "input"}, 1)
-    except AgentError as exc:
-        return emit({"error": one_line(exc), "kind": "feast"}, 1)
-    except KeyboardInterrupt:
-        return emit({"error": "interrupted", "kind": "feast"}, 1)
-    except SystemExit as exc:  # e.g. --help
+        return _finish(_run(argv))
+    except BaseException as exc:  # the answer, unless Spark's watch knows why the job ended
+        return _finish(_failure(exc))
+
+
+def _finish(answer: tuple[dict[str, Any] | None, int]) -> int:
+    doc, code = answer
+    watch.done()
+    return code if doc is None else emit(doc, code)
+
+
+def _failure(exc: BaseException) -> tuple[dict[str, Any], int]:
+    if (why := watch.verdict()) is not None:
+        return {"error": why, "kind": "job"}, 1
+    if isinstance(exc, InputError):
+        return {"error": one_line(exc), "kind": "input"}, 1
+    if isinstance(exc, AgentError):
+        return {"error": one_line(exc), "kind": "feast"}, 1
+    if isinstance(exc, KeyboardInterrupt):
+        return {"error": "interrupted", "kind": "feast"}, 1
+    if isinstance(exc, SystemExit):  # e.g. --help
         if exc.code in (0, None):
-            return emit({"error": "help requested", "kind": "input"}, 1)
-        return emit({"error": one_line(f"exit {exc.code}"), "kind": "feast"}, 1)
-    except OSError as exc:
-        return emit({"error": one_line(f"{type(exc).__name__}: {exc}"), "kind": "feast"}, 1)
-    except BaseException as exc:
-        traceback.print_exc(file=sys.stderr)
-        kind = "input" if type(exc).__name__ in _INPUT_EXCEPTIONS else "feast"
-        msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return emit({"error": one_line(msg), "kind": kind}, 1)
+            return {"error": "help requested", "kind": "input"}, 1
+        return {"error": one_line(f"exit {exc.code}"), "kind": "feast"}, 1
+    if isinstance(exc, OSError):
+        return {"error": one_line(f"{type(exc).__name__}: {exc}"), "kind": "feast"}, 1
+    traceback.print_exc(file=sys.stderr)
+    kind = "input" if type(exc).__name__ in _INPUT_EXCEPTIONS else "feast"
+    msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return {"error": one_line(msg), "kind": kind}, 1
+
+
+def _run(argv: list[str] | None) -> tuple[dict[str, Any] | None, int]:
+    """The command's document and exit status (None: a streaming command wrote its own)."""
+    args = parser().parse_args(argv)
+    if args.command in REPO_COMMANDS:
+        repo = os.path.abspath(args.repo)
+        if not os.path.isdir(repo):
+            raise InputError(f"repo directory {repo} not found")
+        args.repo = repo
+        for attr in ("entities", "out"):
+            if getattr(args, attr, None):
+                setattr(args, attr, os.path.abspath(getattr(args, attr)))
+        os.chdir(repo)  # like the feast CLI: relative paths in the repo resolve from here
+        watch.install(json_errors=True)
+    else:
+        os.umask(0o022)
+    handler = _handler(args.command)
+    if args.command in STREAMING:
+        return None, int(handler(args))
+    return handler(args), 0

@@ -64,9 +64,14 @@ def bind_unix(command: str, path: str) -> None:
 def main() -> None:
     import os
 
+    from . import watch
     from .compat import patch_feast
 
+    watch.watch_client()
     patch_feast()
+    # The feature server materializes (the schedule, `featctl materialize`): its
+    # JVM is sized and exits on out-of-memory, but a stall never kills a server.
+    watch.install(json_errors=False, stall_watch=sys.argv[1:2] != ["serve"])
     if os.environ.get(BIND) and sys.argv[1:2]:
         bind_unix(sys.argv[1], os.environ[BIND])
     if sys.argv[1:2] == ["serve"]:
@@ -89,7 +94,10 @@ def main() -> None:
     from feast.cli.cli import cli
 
     sys.argv[0] = "feast"
-    sys.exit(cli())
+    try:
+        sys.exit(cli())
+    finally:
+        watch.done()  # pyspark stops its JVM at exit: no death
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def deploy(session: Session, *, take_over: bool = False, data: str = "ask") -> D
             )
         data_messages = prepare_sample_data(s.repo, ws.root / "data-checked.json") if cfg.is_demo else []
         # Bad paths, links and store settings fail before Terraform.
-        bundle = build_bundle(s.repo, workspace=ws.root, stores=s.stores)
+        bundle = build_bundle(s.repo, workspace=ws.root, stores=s.stores, spark=dict(s.spark))
         assert bundle.config is not None
         hosts.check_shared(s.hosts, bundle.config)
         if s.target == "ssh":

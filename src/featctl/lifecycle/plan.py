@@ -120,7 +120,7 @@ def plan(session: Session, *, data: str = "ask") -> PlanResult:
         keys = HostKeys(client_public=client, hosts=tuple(hosts))
         stack, variables = prepared_stack(session, record, keys)
         result.terraform = stack.plan(variables)
-        local = build_bundle(s.repo, workspace=ws.root, stores=s.stores)
+        local = build_bundle(s.repo, workspace=ws.root, stores=s.stores, spark=dict(s.spark))
         result.notes += local.notes
         if not (record and record.host and record.stage == "deployed"):
             result.upload = sorted(local.manifest)

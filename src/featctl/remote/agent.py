@@ -17,9 +17,9 @@ from importlib import resources
 from typing import Any
 
 from featctl import FEAST_VERSION
-from featctl.errors import FeastError, RemoteCommandError, UsageError
+from featctl.errors import CommandTimedOut, FeastError, JobStopped, RemoteCommandError, UsageError
 from featctl.remote.layout import DEFAULT_ENV, Layout
-from featctl.remote.ssh import Connection, q
+from featctl.remote.ssh import Connection, Result, q
 
 UV_VERSION = "0.13.9"
 
@@ -165,11 +165,13 @@ echo "{spec.describe()} installed"
 
 def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
     """``feast apply`` in ``repo`` on the host; Feast's own message on failure."""
-    result = conn.run(
-        f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} apply", timeout=timeout, check=False
+    result = watched(
+        conn, f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} apply", "feast apply", timeout=timeout
     )
     if result.exit_status != 0:
         message = feast_message(result.stderr or result.stdout)
+        if message.startswith("featctl: "):  # Spark's watch ended it (agent/watch.py)
+            raise JobStopped(f"feast apply on the host: {message.removeprefix('featctl: ')}")
         raise FeastError(f"feast apply failed on the host: {message}", hint=module_hint(message))
     return result.text
 
@@ -222,10 +224,8 @@ def run_agent(
     """Run an agent command on a feature repository (default: the current release)
     with the Feast environment; return its JSON. Request errors are UsageErrors."""
     argv = " ".join(q(a) for a in args)
-    result = conn.run(
-        f"{layout.agent_shell()} {command} --repo {q(repo or layout.repo)} {argv}",
-        timeout=timeout,
-        check=False,
+    result = watched(
+        conn, f"{layout.agent_shell()} {command} --repo {q(repo or layout.repo)} {argv}", command, timeout=timeout
     )
     data = _answer(result.stdout)
     if data is None:
@@ -234,8 +234,23 @@ def run_agent(
         message = str(data.get("error") or result.last_error_line())
         if data.get("kind") == "input":
             raise UsageError(message, hint=module_hint(message))
+        if data.get("kind") == "job":
+            raise JobStopped(f"{command} on the host: {message}")
         raise FeastError(f"{command} failed on the host: {_cause(message)}", hint=module_hint(message))
     return data
+
+
+def watched(conn: Connection, command: str, what: str, *, timeout: float) -> Result:
+    """Run an agent ``command`` that kills itself and what it started (Spark's
+    JVM) when this client stops waiting (agent/watch.py): past ``timeout`` the
+    channel closes, the host side ends, and the error says so (exit 10)."""
+    try:
+        return conn.run(f"export FEATCTL_WATCH_CLIENT=1; {command}", timeout=timeout, check=False)
+    except CommandTimedOut:
+        raise JobStopped(
+            f"{what} did not finish within {timeout:.0f} s; featctl stopped it and everything it started on the host",
+            hint="raise command_timeout in featctl.toml or FEATCTL_COMMAND_TIMEOUT",
+        ) from None
 
 
 def _cause(message: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featctl.errors import HostKeyMismatch, RemoteCommandError, SSHError
+from featctl.errors import CommandTimedOut, HostKeyMismatch, RemoteCommandError, SSHError
 from featctl.remote.keys import known_hosts_name
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class Connection:
                         break
                 if not got:
                     if time.monotonic() > deadline:
-                        raise RemoteCommandError(
+                        raise CommandTimedOut(
                             f"command timed out after {timeout:.0f} s on {self.endpoint}: {_short(command)}"
                         )
                     if not self.transport.is_active():

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from featctl.errors import UsageError
 from featctl.repo import feature_store as repository
@@ -105,9 +107,17 @@ def _walk(root: Path, repo: Path, workspace: Path | None) -> list[tuple[str, Pat
     return out
 
 
-def build(repo: Path, *, workspace: Path | None = None, stores: tuple[str, ...] = ()) -> Bundle:
+#: The release's Spark settings for the host agent (agent/watch.py reads it).
+SPARK_SETTINGS = f"{RESERVED}/spark.json"
+
+
+def build(
+    repo: Path, *, workspace: Path | None = None, stores: tuple[str, ...] = (), spark: dict[str, Any] | None = None
+) -> Bundle:
     """The release's files for ``repo`` (see the module docstring); with shared
-    ``stores``, pointed at them (repo/stores.py)."""
+    ``stores``, pointed at them (repo/stores.py). A release that uses Spark gets
+    ``spark`` (featctl.toml's [spark]: driver_memory, stall_seconds) as
+    ``_featctl/spark.json``, so a changed setting is a change of the release."""
     repo = repo.resolve()
     ws = workspace.resolve() if workspace is not None else None
     if (repo / RESERVED).exists():
@@ -122,6 +132,8 @@ def build(repo: Path, *, workspace: Path | None = None, stores: tuple[str, ...] 
         _other_sources(bundle, "spark")
     elif "postgres" in stores:
         _other_sources(bundle, "postgres")
+    if "spark" in stores or "spark" in bundle.config.extras:
+        bundle.contents[SPARK_SETTINGS] = (json.dumps(spark or {}, sort_keys=True) + "\n").encode()
     for rel, real in bundle.files.items():
         if rel not in bundle.contents:
             bundle.manifest[rel] = _sha256_file(real)
