@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, agent_command, featctl
@@ -55,7 +56,8 @@ class Chain:
 
 
 def answers(d: Deployed) -> dict[str, object]:
-    """What the tests compare across stores: score, online and historical rows."""
+    """What the tests compare across stores: score, online and historical rows,
+    also of Map and Struct features (PROFILES)."""
     drivers = [a for x in DRIVERS for a in ("-d", x)]
     return {
         "score": d.json("score", *WEIGHTS, *drivers),
@@ -63,7 +65,63 @@ def answers(d: Deployed) -> dict[str, object]:
         "historical": d.json(
             "historical", *drivers, "--at", AT, "-f", "driver_hourly_stats:conv_rate,driver_hourly_stats:acc_rate"
         ),
+        "profiles_online": d.json("online", *drivers, "-f", PROFILE_FEATURES),
+        "profiles_historical": d.json("historical", *drivers, "--at", AT, "-f", PROFILE_FEATURES),
     }
+
+
+# #23 item 6: Map and Struct features written as `feast init`'s template writes
+# them (parquet structs). On PostgreSQL they are jsonb: Feast's materialization
+# failed on them ("Unsupported cast from struct<...> to map") and featctl's
+# historical gave key/value pairs where the file store gives objects.
+PROFILE_FEATURES = "driver_profiles:metadata,driver_profiles:profile"
+PROFILES_VIEW = """
+from datetime import timedelta
+
+from feast import FeatureView, Field, FileSource
+from feast.types import Map, String, Struct
+
+from features import driver
+
+driver_profiles = FeatureView(
+    name="driver_profiles", entities=[driver], ttl=timedelta(days=30), online=True,
+    schema=[Field(name="metadata", dtype=Map), Field(name="profile", dtype=Struct({"name": String, "age": String}))],
+    source=FileSource(name="driver_profiles_source", path="data/driver_profiles.parquet",
+                      timestamp_field="event_timestamp"),
+)
+"""
+PROFILE_TIMES = ("2026-11-18T00:00:00+00:00", "2026-11-20T06:00:00+00:00", "2026-11-21T00:00:00+00:00")
+
+
+def write_profiles(repo: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [(int(x), t, i) for x in DRIVERS for i, t in enumerate(PROFILE_TIMES)]
+    metadata = pa.struct([("vehicle_type", pa.string()), ("rating", pa.string())])
+    table = pa.table({
+        "driver_id": pa.array([r[0] for r in rows], pa.int64()),
+        "event_timestamp": pa.array([pd.Timestamp(r[1]) for r in rows], pa.timestamp("ns", tz="UTC")),
+        "metadata": pa.array([{"vehicle_type": ("sedan", "suv", "truck")[r[2]], "rating": f"{r[0] % 7}.{r[2]}"}
+                              for r in rows], metadata),
+        "profile": pa.array([{"name": f"driver_{r[0]}", "age": str(30 + r[2])} for r in rows],
+                            pa.struct([("name", pa.string()), ("age", pa.string())])),
+    })  # fmt: skip
+    pq.write_table(table, repo / "data" / "driver_profiles.parquet")
+    (repo / "profiles.py").write_text(PROFILES_VIEW)
+
+
+def check_profiles(got: dict[str, object]) -> None:
+    """The profile answers against the file written: the newest row online, the
+    row as of AT in historical (objects, as Feast's file store gives them)."""
+    online, historical = got["profiles_online"], got["profiles_historical"]
+    assert isinstance(online, list) and isinstance(historical, list)
+    for rows, i in ((online, 2), (historical, 1)):
+        assert [r["driver_id"] for r in rows] == [int(x) for x in DRIVERS]
+        for r in rows:
+            x = r["driver_id"]
+            assert r["metadata"] == {"vehicle_type": ("sedan", "suv", "truck")[i], "rating": f"{x % 7}.{i}"}, r
+            assert r["profile"] == {"name": f"driver_{x}", "age": str(30 + i)}, r
 
 
 def write_toml(d: Deployed, extra: str = "") -> None:
@@ -77,6 +135,8 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
     shutil.copytree(
         ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("*.db", "*.parquet", "__pycache__")
     )
+    (root / "feature_repo" / "data").mkdir(exist_ok=True)
+    write_profiles(root / "feature_repo")
     d = Deployed(root)
     write_toml(d)
     c = Chain(d)
@@ -92,6 +152,7 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
 def test_baseline_on_sqlite(chain: Chain) -> None:
     d = chain.d
     chain.baseline = answers(d)
+    check_profiles(chain.baseline)
     data = load(d.repo / "data" / "driver_stats.parquet")
     for row in chain.baseline["online"]:
         want = latest(data, int(row["driver_id"]))

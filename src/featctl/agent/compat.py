@@ -94,7 +94,8 @@ def _atomic_file_registry() -> None:
 
 def patch_feast() -> None:
     """Apply the fixes (idempotent); imports ``feast.type_map``, Feast's
-    file registry store and its on-demand views (odfv_errors.py)."""
+    file registry store, its on-demand views (odfv_errors.py) and, where
+    psycopg is installed, its PostgreSQL offline store (pg_retrieval.py)."""
     global _done
     if _done:
         return
@@ -111,6 +112,12 @@ def patch_feast() -> None:
     from .odfv_errors import name_failures
 
     name_failures()
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is not None:  # an environment with Feast's postgres extra
+        from .pg_retrieval import json_columns_as_text
+
+        json_columns_as_text()
     _done = True
 
 

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from .asof import ViewSpec
+from .pg_retrieval import JSON_OIDS, as_text, decode_json, decode_views
 from .timeutil import EVENT_TS
 
 ROW = "__featctl_row"
@@ -224,7 +225,10 @@ def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
 
     cur.execute(f"{query} LIMIT 0")
     codes = [c.type_code for c in cur.description]
-    types = [pg_type_code_to_arrow(c) for c in codes]
+    # json/jsonb as JSON text: Feast's type map says map<string, string>, which a
+    # struct (feast init's Struct feature) or a nested value is not (pg_retrieval.decode_json)
+    types = [pa.large_string() if c in JSON_OIDS else pg_type_code_to_arrow(c) for c in codes]
+    texts = [i for i, c in enumerate(codes) if c in JSON_OIDS]
     if all(c in CSV_TYPES for c in codes):
         return _download_csv(cur, query, types), codes
     chunks: list[list[Any]] = [[] for _ in codes]
@@ -232,7 +236,8 @@ def _download(cur: Any, query: str) -> tuple[list[Any], list[Any]]:
 
     def flush() -> None:
         for col, values in enumerate(zip(*buffer)):
-            chunks[col].append(pa.array(values, type=types[col], from_pandas=True))
+            column = as_text(list(values)) if col in texts else values
+            chunks[col].append(pa.array(column, type=types[col], from_pandas=True))
         buffer.clear()
 
     with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
@@ -307,7 +312,9 @@ def _download_csv(cur: Any, query: str, types: list[Any]) -> list[Any]:
     return out
 
 
-def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bounds: tuple[Any, Any]) -> dict[str, Any]:
+def _join_in_memory(
+    cur: Any, entity_df: Any, spec: ViewSpec, source: str, ours: bool, bounds: tuple[Any, Any]
+) -> dict[str, Any]:
     """One view's window downloaded in physical order, joined by asof.py. The event
     and created times come as integer microseconds since the epoch (exact; a time
     without a zone counts as UTC, as asof.py reads it), so a window of plain
@@ -322,7 +329,8 @@ def _join_in_memory(cur: Any, entity_df: Any, spec: ViewSpec, source: str, bound
         f"(extract(epoch from {ident(c)}) * 1000000)::bigint AS {ident(c)}" if c in times else ident(c) for c in cols
     ]
     query = f"SELECT {', '.join(select)} FROM {ident(source)} WHERE {_window(spec, bounds)} ORDER BY ctid"
-    arrays, _ = _download(cur, query)
+    arrays, codes = _download(cur, query)
+    arrays = decode_json(cur, source if ours else None, cols, arrays, codes)
     arrays = [a.cast(pa.timestamp("us")) if c in times else a for c, a in zip(cols, arrays)]  # UTC (asof.py)
     table = pa.table(dict(zip(cols, arrays)))
     return join_view({k: entity_df[k] for k, _ in spec.keys}, ts_ns(entity_df[EVENT_TS]), table, spec)
@@ -342,9 +350,9 @@ def join_postgres(conn: Any, entity_df: Any, views: list[tuple[ViewSpec, str, bo
     with conn.transaction(), conn.cursor() as cur:
         started = time.monotonic()
         bulk = bulk_views(cur, views, bounds, len(entity_df))
-        for (spec, source, _), whole in zip(views, bulk):
+        for (spec, source, ours), whole in zip(views, bulk):
             if whole:
-                out.update(_join_in_memory(cur, entity_df, spec, source, bounds))
+                out.update(_join_in_memory(cur, entity_df, spec, source, ours, bounds))
         timings["windows read whole"] = time.monotonic() - started
         probed = [v for v, whole in zip(views, bulk) if not whole]
         if probed:
@@ -385,6 +393,7 @@ def _probe(
     order = ", ".join([*(ident(k) for k in keys), ident(TS)])
     entities = f"(SELECT * FROM {ENTITIES} ORDER BY {order}) e"
     query = f"SELECT {', '.join(select)} FROM {entities} {' '.join(joins)} ORDER BY e.{ident(ROW)}"
-    arrays, _ = _download(cur, query)
+    arrays, codes = _download(cur, query)
     timings["point-in-time query and download"] = time.monotonic() - started
-    return dict(zip(names, arrays))
+    return dict(zip(names, decode_views(cur, views, arrays, codes)))
+

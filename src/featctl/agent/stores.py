@@ -15,6 +15,7 @@ from typing import Any
 
 from .output import AgentError
 from .pg_join import pg_csv
+from .pg_retrieval import arrow_comment
 
 TABLES_FILE = os.path.join("_featctl", "postgres_tables.json")
 LOADS_TABLE = "featctl_loads"
@@ -146,6 +147,9 @@ def _load(conn: Any, table: str, parquet: str) -> int:
     types = {f.name: pg_type(f.type) for f in schema}
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
     conn.execute(f'CREATE TABLE "{table}" ({", ".join(f"{chr(34)}{c}{chr(34)} {t}" for c, t in types.items())})')
+    for field in schema:  # a struct and a map both become jsonb: the comment says which it was
+        if types[field.name] == "jsonb":
+            conn.execute(f"COMMENT ON COLUMN \"{table}\".\"{field.name}\" IS '{arrow_comment(field)}'")
     columns = ", ".join(f'"{c}"' for c in schema.names)
     flat = all(_csv_ready(f.type) for f in schema)
     rows = 0
