@@ -166,7 +166,10 @@ echo "{spec.describe()} installed"
 def feast_apply(conn: Connection, layout: Layout, repo: str, *, timeout: float) -> str:
     """``feast apply`` in ``repo`` on the host; Feast's own message on failure."""
     result = watched(
-        conn, f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli')} apply", "feast apply", timeout=timeout
+        conn,
+        f"cd {q(repo)} && {layout.agent_shell(module='featctl_agent.feast_cli', watch=True)} apply",
+        "feast apply",
+        timeout=timeout,
     )
     if result.exit_status != 0:
         message = feast_message(result.stderr or result.stdout)
@@ -225,7 +228,10 @@ def run_agent(
     with the Feast environment; return its JSON. Request errors are UsageErrors."""
     argv = " ".join(q(a) for a in args)
     result = watched(
-        conn, f"{layout.agent_shell()} {command} --repo {q(repo or layout.repo)} {argv}", command, timeout=timeout
+        conn,
+        f"{layout.agent_shell(watch=True)} {command} --repo {q(repo or layout.repo)} {argv}",
+        command,
+        timeout=timeout,
     )
     data = _answer(result.stdout)
     if data is None:
@@ -241,11 +247,12 @@ def run_agent(
 
 
 def watched(conn: Connection, command: str, what: str, *, timeout: float) -> Result:
-    """Run an agent ``command`` that kills itself and what it started (Spark's
-    JVM) when this client stops waiting (agent/watch.py): past ``timeout`` the
-    channel closes, the host side ends, and the error says so (exit 10)."""
+    """Run an agent ``command`` (``agent_shell(watch=True)``) that kills itself and
+    what it started (Spark's JVM) when this client stops waiting (agent/watch.py):
+    past ``timeout`` the channel closes, the host side ends, and the error says
+    so (exit 10)."""
     try:
-        return conn.run(f"export FEATCTL_WATCH_CLIENT=1; {command}", timeout=timeout, check=False)
+        return conn.run(command, timeout=timeout, check=False)
     except CommandTimedOut:
         raise JobStopped(
             f"{what} did not finish within {timeout:.0f} s; featctl stopped it and everything it started on the host",

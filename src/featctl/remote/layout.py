@@ -136,12 +136,15 @@ class Layout:
             module,
         ]
 
-    def agent_shell(self, python_word: str | None = None, module: str = AGENT_PACKAGE) -> str:
+    def agent_shell(self, python_word: str | None = None, module: str = AGENT_PACKAGE, *, watch: bool = False) -> str:
         """The same as a shell command prefix. ``python_word`` is a shell word
-        (default: the Feast environment's interpreter, quoted)."""
+        (default: the Feast environment's interpreter, quoted). ``watch``: the
+        command ends itself and what it started when its client goes away
+        (agent/watch.py; the client keeps its stdin open and silent)."""
         py = python_word or shlex.quote(self.python)
+        flag = "FEATCTL_WATCH_CLIENT=1 " if watch else ""
         return (
-            f"env PYTHONPATH={shlex.quote(self.agent_dir)} FEATCTL_ENV_FILE={shlex.quote(self.stores_env)} "
+            f"env {flag}PYTHONPATH={shlex.quote(self.agent_dir)} FEATCTL_ENV_FILE={shlex.quote(self.stores_env)} "
             f"{py} -m {module}"
         )
 

@@ -85,7 +85,7 @@ def test_run_agent_reports_a_stopped_job_with_its_own_code():
     with pytest.raises(JobStopped, match="historical on the host: Spark made no progress") as err:
         run_agent(conn, layout, "historical", timeout=60)
     assert err.value.exit_code == 10
-    assert conn.commands[0].startswith("export FEATCTL_WATCH_CLIENT=1; ")
+    assert conn.commands[0].startswith("env FEATCTL_WATCH_CLIENT=1 PYTHONPATH=")
     late = _Conn(raises=CommandTimedOut("command timed out after 60 s on u@h:22: ..."))
     with pytest.raises(JobStopped, match="did not finish within 60 s; featctl stopped it") as err:
         run_agent(late, layout, "historical", timeout=60)
