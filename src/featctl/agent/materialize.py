@@ -40,21 +40,39 @@ def guard_store(store: Any) -> None:
     if getattr(materialize, "__featctl_guarded__", False):
         return
 
-    def guarded_materialize(start_date: Any, end_date: Any, *args: Any, **kwargs: Any) -> Any:
+    def guarded_materialize(start_date: Any, end_date: Any, feature_views: Any = None, **kwargs: Any) -> Any:
         end = not_past_now(end_date)
         start = start_date.replace(tzinfo=UTC) if start_date.tzinfo is None else start_date
         if start >= (end.replace(tzinfo=UTC) if end.tzinfo is None else end):
             raise InputError(
                 f"the range starts at {iso(start)}, not before the host's clock ({iso(end)}): nothing to load"
             )
-        return materialize(start_date, end, *args, **kwargs)
+        return each_view(lambda views: materialize(start_date, end, views, **kwargs), feature_views)
 
-    def guarded_incremental(end_date: Any, *args: Any, **kwargs: Any) -> Any:
-        return incremental(not_past_now(end_date), *args, **kwargs)
+    def guarded_incremental(end_date: Any, feature_views: Any = None, **kwargs: Any) -> Any:
+        end = not_past_now(end_date)
+        return each_view(lambda views: incremental(end, views, **kwargs), feature_views)
 
     guarded_materialize.__featctl_guarded__ = True  # type: ignore[attr-defined]
     store.materialize = guarded_materialize
     store.materialize_incremental = guarded_incremental
+
+
+def each_view(call: Any, views: Any) -> None:
+    """``call`` on each named view in turn (Feast's own loop does the same), so
+    that a failure names its view: "'DataFrame' object has no attribute
+    'withColumn'" alone did not say that the streaming tutorial's stream view
+    (a Spark transformation) was the one Feast cannot materialize."""
+    if not views:
+        call(views)
+        return
+    for name in views:
+        try:
+            call([name])
+        except InputError:
+            raise
+        except Exception as exc:
+            raise RuntimeError(f"feature view {name}: {type(exc).__name__}: {exc}") from exc
 
 
 def feature_views(store: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -237,9 +238,15 @@ class FeatureServer:
         err = _server_error(path, status, raw)
         if status >= 500 and isinstance(err, FeatureServerError):
             detail = err.message.partition("): ")[2] or f"HTTP {status}"
-            raise FeastError(f"Feast failed to materialize (HTTP {status} on {path}): {detail}")
+            view = re.match(r"feature view (\S+): ", detail)
+            hint = (
+                f"if Feast cannot materialize {view[1]} (a stream view with a Spark transformation, say), leave it out: "
+                f'[materialize] skip = ["{view[1]}"] in featctl.toml'
+                if view
+                else None
+            )
+            raise FeastError(f"Feast failed to materialize (HTTP {status} on {path}): {detail}", hint=hint)
         raise err
-
 
     def push(self, source: str, columns: Mapping[str, Sequence[Any]], to: str, *, timeout: float) -> None:
         """Feast's ``/push``: rows into the views fed by push source ``source``,
