@@ -133,6 +133,7 @@ def historical(arm: dict[str, Any], entities: Path, out: Path, timeout: float, p
         res["error"] = "; ".join(x for x in (res["stopped"], f"the JVM said: {oom[0][:160]}" if oom else None) if x) \
             or _last(r)
         res["stderr_tail"] = [ln[:300] for ln in r["stderr"].strip().splitlines()[-15:]]
+        res["agent_error"] = _last(r)  # the agent's own one line (agent/watch.py names out of memory)
     return res
 
 
