@@ -503,7 +503,7 @@ def test_a_redeploy_with_nothing_changed_is_a_no_op(chain: Chain) -> None:
     assert after == before
     assert d.record()["stack_vars"]["store_dirs"] == chain.store_dirs  # chosen once (as root: a random name)
     loaded = _psql(chain, "SELECT count(*) FROM featctl_loads")
-    assert int(loaded) == 2  # nothing loaded twice
+    assert int(loaded) == 3  # nothing loaded twice: the two driver_stats files and driver_profiles
 
 
 def test_a_store_certificate_the_host_cannot_verify_stops_the_deploy(chain: Chain, tmp_path: Path) -> None:

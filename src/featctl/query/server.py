@@ -25,6 +25,14 @@ FEATCTL_API = "/featctl/v1"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
+#: Errors that say a store or service was not reached: not a view Feast cannot materialize.
+_UNREACHABLE = re.compile(
+    r"Connection ?(refused|reset|Error)|OperationalError|could not connect|timed? ?out|No route to host|"
+    r"Name or service not known|getaddrinfo|unreachable",
+    re.IGNORECASE,
+)
+
+
 class _ChannelHTTPConnection(http.client.HTTPConnection):
     """An HTTPConnection whose socket is an SSH channel to the server."""
 
@@ -238,7 +246,7 @@ class FeatureServer:
         err = _server_error(path, status, raw)
         if status >= 500 and isinstance(err, FeatureServerError):
             detail = err.message.partition("): ")[2] or f"HTTP {status}"
-            view = re.match(r"feature view (\S+): ", detail)
+            view = None if _UNREACHABLE.search(detail) else re.match(r"feature view (\S+): ", detail)
             hint = (
                 f"if Feast cannot materialize {view[1]} (a stream view with a Spark transformation, say), leave it out: "
                 f'[materialize] skip = ["{view[1]}"] in featctl.toml'

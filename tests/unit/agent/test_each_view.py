@@ -32,3 +32,13 @@ def test_a_request_error_stays_one():
 
     with pytest.raises(InputError):
         each_view(call, ["a"])
+
+
+def test_the_skip_hint_is_for_a_view_not_for_an_unreachable_store():
+    from featctl.query.server import _UNREACHABLE
+
+    assert _UNREACHABLE.search(
+        "feature view v: ConnectionError: Error 111 connecting to 127.0.0.1:1. Connection refused."
+    )
+    assert _UNREACHABLE.search("feature view v: OperationalError: could not connect to server")
+    assert not _UNREACHABLE.search("feature view s: AttributeError: 'DataFrame' object has no attribute 'withColumn'")
