@@ -281,10 +281,22 @@ def install(*, json_errors: bool, stall_watch: bool = True) -> None:
             _spark["watching"] = True
             threading.Thread(target=_watch_jvm, args=(stall, report), name="featctl-spark-watch", daemon=True).start()
         gateway = original(conf, popen_kwargs)
-        _spark["proc"] = getattr(gateway, "proc", None)
+        _spark["proc"] = getattr(gateway, "proc", None) or _spark.get("proc")
         if not stall_watch and _spark["proc"] is not None:
             threading.Thread(target=_forget_when_dead, args=(_spark["proc"],), daemon=True).start()
         return gateway
 
     context.launch_gateway = launch_gateway
+    from pyspark import java_gateway
+
+    real_popen = java_gateway.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        """pyspark's Popen of the JVM, kept from the start: a JVM that dies before
+        it sends its port (killed, out of memory at start) is a death too."""
+        proc = real_popen(*args, **kwargs)
+        _spark.setdefault("proc", proc)
+        return proc
+
+    java_gateway.Popen = popen
     _spark["installed"] = True
