@@ -59,20 +59,28 @@ def guard_store(store: Any) -> None:
 
 
 def each_view(call: Any, views: Any) -> None:
-    """``call`` on each named view in turn (Feast's own loop does the same), so
-    that a failure names its view: "'DataFrame' object has no attribute
-    'withColumn'" alone did not say that the streaming tutorial's stream view
-    (a Spark transformation) was the one Feast cannot materialize."""
-    if not views:
+    """``call`` on the named views; a failure names its view.
+    "'DataFrame' object has no attribute 'withColumn'" alone did not say that the
+    streaming tutorial's stream view (a Spark transformation) was the one Feast
+    cannot materialize. The views are tried one at a time only after a failure
+    (the ones that load again are idempotent), so a run that works makes one call."""
+    try:
         call(views)
-        return
-    for name in views:
-        try:
-            call([name])
-        except InputError:
+    except InputError:
+        raise
+    except Exception as exc:
+        if not views:
             raise
-        except Exception as exc:
-            raise RuntimeError(f"feature view {name}: {type(exc).__name__}: {exc}") from exc
+        if len(views) == 1:
+            raise RuntimeError(f"feature view {views[0]}: {type(exc).__name__}: {exc}") from exc
+        for name in views:
+            try:
+                call([name])
+            except InputError:
+                raise
+            except Exception as one:
+                raise RuntimeError(f"feature view {name}: {type(one).__name__}: {one}") from one
+        raise
 
 
 def feature_views(store: Any) -> dict[str, Any]:

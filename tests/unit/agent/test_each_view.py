@@ -15,12 +15,19 @@ def test_each_view_is_loaded_in_turn_and_a_failure_names_it():
 
     def call(views):
         seen.append(views)
-        if views == ["stream"]:
+        if views is not None and "stream" in views:
             raise AttributeError("'DataFrame' object has no attribute 'withColumn'")
 
+    each_view(call, ["first", "second"])  # a run that works: one call
+    assert seen == [["first", "second"]]
+    seen.clear()
     with pytest.raises(RuntimeError, match=r"^feature view stream: AttributeError: 'DataFrame' object has no attr"):
         each_view(call, ["first", "stream", "never"])
-    assert seen == [["first"], ["stream"]]
+    assert seen == [["first", "stream", "never"], ["first"], ["stream"]]  # one at a time only after the failure
+    seen.clear()
+    with pytest.raises(RuntimeError, match=r"^feature view stream: AttributeError"):
+        each_view(call, ["stream"])
+    assert seen == [["stream"]]
     seen.clear()
     each_view(call, None)  # every view: one call, as Feast was asked
     assert seen == [None]
