@@ -65,7 +65,9 @@ def main() -> int:
     with deployment(TMP / "materialize_incremental") as dep:
         cwd = dep.workdir
         repo = (dep.base / "current").resolve()
-        feast = dep.base / "envs" / "feast-0.67.0" / "bin" / "feast"
+        # the deployment's Feast environment (named by Feast's version and the extras' digest)
+        record = json.loads((dep.workdir / ".featctl" / "deployment.json").read_text())
+        feast = dep.base / "envs" / record["env_name"] / "bin" / "feast"
         python = feast.with_name("python")
         for i in range(rounds):
             time.sleep(1.1)
