@@ -218,8 +218,13 @@ def test_giving_up_on_a_job_stops_it_on_the_host(spark: Deployed, tmp_path: Path
 def test_the_feature_servers_dead_jvm_is_replaced_by_the_next_materialization(spark: Deployed) -> None:
     data = load(spark.repo / "data" / "driver_stats.parquet")
     span = [data.event_timestamp.min().isoformat(), (data.event_timestamp.max() + pd.Timedelta(seconds=1)).isoformat()]
-    spark.run("materialize", "--start", span[0], "--end", span[1]).ok()  # through the server: its JVM runs
-    jvms = [int(line.split()[0]) for line in processes_under(spark.workspace) if _is_java(int(line.split()[0]))]
+    def server_jvms() -> list[int]:
+        return [int(line.split()[0]) for line in processes_under(spark.workspace) if _is_java(int(line.split()[0]))]
+
+    jvms = server_jvms()  # the deploy's and verify's materializations ran through the server
+    if not jvms:
+        spark.run("materialize", "--start", span[0], "--end", span[1]).ok()
+        jvms = server_jvms()
     assert len(jvms) == 1, processes_under(spark.workspace)
     os.kill(jvms[0], signal.SIGKILL)
     time.sleep(3)
