@@ -26,6 +26,7 @@ LOOPBACK_TARGETS = ("local",)
 #: when they died (a reboot): the local sshd, the vm guests, the stores.
 PROCESS_TARGETS = ("local", "vm")
 STORES = ("redis", "postgres", "spark")
+SPARK_STALL = 45.0  # [spark] stall_seconds' default (agent/watch.py's DEFAULT_STALL on the host)
 DEFAULT_CONFIG_FILE = "featctl.toml"
 #: [endpoint] keys (types are checked by _parse_endpoint).
 ENDPOINT_KEYS = ("listen", "port", "allow", "max_body", "timeout", "names", "health_port")
@@ -192,7 +193,7 @@ class Settings:
     #: [materialize] skip: views deploy and materialize leave out.
     materialize_skip: tuple[str, ...] = ()
     #: [spark] as the release's _featctl/spark.json carries it: driver_memory (None: sized on the host), stall_seconds.
-    spark: Mapping[str, Any] = field(default_factory=lambda: {"driver_memory": None, "stall_seconds": 45.0})
+    spark: Mapping[str, Any] = field(default_factory=lambda: {"driver_memory": None, "stall_seconds": SPARK_STALL})
     #: Per-target tables of featctl.toml, e.g. ``[yandex]``: passed to the
     #: target's Terraform stack as variables.
     target_vars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -307,7 +308,7 @@ _MEMORY = re.compile(r"(\d+)([kmgt])", re.IGNORECASE)  # a unit: Spark reads a b
 
 
 def _check_spark(path: Path, table: Mapping[str, Any]) -> None:
-    memory, stall = table.get("driver_memory"), table.get("stall_seconds", 45)
+    memory, stall = table.get("driver_memory"), table.get("stall_seconds", SPARK_STALL)
     found = _MEMORY.fullmatch(memory.strip()) if memory is not None else None
     if memory is not None and (found is None or int(found[1]) << (10 * " kmgt".index(found[2].lower())) < 512 << 20):
         raise ConfigError(f'{path}: [spark] driver_memory must be a size with a unit such as "6g" or "1536m", at least 512m')
@@ -383,7 +384,7 @@ def load_settings(
         endpoint=extra_tables.get("endpoint", {}).get("settings"),
         spark={
             "driver_memory": (extra_tables.get("spark", {}).get("driver_memory") or "").strip().lower() or None,
-            "stall_seconds": float(extra_tables.get("spark", {}).get("stall_seconds", 45)),
+            "stall_seconds": float(extra_tables.get("spark", {}).get("stall_seconds", SPARK_STALL)),
         },
         repo=(cwd / values["repo"]).resolve(),
         workspace=(cwd / values["workspace"]).resolve(),

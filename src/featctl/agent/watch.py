@@ -72,7 +72,10 @@ def death_message(status: int, memory: str) -> str:
             "raise [spark] driver_memory in featctl.toml and deploy, or ask for fewer rows"
         )
     if status < 0:
-        name = signal.Signals(-status).name if -status in signal.Signals._value2member_map_ else str(-status)
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
         extra = " (the kernel's out-of-memory killer sends this when the host runs out)" if -status == 9 else ""
         return f"Spark's JVM was killed by {name}{extra}; featctl stopped the command"
     return f"Spark's JVM exited with status {status} in the middle of the command; featctl stopped it"
@@ -112,17 +115,17 @@ def _stat(pid: int) -> tuple[int, float] | None:
 
 def descendants(root: int) -> dict[int, float]:
     """pid -> CPU seconds of every live process below ``root``."""
-    parent: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
     cpu: dict[int, float] = {}
     for name in os.listdir("/proc"):
         if name.isdigit() and (st := _stat(int(name))) is not None:
-            parent[int(name)], cpu[int(name)] = st
+            children.setdefault(st[0], []).append(int(name))
+            cpu[int(name)] = st[1]
     out: dict[int, float] = {}
     frontier = [root]
     while frontier:
-        pid = frontier.pop()
-        for child, p in parent.items():
-            if p == pid and child not in out:
+        for child in children.get(frontier.pop(), ()):
+            if child not in out:
                 out[child] = cpu[child]
                 frontier.append(child)
     return out
